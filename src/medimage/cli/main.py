@@ -1,0 +1,43 @@
+"""`medimage`: the command line. Each command lives in its own module with a `register` function."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from medimage.core.errors import MedimageError
+
+# Modules under medimage.cli that register sub-commands, in the order `--help` lists them.
+COMMAND_MODULES: tuple[str, ...] = ("presets_cmd",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medimage",
+        description="Learn to classify medical images and label new ones, locally or on AWS.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'medimage COMMAND --help' for the examples of each command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"medimage.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (MedimageError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        print(f"medimage {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

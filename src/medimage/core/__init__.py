@@ -1,0 +1,1 @@
+"""The pure core: rules and decisions with no AWS imports, unit-tested without mocks."""

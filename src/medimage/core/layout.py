@@ -1,0 +1,130 @@
+"""The S3 layout of the one data bucket: every key the pipeline reads or writes is built here.
+
+    incoming/labeled/<dataset>/<label>/<file>   labeled images to learn from
+    incoming/labeled/<dataset>/_commit          closes a batch: split writes a new manifest version
+    incoming/unlabeled/<dataset>/<file>         images to label automatically
+    quarantine/<dataset>/<original key>         rejected input (+ ``.reason.json`` beside it)
+    manifests/<dataset>/<version>/...           train/val/test lists and stats.json
+    training/<dataset>/<job>/...                SageMaker job output (model.tar.gz)
+    models/<dataset>/<version>/...              a trained model, its evaluation and gate decision
+    models/<dataset>/production.json            pointer to the serving version (+ history)
+    predictions/<dataset>/...                   one JSON per image + batch prediction_output.txt
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from medimage.core.errors import RejectedInput
+
+LABELED_PREFIX = "incoming/labeled/"
+UNLABELED_PREFIX = "incoming/unlabeled/"
+QUARANTINE_PREFIX = "quarantine/"
+MANIFESTS_PREFIX = "manifests/"
+TRAINING_PREFIX = "training/"
+MODELS_PREFIX = "models/"
+PREDICTIONS_PREFIX = "predictions/"
+COMMIT_MARKER = "_commit"
+
+_DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def decode_event_key(raw_key: str) -> str:
+    """S3 event notifications carry keys URL-encoded with '+' for spaces."""
+    return unquote_plus(raw_key)
+
+
+def check_dataset_name(name: str) -> str:
+    if not _DATASET_NAME.match(name):
+        raise RejectedInput(f"'{name}' is not a valid dataset name (letters, digits, . _ -)", "bad_dataset")
+    return name
+
+
+@dataclass(frozen=True)
+class LabeledKey:
+    """A parsed ``incoming/labeled/<dataset>/<folder>/.../<filename>`` key."""
+
+    key: str
+    dataset: str
+    folder: str
+    filename: str
+
+    @property
+    def is_commit(self) -> bool:
+        return self.folder == "" and self.filename == COMMIT_MARKER
+
+
+def parse_labeled_key(key: str) -> LabeledKey:
+    if not key.startswith(LABELED_PREFIX):
+        raise RejectedInput(f"key is not under {LABELED_PREFIX}", "bad_key")
+    parts = key[len(LABELED_PREFIX) :].split("/")
+    if not parts[0]:
+        raise RejectedInput("key has no dataset: expected incoming/labeled/<dataset>/<label>/<file>", "bad_key")
+    dataset = check_dataset_name(parts[0])
+    if len(parts) == 2 and parts[1] == COMMIT_MARKER:
+        return LabeledKey(key=key, dataset=dataset, folder="", filename=COMMIT_MARKER)
+    if len(parts) < 3 or not parts[-1]:
+        raise RejectedInput(
+            "key has no label folder or file name: expected incoming/labeled/<dataset>/<label>/<file>", "no_label"
+        )
+    return LabeledKey(key=key, dataset=dataset, folder=parts[1], filename=parts[-1])
+
+
+def dataset_of_unlabeled(key: str) -> tuple[str, str]:
+    """(dataset, file name) of an ``incoming/unlabeled/<dataset>/.../<file>`` key."""
+    if not key.startswith(UNLABELED_PREFIX):
+        raise RejectedInput(f"key is not under {UNLABELED_PREFIX}", "bad_key")
+    parts = key[len(UNLABELED_PREFIX) :].split("/")
+    if len(parts) < 2 or not parts[0] or not parts[-1]:
+        raise RejectedInput("expected incoming/unlabeled/<dataset>/<file>", "bad_key")
+    return check_dataset_name(parts[0]), parts[-1]
+
+
+def dataset_of_key(key: str) -> str | None:
+    """Best-effort dataset of any incoming key, for quarantining keys that fail to parse."""
+    for prefix in (LABELED_PREFIX, UNLABELED_PREFIX):
+        if key.startswith(prefix):
+            name = key[len(prefix) :].split("/", 1)[0]
+            return name if _DATASET_NAME.match(name) else None
+    return None
+
+
+def quarantine_key(dataset: str | None, original_key: str) -> str:
+    return f"{QUARANTINE_PREFIX}{dataset or '_unknown'}/{original_key}"
+
+
+def quarantine_reason_key(dataset: str | None, original_key: str) -> str:
+    return quarantine_key(dataset, original_key) + ".reason.json"
+
+
+def commit_key(dataset: str) -> str:
+    return f"{LABELED_PREFIX}{dataset}/{COMMIT_MARKER}"
+
+
+def manifest_prefix(dataset: str, version: str) -> str:
+    return f"{MANIFESTS_PREFIX}{dataset}/{version}/"
+
+
+def latest_manifest_key(dataset: str) -> str:
+    return f"{MANIFESTS_PREFIX}{dataset}/latest.json"
+
+
+def model_prefix(dataset: str, version: str) -> str:
+    return f"{MODELS_PREFIX}{dataset}/{version}/"
+
+
+def production_pointer_key(dataset: str) -> str:
+    return f"{MODELS_PREFIX}{dataset}/production.json"
+
+
+def training_output_prefix(dataset: str) -> str:
+    return f"{TRAINING_PREFIX}{dataset}/"
+
+
+def prediction_key(dataset: str, original_key: str) -> str:
+    name = original_key[len(UNLABELED_PREFIX) + len(dataset) + 1 :] if original_key.startswith(
+        UNLABELED_PREFIX
+    ) else original_key
+    return f"{PREDICTIONS_PREFIX}{dataset}/{name}.json"

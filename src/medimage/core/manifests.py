@@ -1,0 +1,97 @@
+"""Manifest versions: train/val/test lists built from the catalog, and their statistics.
+
+Each split is written twice: ``<split>.csv`` (key, label, sha256, patient_id) that the trainer reads,
+and ``<split>.manifest``, a SageMaker ``ManifestFile`` listing the CSV and every image key, so a
+training channel of S3DataType ManifestFile receives exactly that split.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from medimage.core.catalog import CatalogRecord
+from medimage.core.presets import SPLITS
+
+CSV_FIELDS = ("key", "label", "sha256", "patient_id")
+CHANNEL_OF_SPLIT = {"train": "train", "val": "validation", "test": "test"}
+
+
+@dataclass(frozen=True)
+class ManifestPlan:
+    version: str
+    rows: dict[str, list[CatalogRecord]]
+    stats: dict[str, Any]
+    new_images: int
+
+
+def version_for(records: list[CatalogRecord], now: datetime) -> str:
+    """Sortable by time, and unique per content: ``20261125T190500Z-1a2b3c4d``."""
+    digest = hashlib.sha256("\n".join(sorted(r.sha256 for r in records)).encode()).hexdigest()[:8]
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{digest}"
+
+
+def plan_manifest(
+    dataset: str,
+    classes: Iterable[str],
+    records: Iterable[CatalogRecord],
+    previous_shas: set[str],
+    duplicates: int,
+    quarantined: dict[str, int],
+    now: datetime,
+) -> ManifestPlan:
+    ordered = sorted(records, key=lambda r: r.key)
+    rows: dict[str, list[CatalogRecord]] = {split: [] for split in SPLITS}
+    for record in ordered:
+        rows[record.split].append(record)
+    class_list = list(classes)
+    counts = {
+        split: {label: Counter(r.label for r in split_rows).get(label, 0) for label in class_list}
+        for split, split_rows in rows.items()
+    }
+    new = sum(1 for r in ordered if r.sha256 not in previous_shas)
+    stats = {
+        "dataset": dataset,
+        "classes": class_list,
+        "images": len(ordered),
+        "new_images": new,
+        "patients": len({r.group for r in ordered if r.group.startswith("patient:")}),
+        "counts": counts,
+        "totals": {split: len(split_rows) for split, split_rows in rows.items()},
+        "duplicates": duplicates,
+        "quarantined": dict(sorted(quarantined.items())),
+    }
+    version = version_for(ordered, now)
+    stats["version"] = version
+    stats["created_at"] = now.astimezone(UTC).isoformat()
+    return ManifestPlan(version=version, rows=rows, stats=stats, new_images=new)
+
+
+def to_csv(records: list[CatalogRecord]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for r in records:
+        writer.writerow((r.key, r.label, r.sha256, r.patient_id or ""))
+    return out.getvalue()
+
+
+def read_csv(text: str) -> list[dict[str, str]]:
+    reader = csv.DictReader(io.StringIO(text))
+    missing = set(CSV_FIELDS) - set(reader.fieldnames or [])
+    if missing:
+        raise ValueError(f"manifest CSV lacks columns: {sorted(missing)}")
+    return list(reader)
+
+
+def to_sagemaker_manifest(bucket: str, csv_key: str, records: list[CatalogRecord]) -> str:
+    """A SageMaker ManifestFile: a prefix, then keys relative to it (the CSV first)."""
+    entries: list[Any] = [{"prefix": f"s3://{bucket}/"}, csv_key, *(r.key for r in records)]
+    return json.dumps(entries)

@@ -1,0 +1,72 @@
+"""The one image preprocessing, shared by the trainer and every serving path.
+
+``model.json`` describes it (``PreprocessSpec.to_dict``), so inference needs nothing but the model
+directory. The network itself rescales pixel values (a Rescaling layer inside the model), so the
+array handed to the interpreter holds plain 0..255 floats: nothing to get wrong at serving time.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from medimage.core.errors import RejectedInput
+
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    image_size: int = 128
+    channels: int = 1
+    resize: str = "bilinear"
+    # What the model expects as input values; the scaling to [0, 1] happens inside the model.
+    input_range: tuple[float, float] = (0.0, 255.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input_range"] = list(self.input_range)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessSpec:
+        return cls(
+            image_size=int(data["image_size"]),
+            channels=int(data["channels"]),
+            resize=str(data.get("resize", "bilinear")),
+            input_range=tuple(data.get("input_range", (0.0, 255.0))),  # type: ignore[arg-type]
+        )
+
+
+def decode(data: bytes, spec: PreprocessSpec) -> Image.Image:
+    """Decode at reduced scale where the format allows (JPEG draft mode), in the model's colour mode."""
+    if not data:
+        raise RejectedInput("the image is empty", "empty")
+    try:
+        image = Image.open(io.BytesIO(data), formats=["JPEG", "PNG"])
+        mode = "L" if spec.channels == 1 else "RGB"
+        # JPEG draft: the decoder scales by 1/2, 1/4 or 1/8 while decoding, never below the target size.
+        image.draft(mode, (spec.image_size, spec.image_size))
+        image = image.convert(mode)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a client error here
+        raise RejectedInput(f"the image cannot be decoded: {exc}", "unreadable") from None
+    return image
+
+
+def to_array(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """Resize (aspect ratio not kept, as the trainer saw it) to an HxWxC float32 array of 0..255."""
+    if image.size != (spec.image_size, spec.image_size):
+        image = image.resize((spec.image_size, spec.image_size), _RESAMPLE[spec.resize])
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return array
+
+
+def load_image_array(data: bytes, spec: PreprocessSpec) -> np.ndarray:
+    """Bytes of a JPEG/PNG to the model's input array (without the batch axis)."""
+    return to_array(decode(data, spec), spec)

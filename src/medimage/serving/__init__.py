@@ -1,0 +1,1 @@
+"""Serving: the LiteRT classifier shared by the inference Lambda, `medimage predict` and `evaluate`."""

@@ -61,13 +61,16 @@ def parse_labeled_key(key: str) -> LabeledKey:
         raise RejectedInput(f"key is not under {LABELED_PREFIX}", "bad_key")
     parts = key[len(LABELED_PREFIX) :].split("/")
     if not parts[0]:
-        raise RejectedInput("key has no dataset: expected incoming/labeled/<dataset>/<label>/<file>", "bad_key")
+        raise RejectedInput(
+            "key has no dataset: expected incoming/labeled/<dataset>/<label>/<file>", "bad_key"
+        )
     dataset = check_dataset_name(parts[0])
     if len(parts) == 2 and parts[1] == COMMIT_MARKER:
         return LabeledKey(key=key, dataset=dataset, folder="", filename=COMMIT_MARKER)
     if len(parts) < 3 or not parts[-1]:
         raise RejectedInput(
-            "key has no label folder or file name: expected incoming/labeled/<dataset>/<label>/<file>", "no_label"
+            "key has no label folder or file name: expected incoming/labeled/<dataset>/<label>/<file>",
+            "no_label",
         )
     return LabeledKey(key=key, dataset=dataset, folder=parts[1], filename=parts[-1])
 
@@ -124,7 +127,6 @@ def training_output_prefix(dataset: str) -> str:
 
 
 def prediction_key(dataset: str, original_key: str) -> str:
-    name = original_key[len(UNLABELED_PREFIX) + len(dataset) + 1 :] if original_key.startswith(
-        UNLABELED_PREFIX
-    ) else original_key
+    own_prefix = f"{UNLABELED_PREFIX}{dataset}/"
+    name = original_key[len(own_prefix) :] if original_key.startswith(own_prefix) else original_key
     return f"{PREDICTIONS_PREFIX}{dataset}/{name}.json"

@@ -52,7 +52,7 @@ def decode(data: bytes, spec: PreprocessSpec) -> Image.Image:
         # JPEG draft: the decoder scales by 1/2, 1/4 or 1/8 while decoding, never below the target size.
         image.draft(mode, (spec.image_size, spec.image_size))
         image = image.convert(mode)
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a client error here
+    except Exception as exc:
         raise RejectedInput(f"the image cannot be decoded: {exc}", "unreadable") from None
     return image
 

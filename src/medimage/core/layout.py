@@ -1,14 +1,14 @@
 """The S3 layout of the one data bucket: every key the pipeline reads or writes is built here.
 
-    incoming/labeled/<dataset>/<label>/<file>   labeled images to learn from
-    incoming/labeled/<dataset>/_commit          closes a batch: split writes a new manifest version
-    incoming/unlabeled/<dataset>/<file>         images to label automatically
-    quarantine/<dataset>/<original key>         rejected input (+ ``.reason.json`` beside it)
-    manifests/<dataset>/<version>/...           train/val/test lists and stats.json
-    training/<dataset>/<job>/...                SageMaker job output (model.tar.gz)
-    models/<dataset>/<version>/...              a trained model, its evaluation and gate decision
-    models/<dataset>/production.json            pointer to the serving version (+ history)
-    predictions/<dataset>/...                   one JSON per image + batch prediction_output.txt
+incoming/labeled/<dataset>/<label>/<file>   labeled images to learn from
+incoming/labeled/<dataset>/_commit          closes a batch: split writes a new manifest version
+incoming/unlabeled/<dataset>/<file>         images to label automatically
+quarantine/<dataset>/<original key>         rejected input (+ ``.reason.json`` beside it)
+manifests/<dataset>/<version>/...           train/val/test lists and stats.json
+training/<dataset>/<job>/...                SageMaker job output (model.tar.gz)
+models/<dataset>/<version>/...              a trained model, its evaluation and gate decision
+models/<dataset>/production.json            pointer to the serving version (+ history)
+predictions/<dataset>/...                   one JSON per image + batch prediction_output.txt
 """
 
 from __future__ import annotations

@@ -32,10 +32,14 @@ class ManifestPlan:
     new_images: int
 
 
-def version_for(records: list[CatalogRecord], now: datetime) -> str:
-    """Sortable by time, and unique per content: ``20261125T190500Z-1a2b3c4d``."""
+def version_for(records: list[CatalogRecord]) -> str:
+    """Sortable by data time and a pure function of the content (``20261125T190500Z-1a2b3c4d``), so a
+    retried commit of the same catalog yields the same version and the same execution name."""
     digest = hashlib.sha256("\n".join(sorted(r.sha256 for r in records)).encode()).hexdigest()[:8]
-    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{digest}"
+    newest = max(
+        (datetime.fromisoformat(r.catalogued_at) for r in records), default=datetime(1970, 1, 1, tzinfo=UTC)
+    )
+    return f"{newest.astimezone(UTC):%Y%m%dT%H%M%SZ}-{digest}"
 
 
 def plan_manifest(
@@ -68,7 +72,7 @@ def plan_manifest(
         "duplicates": duplicates,
         "quarantined": dict(sorted(quarantined.items())),
     }
-    version = version_for(ordered, now)
+    version = version_for(ordered)
     stats["version"] = version
     stats["created_at"] = now.astimezone(UTC).isoformat()
     return ManifestPlan(version=version, rows=rows, stats=stats, new_images=new)

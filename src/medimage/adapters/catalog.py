@@ -1,0 +1,112 @@
+"""The image catalog in DynamoDB: one item per accepted image (key dataset + ``img#<sha256>``) and one per
+quarantined object (``q#<key>``). Writes are conditional, so every handler stays idempotent."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from medimage.adapters.aws import client
+from medimage.core.catalog import CatalogRecord, RecordOutcome
+
+IMAGE_PREFIX = "img#"
+QUARANTINE_PREFIX = "q#"
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    records: list[CatalogRecord]
+    duplicates: int
+    quarantined: dict[str, int]
+
+
+def _serialize(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | float):
+        return {"N": str(value)}
+    if isinstance(value, set | frozenset):
+        return {"SS": sorted(value)}
+    return {"S": str(value)}
+
+
+def _deserialize(attr: dict[str, Any]) -> Any:
+    ((kind, value),) = attr.items()
+    if kind == "N":
+        return int(value) if value.lstrip("-").isdigit() else float(value)
+    if kind == "SS":
+        return set(value)
+    if kind == "BOOL":
+        return bool(value)
+    return value
+
+
+class DynamoCatalog:
+    def __init__(self, table: str, dynamodb: Any | None = None) -> None:
+        self.table = table
+        self._db = dynamodb or client("dynamodb")
+
+    def record_image(self, record: CatalogRecord) -> RecordOutcome:
+        """Insert once per (dataset, content). A second delivery of the same key is a no-op; the same
+        bytes under another key are added to the first record's ``duplicate_keys`` set (idempotent)."""
+        item = {k: _serialize(v) for k, v in record.to_item().items()}
+        item["item"] = {"S": IMAGE_PREFIX + record.sha256}
+        try:
+            self._db.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#item)",
+                ExpressionAttributeNames={"#item": "item"},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return RecordOutcome.NEW
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item") or {}
+        if old.get("key", {}).get("S") == record.key:
+            return RecordOutcome.REDELIVERED
+        self._db.update_item(
+            TableName=self.table,
+            Key={"dataset": {"S": record.dataset}, "item": {"S": IMAGE_PREFIX + record.sha256}},
+            UpdateExpression="ADD duplicate_keys :k",
+            ExpressionAttributeValues={":k": {"SS": [record.key]}},
+        )
+        return RecordOutcome.DUPLICATE
+
+    def record_quarantine(self, dataset: str, key: str, code: str, message: str, at: str) -> None:
+        self._db.put_item(
+            TableName=self.table,
+            Item={
+                "dataset": {"S": dataset},
+                "item": {"S": QUARANTINE_PREFIX + key},
+                "key": {"S": key},
+                "code": {"S": code},
+                "message": {"S": message},
+                "quarantined_at": {"S": at},
+            },
+        )
+
+    def snapshot(self, dataset: str) -> CatalogSnapshot:
+        """Every record of a dataset, with duplicate and quarantine counts (one paginated Query)."""
+        records: list[CatalogRecord] = []
+        duplicates = 0
+        quarantined: Counter[str] = Counter()
+        paginator = self._db.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table,
+            KeyConditionExpression="dataset = :d",
+            ExpressionAttributeValues={":d": {"S": dataset}},
+        )
+        for page in pages:
+            for raw in page.get("Items", []):
+                item = {k: _deserialize(v) for k, v in raw.items()}
+                if item["item"].startswith(IMAGE_PREFIX):
+                    records.append(CatalogRecord.from_item(item))
+                    duplicates += len(item.get("duplicate_keys", ()))
+                elif item["item"].startswith(QUARANTINE_PREFIX):
+                    quarantined[item["code"]] += 1
+        return CatalogSnapshot(records=records, duplicates=duplicates, quarantined=dict(quarantined))

@@ -1,0 +1,114 @@
+"""S3 access of the inference function: the model registry, and the objects drop-to-label touches.
+
+`S3ModelStore` is the `medimage.serving.cache.ModelSource` of the Lambda: it reads
+``models/<dataset>/production.json`` and downloads a version's ``model.tflite`` (or whichever file the
+pointer's ``model_key`` names), ``model.json`` and ``labels.txt`` to local disk (``/tmp`` in Lambda).
+`S3ObjectStore` is the `medimage.serving.labeling.ObjectStore` of one bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from medimage.core.layout import production_pointer_key
+from medimage.serving.cache import ProductionPointer
+from medimage.serving.model import LABELS_TXT, MODEL_JSON, ModelError
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+
+
+def _is_missing(exc: ClientError) -> bool:
+    return str(exc.response.get("Error", {}).get("Code")) in _MISSING
+
+
+class S3ModelStore:
+    def __init__(self, bucket: str, client: Any = None, cache_dir: str | Path | None = None) -> None:
+        self.bucket = bucket
+        self.client = client or boto3.client("s3")
+        self.cache_dir = Path(cache_dir or os.path.join(tempfile.gettempdir(), "medimage-models"))
+
+    def read_pointer(self, dataset: str) -> dict[str, Any] | None:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=production_pointer_key(dataset))["Body"].read()
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{production_pointer_key(dataset)} is not valid JSON: {exc}") from None
+
+    def fetch(self, pointer: ProductionPointer) -> Path:
+        """Download the version once per container; older versions of the dataset are removed from disk."""
+        dataset_dir = self.cache_dir / pointer.dataset
+        target = dataset_dir / f"{pointer.version}-{pointer.model_sha256[:12]}"
+        if (target / pointer.model_file).is_file() and (target / MODEL_JSON).is_file():
+            return target
+        prefix = pointer.model_key.rsplit("/", 1)[0] + "/" if "/" in pointer.model_key else ""
+        dataset_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=dataset_dir, prefix=".partial-"))
+        try:
+            for name in (pointer.model_file, MODEL_JSON, LABELS_TXT):
+                try:
+                    self.client.download_file(self.bucket, prefix + name, str(staging / name))
+                except ClientError as exc:
+                    if _is_missing(exc):
+                        raise ModelError(f"s3://{self.bucket}/{prefix}{name} is missing") from None
+                    raise
+            for old in dataset_dir.iterdir():
+                if old != staging:
+                    shutil.rmtree(old, ignore_errors=True)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+
+class S3ObjectStore:
+    def __init__(self, bucket: str, client: Any = None) -> None:
+        self.bucket = bucket
+        self.client = client or boto3.client("s3")
+
+    def get_bytes(self, key: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+
+    def get_json(self, key: str) -> dict[str, Any] | None:
+        data = self.get_bytes(key)
+        if data is None:
+            return None
+        try:
+            doc = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None  # an unreadable earlier result is simply rewritten
+        return doc if isinstance(doc, dict) else None
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _is_missing(exc):
+                return False
+            raise
+        return True
+
+    def move(self, source_key: str, dest_key: str) -> None:
+        self.client.copy_object(Bucket=self.bucket, Key=dest_key,
+                                CopySource={"Bucket": self.bucket, "Key": source_key})
+        self.client.delete_object(Bucket=self.bucket, Key=source_key)

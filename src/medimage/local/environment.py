@@ -1,0 +1,301 @@
+"""The local, in-process AWS: moto resources created from ``template.yaml``, and an event pump that
+delivers S3 notifications, SQS messages and EventBridge rules to the real handlers.
+
+What the deployed stack does with event source mappings and rules, ``LocalAws.pump()`` does here:
+receive from each queue that a function consumes, call the handler with a real SQS event, delete what
+succeeded, and leave failed messages for redelivery (moto applies the queue's redrive policy).
+EventBridge rules whose target is a function get a local SQS queue as their target, so moto's own
+pattern matching decides which S3 events reach them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from medimage.local.functions import LocalFunction, function_from_template
+from medimage.local.template import Resolver, load_template, resources_of_type
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_TEMPLATE = Path(os.environ.get("MEDIMAGE_TEMPLATE", REPO_ROOT / "template.yaml"))
+
+# Settings that only local mode adds: quiet, metric-free handlers with fake credentials.
+LOCAL_ENV = {
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+
+def moto_config() -> dict[str, Any]:
+    """The moto settings local mode needs: the real ASL interpreter, no Docker for Lambda."""
+    return {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+
+
+@dataclass
+class EventSource:
+    """A queue a function consumes (an SQS event source, or the local target of an EventBridge rule)."""
+
+    function: str
+    queue_url: str
+    queue_arn: str
+    batch_size: int = 10
+    eventbridge: bool = False
+
+
+@dataclass
+class PumpReport:
+    invocations: int = 0
+    messages: int = 0
+    failed_messages: int = 0
+    results: list[tuple[str, Any]] = field(default_factory=list)
+
+
+class LocalAws:
+    """Creates the template's bucket, queues, table, rules and state machine in the active moto mock."""
+
+    def __init__(
+        self,
+        template_path: Path = DEFAULT_TEMPLATE,
+        parameters: dict[str, str] | None = None,
+        env_overrides: dict[str, str] | None = None,
+        stack_name: str = "medimage-local",
+    ) -> None:
+        self.root = template_path.resolve().parent
+        self.template = load_template(template_path)
+        self.stack_name = stack_name
+        self.parameters = parameters or {}
+        self.env_overrides = env_overrides or {}
+        self.refs: dict[str, str] = {}
+        self.attrs: dict[tuple[str, str], str] = {}
+        self.functions: dict[str, LocalFunction] = {}
+        self.sources: list[EventSource] = []
+        self.state_machine_arn: str | None = None
+        self.resolver: Resolver | None = None
+
+    # ------------------------------------------------------------------ clients
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION)
+
+    @property
+    def bucket(self) -> str:
+        return self.refs["DataBucket"]
+
+    @property
+    def table(self) -> str:
+        return self.refs["CatalogTable"]
+
+    # ------------------------------------------------------------------ creation
+    def create(self) -> LocalAws:
+        os.environ.update(LOCAL_ENV)
+        suffix = hashlib.sha256(self.stack_name.encode()).hexdigest()[:8]
+        resources = self.template["Resources"]
+        for logical in resources_of_type(self.template, "AWS::SQS::Queue"):
+            self._create_queue(logical)
+        for logical, res in resources_of_type(self.template, "AWS::SQS::Queue").items():
+            self._apply_queue_properties(logical, res)
+        for logical, res in resources_of_type(self.template, "AWS::DynamoDB::Table").items():
+            self._create_table(logical, res, suffix)
+        for logical in resources_of_type(self.template, "AWS::SNS::Topic"):
+            arn = self.client("sns").create_topic(Name=f"{self.stack_name}-{logical}")["TopicArn"]
+            self.refs[logical] = arn
+            self.attrs[(logical, "TopicArn")] = arn
+        for logical in resources_of_type(self.template, "AWS::S3::Bucket"):
+            name = f"{self.stack_name}-{logical.lower()}-{suffix}"
+            self.client("s3").create_bucket(Bucket=name)
+            self.refs[logical] = name
+            self.attrs[(logical, "Arn")] = f"arn:aws:s3:::{name}"
+        for logical, res in resources.items():
+            if res["Type"] in (
+                "AWS::Serverless::Function",
+                "AWS::Serverless::StateMachine",
+                "AWS::IAM::Role",
+                "AWS::Serverless::LayerVersion",
+            ):
+                kind = {"AWS::Serverless::StateMachine": "stateMachine"}.get(res["Type"], "function")
+                arn = (
+                    f"arn:aws:states:{REGION}:{ACCOUNT}:{kind}:{self.stack_name}-{logical}"
+                    if kind == "stateMachine"
+                    else f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical}"
+                )
+                self.refs.setdefault(logical, arn if kind == "stateMachine" else logical)
+                self.attrs.setdefault((logical, "Arn"), arn)
+        self.resolver = Resolver(self.template, self.refs, self.attrs, self.parameters, REGION, ACCOUNT)
+        self._create_functions()
+        for logical, res in resources_of_type(self.template, "AWS::S3::Bucket").items():
+            self._configure_notifications(logical, res)
+        self._create_rules()
+        return self
+
+    def _create_queue(self, logical: str) -> None:
+        sqs = self.client("sqs")
+        url = sqs.create_queue(QueueName=f"{self.stack_name}-{logical}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.refs[logical] = url
+        self.attrs[(logical, "Arn")] = arn
+        self.attrs[(logical, "QueueName")] = f"{self.stack_name}-{logical}"
+
+    def _apply_queue_properties(self, logical: str, res: dict[str, Any]) -> None:
+        props = Resolver(self.template, self.refs, self.attrs).resolve(res.get("Properties", {}))
+        attributes = {}
+        if "RedrivePolicy" in props:
+            attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+        if "VisibilityTimeout" in props:
+            # Local delivery retries at once instead of after the deployed timeout.
+            attributes["VisibilityTimeout"] = "0"
+        if attributes:
+            self.client("sqs").set_queue_attributes(QueueUrl=self.refs[logical], Attributes=attributes)
+
+    def _create_table(self, logical: str, res: dict[str, Any], suffix: str) -> None:
+        props = res["Properties"]
+        name = f"{self.stack_name}-{logical}-{suffix}"
+        self.client("dynamodb").create_table(
+            TableName=name,
+            AttributeDefinitions=props["AttributeDefinitions"],
+            KeySchema=props["KeySchema"],
+            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+        )
+        self.refs[logical] = name
+        self.attrs[(logical, "Arn")] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+
+    def _create_functions(self) -> None:
+        assert self.resolver is not None
+        globals_ = self.template.get("Globals", {}).get("Function", {})
+        global_env = self.resolver.resolve(globals_.get("Environment", {}).get("Variables", {}))
+        for logical, res in resources_of_type(self.template, "AWS::Serverless::Function").items():
+            props = res.get("Properties", {})
+            env = dict(global_env)
+            env.update(self.resolver.resolve(props.get("Environment", {}).get("Variables", {})))
+            env = {k: str(v) for k, v in env.items()}
+            env.update(LOCAL_ENV)
+            env.update(self.env_overrides)
+            self.functions[logical] = function_from_template(self.root, logical, res, env, globals_)
+            for event in props.get("Events", {}).values():
+                if event.get("Type") == "SQS":
+                    queue_arn = self.resolver.resolve(event["Properties"]["Queue"])
+                    url = self.refs[
+                        next(k for (k, a), v in self.attrs.items() if a == "Arn" and v == queue_arn)
+                    ]
+                    self.sources.append(
+                        EventSource(logical, url, queue_arn, int(event["Properties"].get("BatchSize", 10)))
+                    )
+
+    def _configure_notifications(self, logical: str, res: dict[str, Any]) -> None:
+        assert self.resolver is not None
+        config = self.resolver.resolve(res.get("Properties", {}).get("NotificationConfiguration", {}))
+        if not config:
+            return
+        notification: dict[str, Any] = {}
+        if config.get("QueueConfigurations"):
+            notification["QueueConfigurations"] = [
+                {
+                    "QueueArn": q["Queue"],
+                    "Events": [q["Event"]],
+                    **(
+                        {"Filter": {"Key": {"FilterRules": q["Filter"]["S3Key"]["Rules"]}}}
+                        if "Filter" in q
+                        else {}
+                    ),
+                }
+                for q in config["QueueConfigurations"]
+            ]
+        if config.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+            notification["EventBridgeConfiguration"] = {}
+        self.client("s3").put_bucket_notification_configuration(
+            Bucket=self.refs[logical], NotificationConfiguration=notification
+        )
+
+    def _create_rules(self) -> None:
+        """Each EventBridgeRule event of a function becomes a rule whose target is a local queue."""
+        assert self.resolver is not None
+        events = self.client("events")
+        for logical, res in resources_of_type(self.template, "AWS::Serverless::Function").items():
+            for name, event in res.get("Properties", {}).get("Events", {}).items():
+                if event.get("Type") != "EventBridgeRule":
+                    continue
+                pattern = self.resolver.resolve(event["Properties"]["Pattern"])
+                queue = f"{logical}-{name}"
+                self._create_queue(queue)
+                rule = f"{self.stack_name}-{logical}-{name}"
+                events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
+                events.put_targets(Rule=rule, Targets=[{"Id": "local", "Arn": self.attrs[(queue, "Arn")]}])
+                self.sources.append(
+                    EventSource(logical, self.refs[queue], self.attrs[(queue, "Arn")], 1, eventbridge=True)
+                )
+
+    # ------------------------------------------------------------------ delivery
+    def pump(self, max_rounds: int = 1000) -> PumpReport:
+        """Deliver queued events to their functions until every queue is empty (or ``max_rounds``)."""
+        report = PumpReport()
+        for _ in range(max_rounds):
+            delivered = sum(self._deliver(source, report) for source in self.sources)
+            if not delivered:
+                break
+        return report
+
+    def _deliver(self, source: EventSource, report: PumpReport) -> int:
+        sqs = self.client("sqs")
+        messages = sqs.receive_message(
+            QueueUrl=source.queue_url,
+            MaxNumberOfMessages=source.batch_size,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return 0
+        function = self.functions[source.function]
+        if source.eventbridge:
+            for message in messages:
+                result = function.invoke(json.loads(message["Body"]))
+                report.results.append((source.function, result))
+                sqs.delete_message(QueueUrl=source.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            report.invocations += len(messages)
+            report.messages += len(messages)
+            return len(messages)
+        event = {"Records": [sqs_record(m, source.queue_arn) for m in messages]}
+        result = function.invoke(event)
+        report.invocations += 1
+        report.messages += len(messages)
+        report.results.append((source.function, result))
+        failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+        report.failed_messages += len(failed)
+        for message in messages:
+            if message["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=source.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
+
+    def purge_test_events(self) -> None:
+        """Nothing to do: the handlers skip ``s3:TestEvent`` messages themselves, as deployed."""
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    """An SQS message as the Lambda event source mapping hands it to a function."""
+    attributes = message.get("Attributes", {})
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": {
+            "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
+            "SentTimestamp": attributes.get("SentTimestamp", "0"),
+            "SenderId": attributes.get("SenderId", ACCOUNT),
+            "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp", "0"),
+        },
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": REGION,
+    }

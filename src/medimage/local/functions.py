@@ -1,0 +1,111 @@
+"""Running the project's real Lambda handlers in-process, as the Lambda service would call them.
+
+A function is found through ``template.yaml``: its ``CodeUri`` (zip functions) or the folder of its
+Dockerfile (image functions), and its ``Handler`` (``app.lambda_handler``). Its environment is the
+template's Globals and its own variables, resolved to the local resources.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of the Lambda context object that handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    timeout_s: int = 60
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_s * 1000
+
+
+@dataclass(frozen=True)
+class LocalFunction:
+    logical_id: str
+    code_dir: Path
+    handler: str
+    environment: dict[str, str]
+    memory_mb: int = 512
+    timeout_s: int = 60
+
+    def load(self) -> Handler:
+        module_name, _, attr = self.handler.rpartition(".")
+        path = self.code_dir / (module_name.replace(".", "/") + ".py")
+        unique = f"medimage_local_fn_{self.logical_id}"
+        module = sys.modules.get(unique)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(unique, path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load handler {self.handler} from {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[unique] = module
+            with self.env():
+                spec.loader.exec_module(module)
+        return getattr(module, attr)
+
+    @contextmanager
+    def env(self) -> Iterator[None]:
+        saved = {k: os.environ.get(k) for k in self.environment}
+        os.environ.update(self.environment)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        handler = self.load()
+        context = LambdaContext(self.logical_id, self.memory_mb, self.timeout_s)
+        with self.env():
+            return handler(event, context)
+
+
+def function_from_template(
+    root: Path,
+    logical_id: str,
+    resource: dict[str, Any],
+    environment: dict[str, str],
+    globals_: dict[str, Any],
+) -> LocalFunction:
+    props = resource.get("Properties", {})
+    if props.get("PackageType") == "Image":
+        meta = resource.get("Metadata", {})
+        context_dir = root / meta.get("DockerContext", ".")
+        code_dir = (context_dir / meta.get("Dockerfile", "Dockerfile")).parent
+        command = props.get("ImageConfig", {}).get("Command") or ["app.lambda_handler"]
+        handler = command[0]
+    else:
+        code_dir = root / str(props["CodeUri"])
+        handler = props.get("Handler") or globals_.get("Handler", "app.lambda_handler")
+    return LocalFunction(
+        logical_id=logical_id,
+        code_dir=code_dir.resolve(),
+        handler=handler,
+        environment=environment,
+        memory_mb=int(props.get("MemorySize", globals_.get("MemorySize", 512))),
+        timeout_s=int(props.get("Timeout", globals_.get("Timeout", 60))),
+    )

@@ -1,0 +1,180 @@
+"""Reading ``template.yaml`` (CloudFormation short-form tags included) so local mode creates exactly the
+resources the deployed stack declares, instead of restating them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Intrinsic:
+    """A CloudFormation intrinsic function such as ``!Ref X`` or ``!GetAtt X.Arn``."""
+
+    name: str
+    value: Any
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _make_constructor(name: str) -> Any:
+    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> Intrinsic:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if name == "GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return Intrinsic(name, value)
+
+    return construct
+
+
+for _tag in (
+    "Ref",
+    "GetAtt",
+    "Sub",
+    "Join",
+    "If",
+    "Equals",
+    "Not",
+    "And",
+    "Or",
+    "Select",
+    "Split",
+    "FindInMap",
+    "ImportValue",
+    "Condition",
+    "GetAZs",
+    "Base64",
+    "Cidr",
+):
+    _Loader.add_constructor(f"!{_tag}", _make_constructor(_tag))
+
+
+def load_template(path: str | Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=_Loader)
+
+
+class Resolver:
+    """Resolves intrinsics against local physical names/ARNs, parameters and pseudo parameters."""
+
+    def __init__(
+        self,
+        template: dict[str, Any],
+        refs: dict[str, str],
+        attrs: dict[tuple[str, str], str],
+        parameters: dict[str, str] | None = None,
+        region: str = "us-east-1",
+        account: str = "123456789012",
+    ) -> None:
+        self.template = template
+        self.refs = dict(refs)
+        self.attrs = dict(attrs)
+        self.parameters = {
+            name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()
+        }
+        self.parameters.update(parameters or {})
+        self.pseudo = {
+            "AWS::Region": region,
+            "AWS::AccountId": account,
+            "AWS::Partition": "aws",
+            "AWS::StackName": "medimage-local",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NoValue": "",
+        }
+
+    def ref(self, name: str) -> str:
+        for table in (self.pseudo, self.parameters, self.refs):
+            if name in table:
+                return table[name]
+        raise KeyError(f"local mode cannot resolve !Ref {name}")
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, Intrinsic):
+            return self._intrinsic(value)
+        if isinstance(value, dict):
+            if len(value) == 1:
+                ((key, inner),) = value.items()
+                if key == "Ref":
+                    return self.ref(inner)
+                if key.startswith("Fn::"):
+                    name = key[4:]
+                    return self._intrinsic(
+                        Intrinsic(
+                            name,
+                            inner.split(".", 1) if name == "GetAtt" and isinstance(inner, str) else inner,
+                        )
+                    )
+            return {k: self.resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        return value
+
+    def _intrinsic(self, fn: Intrinsic) -> Any:
+        if fn.name == "Ref":
+            return self.ref(fn.value)
+        if fn.name == "GetAtt":
+            logical, attr = fn.value
+            try:
+                return self.attrs[(logical, attr)]
+            except KeyError:
+                raise KeyError(f"local mode cannot resolve !GetAtt {logical}.{attr}") from None
+        if fn.name == "Sub":
+            text, extra = (fn.value, {}) if isinstance(fn.value, str) else (fn.value[0], fn.value[1])
+            extra = {k: str(self.resolve(v)) for k, v in extra.items()}
+
+            def substitute(match: re.Match[str]) -> str:
+                name = match.group(1)
+                if name in extra:
+                    return extra[name]
+                if "." in name:
+                    logical, attr = name.split(".", 1)
+                    return self.attrs[(logical, attr)]
+                return self.ref(name)
+
+            return re.sub(r"\$\{([^}!]+)\}", substitute, text)
+        if fn.name == "Join":
+            sep, items = fn.value
+            return sep.join(str(self.resolve(i)) for i in items)
+        if fn.name == "FindInMap":
+            mapping, key, attr = (self.resolve(v) for v in fn.value)
+            return self.template["Mappings"][mapping][key][attr]
+        if fn.name == "Select":
+            index, items = fn.value
+            return self.resolve(items)[int(self.resolve(index))]
+        if fn.name == "If":
+            condition, yes, no = fn.value
+            return self.resolve(yes if self.condition(condition) else no)
+        raise KeyError(f"local mode does not resolve !{fn.name}")
+
+    def condition(self, name: str) -> bool:
+        return self._truth(self.template.get("Conditions", {})[name])
+
+    def _truth(self, value: Any) -> bool:
+        if isinstance(value, Intrinsic):
+            if value.name == "Equals":
+                a, b = (self.resolve(v) for v in value.value)
+                return str(a) == str(b)
+            if value.name == "Not":
+                return not self._truth(value.value[0])
+            if value.name == "And":
+                return all(self._truth(v) for v in value.value)
+            if value.name == "Or":
+                return any(self._truth(v) for v in value.value)
+            if value.name == "Condition":
+                return self.condition(value.value)
+        raise KeyError(f"local mode cannot evaluate condition {value!r}")
+
+
+def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template.get("Resources", {}).items() if res.get("Type") == kind}

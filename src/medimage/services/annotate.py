@@ -1,0 +1,136 @@
+"""Annotate one labeled upload: validate, label, deduplicate and catalogue it, or quarantine it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from medimage.core import layout
+from medimage.core.catalog import CatalogRecord, RecordOutcome
+from medimage.core.errors import RejectedInput
+from medimage.core.images import DEFAULT_LIMITS, ImageLimits, check_size, inspect_image
+from medimage.core.splits import assign_split, group_of
+from medimage.services.datasets import DatasetResolver
+from medimage.services.ports import Catalog, ObjectStore
+from medimage.services.quarantine import quarantine_object
+
+
+class Status(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REDELIVERED = "redelivered"
+    QUARANTINED = "quarantined"
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class AnnotateResult:
+    key: str
+    status: Status
+    dataset: str | None = None
+    label: str | None = None
+    split: str | None = None
+    sha256: str | None = None
+    reason: dict[str, str] | None = None
+    quarantine_key: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+class Annotator:
+    def __init__(
+        self,
+        store: ObjectStore,
+        catalog: Catalog,
+        resolver: DatasetResolver,
+        limits: ImageLimits = DEFAULT_LIMITS,
+        clock: Any = None,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.resolver = resolver
+        self.limits = limits
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def annotate(self, key: str) -> AnnotateResult:
+        """``key`` is already URL-decoded. Never raises for bad input; raises for AWS failures (retried)."""
+        now = self._clock()
+        dataset = layout.dataset_of_key(key)
+        try:
+            parsed = layout.parse_labeled_key(key)
+            dataset = parsed.dataset
+            if parsed.is_commit:
+                return AnnotateResult(
+                    key=key,
+                    status=Status.IGNORED,
+                    dataset=dataset,
+                    reason={"code": "commit_marker", "message": "handled by split"},
+                )
+            preset = self.resolver.preset_for(dataset)
+            label = preset.label_for(parsed.folder, parsed.filename)
+            head = self.store.head(key)
+            if head is None:
+                return self._gone(key, dataset)
+            check_size(head.size, self.limits)
+            data = self.store.get_bytes(key)
+            if data is None:
+                return self._gone(key, dataset)
+            info = inspect_image(data, self.limits)
+        except RejectedInput as error:
+            target = quarantine_object(self.store, key, dataset, error, now, stage="annotate")
+            if dataset is not None:
+                self.catalog.record_quarantine(dataset, key, error.code, error.message, now.isoformat())
+            return AnnotateResult(
+                key=key,
+                status=Status.QUARANTINED,
+                dataset=dataset,
+                reason=error.as_reason(),
+                quarantine_key=target,
+            )
+
+        patient = preset.patient_id(parsed.filename)
+        group = group_of(patient, info.sha256)
+        record = CatalogRecord(
+            dataset=dataset,
+            sha256=info.sha256,
+            key=key,
+            label=label,
+            patient_id=patient,
+            group=group,
+            split=assign_split(dataset, group, preset.split_ratios),
+            width=info.width,
+            height=info.height,
+            mode=info.mode,
+            format=info.format,
+            size_bytes=info.size_bytes,
+            catalogued_at=now.isoformat(),
+        )
+        outcome = self.catalog.record_image(record)
+        status = {
+            RecordOutcome.NEW: Status.ACCEPTED,
+            RecordOutcome.DUPLICATE: Status.DUPLICATE,
+            RecordOutcome.REDELIVERED: Status.REDELIVERED,
+        }[outcome]
+        return AnnotateResult(
+            key=key, status=status, dataset=dataset, label=label, split=record.split, sha256=info.sha256
+        )
+
+    def _gone(self, key: str, dataset: str) -> AnnotateResult:
+        """The object is no longer there: a redelivery after quarantine, or a delete by its owner."""
+        if self.store.exists(layout.quarantine_reason_key(dataset, key)):
+            return AnnotateResult(
+                key=key,
+                status=Status.QUARANTINED,
+                dataset=dataset,
+                reason={"code": "already_quarantined", "message": "moved earlier"},
+                quarantine_key=layout.quarantine_key(dataset, key),
+            )
+        return AnnotateResult(
+            key=key,
+            status=Status.IGNORED,
+            dataset=dataset,
+            reason={"code": "gone", "message": "the object no longer exists"},
+        )

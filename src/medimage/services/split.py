@@ -1,0 +1,149 @@
+"""Close a batch: on ``_commit``, write a new manifest version from the catalog and start training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from medimage.core import layout
+from medimage.core.manifests import (
+    CHANNEL_OF_SPLIT,
+    plan_manifest,
+    read_csv,
+    to_csv,
+    to_sagemaker_manifest,
+)
+from medimage.core.presets import SPLITS
+from medimage.services.datasets import DatasetResolver
+from medimage.services.ports import Catalog, ObjectStore, Workflow
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    dataset: str
+    status: str  # "written" | "nothing_new" | "too_few_new"
+    message: str
+    version: str | None = None
+    new_images: int = 0
+    execution_arn: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if v not in (None, {})}
+        return data
+
+
+def execution_name(dataset: str, version: str) -> str:
+    """Step Functions names are at most 80 characters of [A-Za-z0-9-_]."""
+    name = f"{dataset}-{version}".replace(".", "-")
+    return name[-80:]
+
+
+class Splitter:
+    def __init__(
+        self,
+        store: ObjectStore,
+        catalog: Catalog,
+        resolver: DatasetResolver,
+        workflow: Workflow | None,
+        min_new_images: int,
+        clock: Any = None,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.resolver = resolver
+        self.workflow = workflow
+        self.min_new_images = min_new_images
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def previous_shas(self, dataset: str) -> tuple[str | None, set[str]]:
+        latest = self.store.get_json(layout.latest_manifest_key(dataset))
+        if not latest:
+            return None, set()
+        prefix = layout.manifest_prefix(dataset, latest["version"])
+        shas: set[str] = set()
+        for split in SPLITS:
+            text = self.store.get_text(f"{prefix}{split}.csv")
+            if text is None:
+                raise RuntimeError(f"manifest {latest['version']} of {dataset} lacks {split}.csv")
+            shas.update(row["sha256"] for row in read_csv(text))
+        return latest["version"], shas
+
+    def commit(self, dataset: str) -> SplitResult:
+        preset = self.resolver.preset_for(layout.check_dataset_name(dataset))
+        snapshot = self.catalog.snapshot(dataset)
+        previous_version, previous = self.previous_shas(dataset)
+        classes = preset.classes_for({r.label for r in snapshot.records})
+        plan = plan_manifest(
+            dataset,
+            classes,
+            snapshot.records,
+            previous,
+            snapshot.duplicates,
+            snapshot.quarantined,
+            self._clock(),
+        )
+        if plan.new_images == 0:
+            return SplitResult(
+                dataset,
+                "nothing_new",
+                (
+                    f"nothing new since manifest {previous_version or '(none)'}: "
+                    f"{len(snapshot.records)} catalogued images, no manifest written"
+                ),
+                new_images=0,
+            )
+        if plan.new_images < self.min_new_images:
+            return SplitResult(
+                dataset,
+                "too_few_new",
+                (
+                    f"{plan.new_images} new images since manifest {previous_version or '(none)'}, "
+                    f"fewer than MinNewImages={self.min_new_images}: no manifest written"
+                ),
+                new_images=plan.new_images,
+            )
+
+        prefix = layout.manifest_prefix(dataset, plan.version)
+        for split in SPLITS:
+            csv_key = f"{prefix}{split}.csv"
+            self.store.put_text(csv_key, to_csv(plan.rows[split]), "text/csv")
+            self.store.put_text(
+                f"{prefix}{split}.manifest",
+                to_sagemaker_manifest(self.store.bucket, csv_key, plan.rows[split]),
+                "application/json",
+            )
+        stats = dict(
+            plan.stats, channels=CHANNEL_OF_SPLIT, preset=preset.name, previous_version=previous_version
+        )
+        self.store.put_json(f"{prefix}stats.json", stats)
+
+        execution_arn = None
+        if self.workflow is not None:
+            execution_arn = self.workflow.start(
+                execution_name(dataset, plan.version),
+                {
+                    "dataset": dataset,
+                    "preset": preset.name,
+                    "manifest_version": plan.version,
+                    "bucket": self.store.bucket,
+                    "manifest_prefix": prefix,
+                },
+            )
+        # Written last: until it exists, a retried commit redoes the same version (same names) in full.
+        self.store.put_json(
+            layout.latest_manifest_key(dataset), {"version": plan.version, "created_at": stats["created_at"]}
+        )
+        return SplitResult(
+            dataset,
+            "written",
+            (
+                f"manifest {plan.version}: {stats['totals']} ({plan.new_images} new)"
+                + ("; training started" if execution_arn else "; no state machine configured")
+            ),
+            version=plan.version,
+            new_images=plan.new_images,
+            execution_arn=execution_arn,
+            stats=stats,
+        )

@@ -1,0 +1,78 @@
+"""Fixtures shared by every test folder: paths, events, synthetic images and the emulated AWS."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EVENTS = REPO / "events"
+SHARED_DATA = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+EVENT_BUCKET = "medimage-data-example"
+
+# Fake credentials before anything creates a boto3 client: no test may reach real AWS.
+for _key, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}.items():
+    os.environ[_key] = _value
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+
+
+def load_event(name: str, bucket: str | None = None) -> dict[str, Any]:
+    """An event from events/, with the example bucket name replaced by the test's bucket."""
+    text = (EVENTS / name).read_text(encoding="utf-8")
+    if bucket:
+        text = text.replace(EVENT_BUCKET, bucket)
+    return json.loads(text)
+
+
+@pytest.fixture(name="load_event")
+def load_event_fixture():
+    return load_event
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    return SHARED_DATA
+
+
+def require_real_data(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"real data folder {path} is absent (set MEDIMAGE_SHARED_DATA to use it)")
+    return path
+
+
+@pytest.fixture
+def real_data():
+    """``real_data("chestxray2017-224-train")``: the folder in ../shared/data, or a skip with the reason."""
+    return require_real_data
+
+
+@pytest.fixture
+def local_aws() -> Iterator[Any]:
+    """The template's resources in moto (no state machine execution: executions are only recorded)."""
+    from moto import mock_aws
+
+    from medimage.local.environment import LocalAws
+
+    with mock_aws():
+        yield LocalAws().create()
+
+
+def deep_copy(value: Any) -> Any:
+    return copy.deepcopy(value)

@@ -1,0 +1,106 @@
+"""Image validation: every kind of bad upload gets its own code; good ones are described exactly."""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medimage.core.errors import RejectedInput
+from medimage.core.images import ImageLimits, check_size, inspect_image
+from medimage.synthetic import bad_files, encode, render
+
+
+def jpeg(size=(64, 48), mode="L") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, 128).save(out, format="JPEG")
+    return out.getvalue()
+
+
+def png(size=(64, 48), mode="RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, (10, 20, 30) if mode == "RGB" else 10).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_a_valid_jpeg_is_described():
+    data = jpeg((64, 48))
+    info = inspect_image(data)
+    assert (info.format, info.width, info.height, info.mode, info.size_bytes) == (
+        "jpeg",
+        64,
+        48,
+        "L",
+        len(data),
+    )
+    assert len(info.sha256) == 64
+
+
+def test_a_valid_png_is_described():
+    info = inspect_image(png((40, 30)))
+    assert (info.format, info.width, info.height, info.mode) == ("png", 40, 30, "RGB")
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("empty.jpeg", "empty"),
+        ("truncated.jpeg", "truncated"),
+        ("not-an-image.jpeg", "not_an_image"),
+        ("corrupt-header.png", "unreadable"),
+    ],
+)
+def test_bad_files_are_rejected_with_their_code(name, code):
+    with pytest.raises(RejectedInput) as err:
+        inspect_image(bad_files()[name])
+    assert err.value.code == code
+    assert err.value.message
+
+
+def test_extension_is_not_trusted_a_gif_is_not_accepted():
+    out = io.BytesIO()
+    Image.new("L", (32, 32)).save(out, format="GIF")
+    with pytest.raises(RejectedInput) as err:
+        inspect_image(out.getvalue())
+    assert err.value.code == "not_an_image"
+
+
+def test_too_many_bytes_is_refused_before_decoding():
+    with pytest.raises(RejectedInput) as err:
+        check_size(31 * 1024 * 1024)
+    assert err.value.code == "too_large"
+    with pytest.raises(RejectedInput):
+        inspect_image(jpeg(), ImageLimits(max_bytes=100))
+
+
+def test_decompression_bomb_is_refused_from_its_header():
+    # GIVEN a tiny PNG that declares 20000x20000 pixels (a few hundred bytes on disk)
+    width = height = 20000
+    raw = zlib.compress(b"".join(b"\x00" + b"\x00" * width for _ in range(10)))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+    # WHEN it is inspected THEN it is refused by pixel count, not decoded
+    with pytest.raises(RejectedInput) as err:
+        inspect_image(bomb)
+    assert err.value.code == "too_many_pixels"
+
+
+def test_tiny_images_are_refused():
+    with pytest.raises(RejectedInput) as err:
+        inspect_image(jpeg((8, 8)))
+    assert err.value.code == "too_small"
+
+
+def test_synthetic_images_are_valid_and_differ_by_class():
+    rng = np.random.default_rng(0)
+    a, b = render(0, 32, rng), render(1, 32, rng)
+    assert inspect_image(encode(a)).width == 32
+    assert inspect_image(encode(b, "png")).format == "png"
+    assert not np.array_equal(a, b)

@@ -134,6 +134,7 @@ class LocalAws:
                 self.attrs.setdefault((logical, "Arn"), arn)
         self.resolver = Resolver(self.template, self.refs, self.attrs, self.parameters, REGION, ACCOUNT)
         self._create_functions()
+        self._create_state_machines()
         for logical, res in resources_of_type(self.template, "AWS::S3::Bucket").items():
             self._configure_notifications(logical, res)
         self._create_rules()
@@ -191,6 +192,27 @@ class LocalAws:
                     self.sources.append(
                         EventSource(logical, url, queue_arn, int(event["Properties"].get("BatchSize", 10)))
                     )
+
+    def _create_state_machines(self) -> None:
+        """Each state machine from its ASL file (or inline definition) with its substitutions resolved."""
+        assert self.resolver is not None
+        for logical, res in resources_of_type(self.template, "AWS::Serverless::StateMachine").items():
+            props = res["Properties"]
+            if "DefinitionUri" in props:
+                definition = (self.root / props["DefinitionUri"]).read_text(encoding="utf-8")
+            else:
+                definition = json.dumps(props["Definition"])
+            substitutions = self.resolver.resolve(props.get("DefinitionSubstitutions", {}))
+            for name, value in substitutions.items():
+                definition = definition.replace("${" + name + "}", str(value))
+            arn = self.client("stepfunctions").create_state_machine(
+                name=f"{self.stack_name}-{logical}",
+                definition=definition,
+                roleArn=f"arn:aws:iam::{ACCOUNT}:role/{self.stack_name}-{logical}-role",
+            )["stateMachineArn"]
+            self.refs[logical] = arn
+            self.attrs[(logical, "Arn")] = arn
+            self.state_machine_arn = self.state_machine_arn or arn
 
     def _configure_notifications(self, logical: str, res: dict[str, Any]) -> None:
         assert self.resolver is not None

@@ -48,21 +48,32 @@ def test_valid_uploads_are_catalogued_with_label_patient_and_split(local_aws):
     assert keys(local_aws, "quarantine/") == []
 
 
-@pytest.mark.parametrize(("name", "code"), [("empty.jpeg", "empty"), ("truncated.jpeg", "truncated"),
-                                            ("not-an-image.jpeg", "not_an_image"),
-                                            ("corrupt-header.png", "unreadable")])
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("empty.jpeg", "empty"),
+        ("truncated.jpeg", "truncated"),
+        ("not-an-image.jpeg", "not_an_image"),
+        ("corrupt-header.png", "unreadable"),
+    ],
+)
 def test_bad_files_are_moved_to_quarantine_with_a_reason(local_aws, name, code):
     key = f"incoming/labeled/chestxray2017/NORMAL/{name}"
     upload(local_aws, key, bad_files()[name])
     local_aws.pump()
     # THEN the object lives only in quarantine, beside a machine-readable reason
     assert keys(local_aws, "incoming/") == []
-    assert keys(local_aws, "quarantine/") == [f"quarantine/chestxray2017/{key}",
-                                              f"quarantine/chestxray2017/{key}.reason.json"]
+    assert keys(local_aws, "quarantine/") == [
+        f"quarantine/chestxray2017/{key}",
+        f"quarantine/chestxray2017/{key}.reason.json",
+    ]
     body = boto3.client(S3).get_object(Bucket=local_aws.bucket, Key=f"quarantine/chestxray2017/{key}")["Body"]
     assert body.read() == bad_files()[name]
-    reason = json.loads(boto3.client(S3).get_object(
-        Bucket=local_aws.bucket, Key=f"quarantine/chestxray2017/{key}.reason.json")["Body"].read())
+    reason = json.loads(
+        boto3.client(S3)
+        .get_object(Bucket=local_aws.bucket, Key=f"quarantine/chestxray2017/{key}.reason.json")["Body"]
+        .read()
+    )
     assert reason["code"] == code and reason["original_key"] == key and reason["message"]
     assert DynamoCatalog(local_aws.table).snapshot("chestxray2017").quarantined == {code: 1}
 
@@ -73,8 +84,11 @@ def test_unknown_label_and_unknown_dataset_are_quarantined(local_aws):
     upload(local_aws, "incoming/labeled/mnist/seven/b.jpeg", good)
     upload(local_aws, "incoming/labeled/chestxray2017/loose.jpeg", good)
     local_aws.pump()
-    reasons = {k: json.loads(boto3.client(S3).get_object(Bucket=local_aws.bucket, Key=k)["Body"].read())["code"]
-               for k in keys(local_aws, "quarantine/") if k.endswith(".reason.json")}
+    reasons = {
+        k: json.loads(boto3.client(S3).get_object(Bucket=local_aws.bucket, Key=k)["Body"].read())["code"]
+        for k in keys(local_aws, "quarantine/")
+        if k.endswith(".reason.json")
+    }
     assert reasons == {
         "quarantine/chestxray2017/incoming/labeled/chestxray2017/COVID/a.jpeg.reason.json": "unknown_label",
         "quarantine/mnist/incoming/labeled/mnist/seven/b.jpeg.reason.json": "unknown_dataset",
@@ -89,8 +103,11 @@ def test_too_large_objects_are_quarantined_unread():
 
     with mock_aws():
         env = LocalAws(parameters={"MaxImageBytes": "1000"}).create()
-        upload(env, "incoming/labeled/chestxray2017/NORMAL/big.jpeg",
-               generate(get_preset("chestxray2017"), per_class=1, size=128)[0].data)
+        upload(
+            env,
+            "incoming/labeled/chestxray2017/NORMAL/big.jpeg",
+            generate(get_preset("chestxray2017"), per_class=1, size=128)[0].data,
+        )
         env.pump()
         assert DynamoCatalog(env.table).snapshot("chestxray2017").quarantined == {"too_large": 1}
 
@@ -130,14 +147,16 @@ def test_out_of_order_delivery_gives_the_same_catalog(local_aws, load_event):
         upload(local_aws, key, f.data)
         events.append(load_event("annotate-sqs-labeled-put.json", local_aws.bucket))
         events[-1]["Records"][0]["body"] = events[-1]["Records"][0]["body"].replace(
-            "PNEUMONIA/person1_bacteria_1.jpeg", f"{f.folder}/{f.filename}")
+            "PNEUMONIA/person1_bacteria_1.jpeg", f"{f.folder}/{f.filename}"
+        )
     for event in reversed(events):
         assert annotate(local_aws, event) == {"batchItemFailures": []}
     upload(local_aws, "incoming/labeled/chestxray2017/NORMAL/bad.jpeg", b"")
     local_aws.pump()
     stale = load_event("annotate-sqs-labeled-put.json", local_aws.bucket)
     stale["Records"][0]["body"] = stale["Records"][0]["body"].replace(
-        "PNEUMONIA/person1_bacteria_1.jpeg", "NORMAL/bad.jpeg")
+        "PNEUMONIA/person1_bacteria_1.jpeg", "NORMAL/bad.jpeg"
+    )
     assert annotate(local_aws, stale) == {"batchItemFailures": []}
     # THEN both images are catalogued once and the quarantined one stays quarantined once
     snapshot = DynamoCatalog(local_aws.table).snapshot("chestxray2017")
@@ -156,8 +175,11 @@ def test_a_poisoned_record_fails_alone(local_aws, load_event):
 
 
 def test_url_encoded_keys_are_decoded(local_aws, load_event):
-    upload(local_aws, "incoming/labeled/folders/chest films/scan (1).png",
-           generate(get_preset("folders"), per_class=1, size=32)[0].data)
+    upload(
+        local_aws,
+        "incoming/labeled/folders/chest films/scan (1).png",
+        generate(get_preset("folders"), per_class=1, size=32)[0].data,
+    )
     result = annotate(local_aws, load_event("annotate-sqs-url-encoded-key.json", local_aws.bucket))
     assert result == {"batchItemFailures": []}
     [record] = DynamoCatalog(local_aws.table).snapshot("folders").records
@@ -166,7 +188,8 @@ def test_url_encoded_keys_are_decoded(local_aws, load_event):
 
 def test_the_s3_test_event_is_acknowledged_and_ignored(local_aws, load_event):
     assert annotate(local_aws, load_event("annotate-sqs-s3-test-event.json", local_aws.bucket)) == {
-        "batchItemFailures": []}
+        "batchItemFailures": []
+    }
     assert keys(local_aws, "") == []
 
 

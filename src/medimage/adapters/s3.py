@@ -20,6 +20,12 @@ class ObjectHead:
     etag: str
 
 
+@dataclass(frozen=True)
+class ObjectData:
+    size: int
+    data: bytes | None  # None when the object is larger than the caller's limit: never read
+
+
 class S3ObjectStore:
     def __init__(self, bucket: str, s3: Any | None = None) -> None:
         self.bucket = bucket
@@ -44,6 +50,20 @@ class S3ObjectStore:
             if exc.response["Error"]["Code"] in _MISSING:
                 return None
             raise
+
+    def read(self, key: str, max_bytes: int) -> ObjectData | None:
+        """One GET: the body is read only when the object's length is within ``max_bytes``."""
+        try:
+            res = self._s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in _MISSING:
+                return None
+            raise
+        size = int(res["ContentLength"])
+        if size > max_bytes:
+            res["Body"].close()
+            return ObjectData(size=size, data=None)
+        return ObjectData(size=size, data=res["Body"].read())
 
     def get_text(self, key: str) -> str | None:
         data = self.get_bytes(key)

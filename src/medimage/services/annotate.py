@@ -71,14 +71,11 @@ class Annotator:
                 )
             preset = self.resolver.preset_for(dataset)
             label = preset.label_for(parsed.folder, parsed.filename)
-            head = self.store.head(key)
-            if head is None:
+            obj = self.store.read(key, self.limits.max_bytes)
+            if obj is None:
                 return self._gone(key, dataset)
-            check_size(head.size, self.limits)
-            data = self.store.get_bytes(key)
-            if data is None:
-                return self._gone(key, dataset)
-            info = inspect_image(data, self.limits)
+            check_size(obj.size, self.limits)
+            info = inspect_image(obj.data or b"", self.limits)
         except RejectedInput as error:
             target = quarantine_object(self.store, key, dataset, error, now, stage="annotate")
             if dataset is not None:

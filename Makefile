@@ -44,3 +44,89 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .aws-sam build
+
+# ---------------------------------------------------------------- SAM (issue 6)
+# aws-sam-cli pins boto3 and click exactly: it gets its own virtual environment, pinned by constraints-sam.txt.
+SAM_VENV ?= .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed-stamp
+SAM := $(SAM_VENV)/bin/sam
+SAM_CLI_VERSION := 1.170.0
+
+.PHONY: sam-install sam-build sam-validate test-sam base-image build-MedimageLayer checkov-install checkov
+
+# checkov pins an older boto3 than aws-sam-cli: a third virtual environment, pinned by constraints-checkov.txt.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
+CHECKOV_VERSION := 3.3.30
+
+$(CHECKOV_STAMP): constraints-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -c constraints-checkov.txt checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+checkov-install: $(CHECKOV_STAMP)
+
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
+
+# tests/template translates the template with SAM CLI's own translator (.venv-sam: aws-sam-translator pins a
+# pydantic that the project's constraints do not allow) and runs checkov (.venv-checkov).
+test: $(SAM_STAMP) $(CHECKOV_STAMP)
+
+$(SAM_STAMP): constraints-sam.txt
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet -c constraints-sam.txt aws-sam-cli==$(SAM_CLI_VERSION)
+	@touch $@
+
+sam-install: $(SAM_STAMP)
+
+sam-validate: $(SAM_STAMP)
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint
+
+sam-build: $(SAM_STAMP)
+	SAM_CLI_TELEMETRY=0 $(SAM) build --parallel
+
+# The Lambda-compatible python3.13 base image, made locally (no registry): see the script.
+base-image:
+	scripts/build-lambda-base-image.sh
+
+# `sam local invoke` of every function against an emulated AWS (moto server on loopback). Needs root and
+# Docker (started here when none runs). Not part of `make test`.
+test-sam: $(STAMP) $(SAM_STAMP)
+	scripts/test-sam.sh
+
+# Called by `sam build` for MedimageLayer (BuildMethod: makefile, ContextPath: .). The layer holds the medimage
+# package and its run-time dependencies for python3.13 on x86_64 (glibc 2.34, as Lambda's Amazon Linux 2023; no TensorFlow, no serve extras; boto3 comes
+# with the runtime), installed from wheels so that this host's Python (3.11) can build it.
+# Every glibc up to 2.34 is named: pip before 24 does not count manylinux_2_28 as taking 2_27 wheels.
+LAYER_PLATFORM_ARGS := $(foreach v,34 33 32 31 30 29 28 27 26 25 24 23 22 21 20 19 18 17,--platform manylinux_2_$(v)_x86_64) \
+	--platform manylinux2014_x86_64 --python-version 3.13 --implementation cp --only-binary=:all:
+# SAM runs this target in a scratch copy of ContentUri (src/), so files are named from this Makefile's folder.
+PROJECT_ROOT := $(patsubst %/,%,$(dir $(abspath $(firstword $(MAKEFILE_LIST)))))
+build-MedimageLayer:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (run through sam build)"; exit 1; }
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore $(LAYER_PLATFORM_ARGS) \
+		--target "$(ARTIFACTS_DIR)/python" -c "$(PROJECT_ROOT)/constraints.txt" \
+		pillow numpy 'aws-lambda-powertools[tracer]'
+	cp -R "$(PROJECT_ROOT)/src/medimage" "$(ARTIFACTS_DIR)/python/"
+	find "$(ARTIFACTS_DIR)/python" -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf "$(ARTIFACTS_DIR)/python/bin"
+
+# Called by `sam build` for each zip function (BuildMethod: makefile, ContextPath: .) in a scratch copy of its
+# CodeUri: the code as it is, plus requirements.txt (when not empty) installed for python3.13 from wheels.
+build-%Function:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (run through sam build)"; exit 1; }
+	cp -R . "$(ARTIFACTS_DIR)/"
+	rm -f "$(ARTIFACTS_DIR)/requirements.txt"
+	if grep -qv '^\s*\(#\|$$\)' requirements.txt 2>/dev/null; then \
+		$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore $(LAYER_PLATFORM_ARGS) \
+			--target "$(ARTIFACTS_DIR)" -c "$(PROJECT_ROOT)/constraints.txt" -r requirements.txt; fi
+	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# ---------------------------------------------------------------- inference (issue 4)
+# Debian chromium for the upload-page test (tests/inference/test_cli.py drives it through Playwright).
+.PHONY: browser-deps
+browser-deps:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)

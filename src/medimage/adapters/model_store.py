@@ -3,7 +3,7 @@
 `S3ModelStore` is the `medimage.serving.cache.ModelSource` of the Lambda: it reads
 ``models/<dataset>/production.json`` and downloads a version's ``model.tflite`` (or whichever file the
 pointer's ``model_key`` names), ``model.json`` and ``labels.txt`` to local disk (``/tmp`` in Lambda).
-`S3ObjectStore` is the `medimage.serving.labeling.ObjectStore` of one bucket.
+Drop-to-label's object access is `medimage.adapters.s3.S3ObjectStore`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
+from medimage.adapters.aws import client as aws_client
 from medimage.core.layout import production_pointer_key
 from medimage.serving.cache import ProductionPointer
 from medimage.serving.model import LABELS_TXT, MODEL_JSON, ModelError
@@ -32,12 +32,14 @@ def _is_missing(exc: ClientError) -> bool:
 class S3ModelStore:
     def __init__(self, bucket: str, client: Any = None, cache_dir: str | Path | None = None) -> None:
         self.bucket = bucket
-        self.client = client or boto3.client("s3")
+        self.client = client or aws_client("s3")
         self.cache_dir = Path(cache_dir or os.path.join(tempfile.gettempdir(), "medimage-models"))
 
     def read_pointer(self, dataset: str) -> dict[str, Any] | None:
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=production_pointer_key(dataset))["Body"].read()
+            body = self.client.get_object(Bucket=self.bucket, Key=production_pointer_key(dataset))[
+                "Body"
+            ].read()
         except ClientError as exc:
             if _is_missing(exc):
                 return None
@@ -71,44 +73,3 @@ class S3ModelStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
-
-
-class S3ObjectStore:
-    def __init__(self, bucket: str, client: Any = None) -> None:
-        self.bucket = bucket
-        self.client = client or boto3.client("s3")
-
-    def get_bytes(self, key: str) -> bytes | None:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if _is_missing(exc):
-                return None
-            raise
-
-    def get_json(self, key: str) -> dict[str, Any] | None:
-        data = self.get_bytes(key)
-        if data is None:
-            return None
-        try:
-            doc = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None  # an unreadable earlier result is simply rewritten
-        return doc if isinstance(doc, dict) else None
-
-    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
-
-    def exists(self, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _is_missing(exc):
-                return False
-            raise
-        return True
-
-    def move(self, source_key: str, dest_key: str) -> None:
-        self.client.copy_object(Bucket=self.bucket, Key=dest_key,
-                                CopySource={"Bucket": self.bucket, "Key": source_key})
-        self.client.delete_object(Bucket=self.bucket, Key=source_key)

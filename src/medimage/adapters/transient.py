@@ -15,10 +15,20 @@ from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
 
 from medimage.core.errors import MedimageError
 
-_TRANSIENT_CODES = frozenset({
-    "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling", "ThrottlingException",
-    "RequestLimitExceeded", "TooManyRequestsException", "503", "500",
-})
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "503",
+        "500",
+    }
+)
 
 
 class TransientError(MedimageError):

@@ -10,7 +10,16 @@ from collections.abc import Sequence
 from medimage.core.errors import MedimageError
 
 # Modules under medimage.cli that register sub-commands, in the order `--help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("presets_cmd",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "demo_cmd",
+    "presets_cmd",
+    "train_cmd",
+    "evaluate_cmd",
+    "model_cmd",
+    "predict_cmd",
+    "serve_cmd",
+    "bench_cmd",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,7 @@ class LocalAws:
         self.sources: list[EventSource] = []
         self.state_machine_arn: str | None = None
         self.resolver: Resolver | None = None
+        self.sagemaker: Any = None
 
     # ------------------------------------------------------------------ clients
     def client(self, service: str) -> Any:
@@ -102,6 +105,8 @@ class LocalAws:
         os.environ.update(LOCAL_ENV)
         suffix = hashlib.sha256(self.stack_name.encode()).hexdigest()[:8]
         resources = self.template["Resources"]
+        for logical, res in resources.items():
+            self._name_uncreated(logical, res["Type"])
         for logical in resources_of_type(self.template, "AWS::SQS::Queue"):
             self._create_queue(logical)
         for logical, res in resources_of_type(self.template, "AWS::SQS::Queue").items():
@@ -117,21 +122,6 @@ class LocalAws:
             self.client("s3").create_bucket(Bucket=name)
             self.refs[logical] = name
             self.attrs[(logical, "Arn")] = f"arn:aws:s3:::{name}"
-        for logical, res in resources.items():
-            if res["Type"] in (
-                "AWS::Serverless::Function",
-                "AWS::Serverless::StateMachine",
-                "AWS::IAM::Role",
-                "AWS::Serverless::LayerVersion",
-            ):
-                kind = {"AWS::Serverless::StateMachine": "stateMachine"}.get(res["Type"], "function")
-                arn = (
-                    f"arn:aws:states:{REGION}:{ACCOUNT}:{kind}:{self.stack_name}-{logical}"
-                    if kind == "stateMachine"
-                    else f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical}"
-                )
-                self.refs.setdefault(logical, arn if kind == "stateMachine" else logical)
-                self.attrs.setdefault((logical, "Arn"), arn)
         self.resolver = Resolver(self.template, self.refs, self.attrs, self.parameters, REGION, ACCOUNT)
         self._create_functions()
         self._create_state_machines()
@@ -139,6 +129,21 @@ class LocalAws:
             self._configure_notifications(logical, res)
         self._create_rules()
         return self
+
+    def _name_uncreated(self, logical: str, kind: str) -> None:
+        """Names and ARNs for what local mode references but does not emulate (functions run in-process;
+        roles, keys, alarms, log groups and the API exist only in the deployed stack)."""
+        if kind == "AWS::Serverless::StateMachine":
+            arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{self.stack_name}-{logical}"
+            self.refs[logical] = arn
+        elif kind == "AWS::Serverless::Function":
+            arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical}"
+            self.refs[logical] = logical
+        else:
+            service = kind.split("::")[1].lower()
+            arn = f"arn:aws:{service}:{REGION}:{ACCOUNT}:{self.stack_name}-{logical}"
+            self.refs[logical] = f"{self.stack_name}-{logical}"
+        self.attrs[(logical, "Arn")] = arn
 
     def _create_queue(self, logical: str) -> None:
         sqs = self.client("sqs")
@@ -194,22 +199,20 @@ class LocalAws:
                     )
 
     def _create_state_machines(self) -> None:
-        """Each state machine from its ASL file (or inline definition) with its substitutions resolved."""
+        """Each state machine from its ASL file with the template's substitutions resolved. Call inside
+        ``running()`` when executions must run: moto builds the task states at creation time."""
+        from medimage.local.stepfunctions import create_state_machine, definition_from_template
+
         assert self.resolver is not None
-        for logical, res in resources_of_type(self.template, "AWS::Serverless::StateMachine").items():
-            props = res["Properties"]
-            if "DefinitionUri" in props:
-                definition = (self.root / props["DefinitionUri"]).read_text(encoding="utf-8")
-            else:
-                definition = json.dumps(props["Definition"])
-            substitutions = self.resolver.resolve(props.get("DefinitionSubstitutions", {}))
-            for name, value in substitutions.items():
-                definition = definition.replace("${" + name + "}", str(value))
-            arn = self.client("stepfunctions").create_state_machine(
-                name=f"{self.stack_name}-{logical}",
-                definition=definition,
-                roleArn=f"arn:aws:iam::{ACCOUNT}:role/{self.stack_name}-{logical}-role",
-            )["stateMachineArn"]
+        sfn = self.client("stepfunctions")
+        for logical in resources_of_type(self.template, "AWS::Serverless::StateMachine"):
+            definition = definition_from_template(self.root, self.template, self.resolver, logical)
+            arn = create_state_machine(
+                sfn,
+                definition,
+                f"{self.stack_name}-{logical}",
+                f"arn:aws:iam::{ACCOUNT}:role/{self.stack_name}-{logical}-role",
+            )
             self.refs[logical] = arn
             self.attrs[(logical, "Arn")] = arn
             self.state_machine_arn = self.state_machine_arn or arn
@@ -256,6 +259,30 @@ class LocalAws:
                 self.sources.append(
                     EventSource(logical, self.refs[queue], self.attrs[(queue, "Arn")], 1, eventbridge=True)
                 )
+
+    @contextmanager
+    def running(
+        self, trainer: Any = None, work_dir: Path | None = None, retry_delay_scale: float = 1.0
+    ) -> Iterator[LocalAws]:
+        """The whole local pipeline: moto with the real ASL interpreter, Lambda Task states routed to
+        the real handlers, SageMaker training run by ``trainer`` (default: the real train.py)."""
+        from moto import mock_aws
+
+        from medimage.adapters.aws import reset_clients
+        from medimage.local.stepfunctions import LocalSageMaker, local_training_workflow, run_train_py
+
+        invokers: dict[str, Any] = {}
+        sagemaker = LocalSageMaker(trainer=trainer or run_train_py, work_dir=work_dir)
+        with mock_aws(config=moto_config()):
+            reset_clients()
+            with local_training_workflow(invokers, sagemaker, retry_delay_scale):
+                self.create()
+                invokers.update({name: fn.invoke for name, fn in self.functions.items()})
+                self.sagemaker = sagemaker
+                try:
+                    yield self
+                finally:
+                    reset_clients()
 
     # ------------------------------------------------------------------ delivery
     def pump(self, max_rounds: int = 1000) -> PumpReport:

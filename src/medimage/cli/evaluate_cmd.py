@@ -1,0 +1,69 @@
+"""`medimage evaluate`: score a .tflite model on a folder-per-label tree, the way the Lambda serves it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from medimage.core.errors import MedimageError, RejectedInput
+from medimage.core.metrics import evaluate
+from medimage.core.presets import SPLITS, get_preset
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "evaluate",
+        help="score a .tflite model on a folder-per-label tree, exactly as served",
+        description=(
+            "Score a model (a .tflite file with its model.json beside it) on a folder-per-label tree,\n"
+            "through the serving classifier: the preprocessing and LiteRT interpreter of the inference\n"
+            "Lambda. Prints one split of evaluation.json (accuracy, per-class precision/recall/F1,\n"
+            "macro AUC, confusion matrix, n).\n\n"
+            "example:\n  medimage evaluate --model build/model/model.tflite \\\n"
+            "      --data ../shared/data/chestxray2017-val-fullres --preset chestxray2017-binary"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, type=Path, help=".tflite file (model.json beside it)")
+    parser.add_argument("--data", required=True, type=Path, help="folder-per-label image tree")
+    parser.add_argument("--preset", required=True, help="dataset preset that labels the tree")
+    parser.add_argument("--split", choices=("all", *SPLITS), default="all",
+                        help="score only the images the preset's patient-aware split puts in this split")
+    parser.add_argument("--dataset", help="dataset name used to split (default: the preset name)")
+    parser.add_argument("--out", type=Path, help="also write the JSON to this file")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medimage.serving.model import TFLiteClassifier
+    from medimage.training.runner import scan_tree
+
+    classifier = TFLiteClassifier.from_file(args.model)
+    scan = scan_tree(args.data, get_preset(args.preset), args.dataset)
+    images = scan.images if args.split == "all" else scan.split(args.split)
+    if not images:
+        raise MedimageError(f"no images of split '{args.split}' under {args.data}")
+    unknown = sorted({i.label for i in images} - set(classifier.labels))
+    if unknown:
+        raise MedimageError(f"labels {unknown} are not among the model's labels {classifier.labels}")
+    position = {label: k for k, label in enumerate(classifier.labels)}
+    probabilities = np.zeros((len(images), len(classifier.labels)))
+    for row, image in enumerate(images):
+        try:
+            prediction = classifier.predict_bytes(image.path.read_bytes())
+        except RejectedInput as exc:
+            raise MedimageError(f"{image.path}: {exc}") from None
+        probabilities[row] = [prediction.probabilities[label] for label in classifier.labels]
+    metrics = evaluate([position[i.label] for i in images], probabilities, classifier.labels)
+    text = json.dumps(metrics, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+    if scan.skipped:
+        print(f"skipped {len(scan.skipped)} file(s) no label rule accepts", file=sys.stderr)
+    return 0

@@ -1,0 +1,211 @@
+"""`medimage serve`: the inference API on this machine, through the real Lambda handler.
+
+Each HTTP request becomes an API Gateway REST proxy event (binary bodies base64-encoded exactly as the
+deployed API's binary media types make them), is passed to ``functions/inference/app.py``'s
+`lambda_handler`, and the proxy response is written back. What works here works behind API Gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import fnmatch
+import importlib.util
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from medimage.serving.api import BINARY_MEDIA_TYPES
+
+MAX_API_BODY = 10 * 1024 * 1024  # API Gateway's own payload limit
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@dataclass
+class LocalLambdaContext:
+    """The attributes of a Lambda context object that Powertools reads."""
+
+    function_name: str = "medimage-inference-local"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:medimage-inference-local"
+    aws_request_id: str = "local"
+    log_group_name: str = "/aws/lambda/medimage-inference-local"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def load_handler_module(path: str | Path | None = None) -> ModuleType:
+    """Import ``functions/inference/app.py`` (not a package: it is the image's task root)."""
+    path = Path(path or os.environ.get("MEDIMAGE_INFERENCE_APP") or REPO_ROOT / "functions/inference/app.py")
+    spec = importlib.util.spec_from_file_location("medimage_inference_app", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"cannot import the inference handler from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def is_binary(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return any(fnmatch.fnmatch(media, pattern) for pattern in BINARY_MEDIA_TYPES)
+
+
+def to_proxy_event(
+    method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str = "127.0.0.1"
+) -> dict[str, Any]:
+    """An HTTP request as API Gateway's REST proxy integration hands it to Lambda."""
+    parts = urlsplit(raw_path)
+    multi_query = parse_qs(parts.query, keep_blank_values=True)
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    binary = is_binary(content_type)
+    if not body:
+        payload: str | None = None
+    elif binary:
+        payload = base64.b64encode(body).decode("ascii")
+    else:
+        payload = body.decode("utf-8", errors="replace")
+    now = time.time()
+    return {
+        "resource": parts.path,
+        "path": parts.path,
+        "httpMethod": method,
+        "headers": dict(headers),
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "resourceId": "local",
+            "stage": "local",
+            "requestId": str(uuid.uuid4()),
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "requestTimeEpoch": int(now * 1000),
+            "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent", "")},
+            "path": parts.path,
+            "resourcePath": parts.path,
+            "httpMethod": method,
+            "protocol": "HTTP/1.1",
+        },
+        "body": payload,
+        "isBase64Encoded": bool(payload) and binary,
+    }
+
+
+def make_http_handler(module: ModuleType) -> type[BaseHTTPRequestHandler]:
+    class ProxyHandler(BaseHTTPRequestHandler):
+        server_version = "medimage-serve"
+
+        def _proxy(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_API_BODY:
+                self._send(413, {"Content-Type": "application/json"}, b'{"message": "Request Too Long"}')
+                return
+            body = self.rfile.read(length) if length else b""
+            event = to_proxy_event(
+                self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
+            )
+            result = module.lambda_handler(
+                event, LocalLambdaContext(aws_request_id=event["requestContext"]["requestId"])
+            )
+            out = result.get("body") or ""
+            data = base64.b64decode(out) if result.get("isBase64Encoded") else out.encode("utf-8")
+            headers = dict(result.get("headers") or {})
+            for key, values in (result.get("multiValueHeaders") or {}).items():
+                headers.setdefault(key, ", ".join(values))
+            self._send(int(result["statusCode"]), headers, data)
+
+        def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                if key.lower() != "content-length":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _proxy
+
+        def log_message(self, format: str, *args: Any) -> None:
+            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+    return ProxyHandler
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "serve",
+        help="serve the inference API locally through the real Lambda handler",
+        description=(
+            "Serve POST /predict, GET /health and the upload page at GET / on this machine. Each request "
+            "is turned into an API Gateway proxy event for functions/inference/app.py.\n\nexamples:\n"
+            "  medimage serve --model out/model/model.tflite --port 8080\n"
+            "  DATA_BUCKET=my-bucket medimage serve --dataset chestxray2017   # the production model in S3"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", help="a .tflite file (model.json and labels.txt beside it) to serve")
+    parser.add_argument(
+        "--dataset",
+        help="the dataset served (with --model: the name it is served under; "
+        "without: its production model is read from --bucket)",
+    )
+    parser.add_argument(
+        "--bucket", default=os.environ.get("DATA_BUCKET"), help="data bucket (env DATA_BUCKET)"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument(
+        "--emf", action="store_true", help="print the embedded-format metrics as Lambda would"
+    )
+    parser.set_defaults(func=run)
+
+
+def configure_env(model: str | None, dataset: str | None, bucket: str | None, emf: bool = False) -> None:
+    """The environment the handler reads, as template.yaml sets it for the deployed function."""
+    if model:
+        from medimage.serving.model import read_model_json
+
+        path = Path(model)
+        meta = read_model_json(path if path.is_dir() else path.parent)
+        dataset = dataset or str(meta.get("dataset") or "local")
+        os.environ["MEDIMAGE_MODEL"] = str(path.resolve())
+    elif dataset:
+        if not bucket:
+            raise ValueError("--dataset without --model reads the production model from S3: give --bucket")
+        os.environ["DATA_BUCKET"] = bucket
+        os.environ.pop("MEDIMAGE_MODEL", None)
+    else:
+        raise ValueError("give --model FILE or --dataset NAME")
+    os.environ["DATASETS"] = os.environ["DEFAULT_DATASET"] = str(dataset)
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "inference")
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    os.environ.setdefault("MODEL_CHECK_INTERVAL_S", "5")
+    if not emf:
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_env(args.model, args.dataset, args.bucket, args.emf)
+    module = load_handler_module()
+    server = HTTPServer((args.host, args.port), make_http_handler(module))
+    host, port = server.server_address[:2]
+    print(f"serving {os.environ['DEFAULT_DATASET']} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,144 @@
+"""The model registry's production pointer (``models/<dataset>/production.json``) and its rules.
+
+The pointer names the serving version, the key and sha256 of its model file (serving verifies the bytes
+it loads against it), its metrics and when it became production, plus ``history``: every version that
+is or was production and has not been rolled back, newest first, the current one included.
+
+- promote(v): v becomes current and the head of the history; promoting the current version again is a
+  no-op, so a retried Promote task changes nothing.
+- rollback(): the previous entry of the history becomes current; the versions above it are withdrawn
+  from the history into ``rolled_back`` (so a second rollback goes one further back, not to and fro).
+  ``rollback(to=v)`` goes back to any older entry of the history.
+
+Pure: the registry store adapter does the reading and the conditional writing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from medimage.core.errors import MedimageError
+
+MAX_HISTORY = 100
+
+
+class RegistryError(MedimageError):
+    code = "registry"
+
+
+class ChampionChanged(MedimageError):
+    """The production model changed after the gate compared against it: the gate must run again.
+
+    The class name is the Lambda ``errorType`` that the state machine catches to re-run the gate."""
+
+    code = "champion_changed"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    version: str
+    model_key: str
+    model_sha256: str
+    promoted_at: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    action: str = "promote"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "model_sha256": self.model_sha256, "promoted_at": self.promoted_at,
+                "metrics": self.metrics, "model_key": self.model_key, "action": self.action}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelEntry:
+        try:
+            return cls(version=str(data["version"]), model_key=str(data["model_key"]),
+                       model_sha256=str(data["model_sha256"]), promoted_at=str(data["promoted_at"]),
+                       metrics=dict(data.get("metrics") or {}), action=str(data.get("action", "promote")))
+        except KeyError as exc:
+            raise RegistryError(f"a registry entry lacks {exc}") from None
+
+
+@dataclass(frozen=True)
+class ProductionPointer:
+    dataset: str
+    history: tuple[ModelEntry, ...]
+    rolled_back: tuple[dict[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.history:
+            raise RegistryError(f"the production pointer of '{self.dataset}' has an empty history")
+
+    @property
+    def current(self) -> ModelEntry:
+        return self.history[0]
+
+    @property
+    def version(self) -> str:
+        return self.current.version
+
+    def to_dict(self) -> dict[str, Any]:
+        current = self.current
+        return {
+            "dataset": self.dataset,
+            "version": current.version,
+            "model_key": current.model_key,
+            "model_sha256": current.model_sha256,
+            "metrics": current.metrics,
+            "promoted_at": current.promoted_at,
+            "history": [e.to_dict() for e in self.history],
+            "rolled_back": list(self.rolled_back),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProductionPointer:
+        if not isinstance(data, dict) or "dataset" not in data:
+            raise RegistryError("production.json is not a pointer object with a 'dataset'")
+        history = tuple(ModelEntry.from_dict(e) for e in data.get("history") or [])
+        if history and history[0].version != data.get("version"):
+            raise RegistryError(f"production.json names {data.get('version')} but its history starts with "
+                                f"{history[0].version}")
+        return cls(str(data["dataset"]), history, tuple(data.get("rolled_back") or []))
+
+
+def promote(current: ProductionPointer | None, dataset: str, entry: ModelEntry,
+            expected_champion: str | None) -> ProductionPointer:
+    """The pointer after promoting ``entry`` (history newest first, capped at MAX_HISTORY).
+
+    ``expected_champion`` is the production version the gate compared against (None: there was none);
+    if production has moved on since, the comparison is stale and ChampionChanged is raised."""
+    if current is not None and current.version == entry.version:
+        return current
+    found = None if current is None else current.version
+    if found != expected_champion:
+        raise ChampionChanged(f"the gate compared {entry.version} against production version "
+                              f"{expected_champion}, but production is now {found}")
+    older = () if current is None else tuple(e for e in current.history if e.version != entry.version)
+    rolled_back = () if current is None else current.rolled_back
+    return ProductionPointer(dataset, ((entry, *older))[:MAX_HISTORY], rolled_back)
+
+
+def rollback(current: ProductionPointer | None, now: str, to: str | None = None) -> ProductionPointer:
+    """The pointer after swapping back to the previous version (or to ``to``, an older history entry)."""
+    if current is None:
+        raise RegistryError("nothing to roll back: no model was ever promoted")
+    versions = [e.version for e in current.history]
+    if to is None:
+        if len(versions) < 2:
+            raise RegistryError(f"nothing to roll back to: {current.version} is the only version in history")
+        index = 1
+    elif to == current.version:
+        raise RegistryError(f"{to} is already the production version")
+    elif to in versions:
+        index = versions.index(to)
+    else:
+        raise RegistryError(f"{to} is not in the history of '{current.dataset}': {', '.join(versions)}")
+    target = replace(current.history[index], promoted_at=now, action=f"rollback from {current.version}")
+    withdrawn = tuple({"version": e.version, "model_sha256": e.model_sha256, "rolled_back_at": now}
+                      for e in current.history[:index])
+    return ProductionPointer(current.dataset, (target, *current.history[index + 1:]),
+                             (*withdrawn, *current.rolled_back)[:MAX_HISTORY])

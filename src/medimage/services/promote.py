@@ -1,0 +1,131 @@
+"""The Promote task: publish a gated model under ``models/<dataset>/<version>/`` and swap the pointer.
+
+Order matters for readers: every file of the version is written before the pointer names it, so
+serving never follows a pointer to a half-copied model. The gate's own record (gate.json) is the
+authority: a model whose recorded decision is not a pass is never promoted, whatever the event says.
+The swap names the champion the gate compared against; if production moved on meanwhile the swap is
+refused with ChampionChanged and the state machine runs the gate again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from medimage.core import layout
+from medimage.core.errors import MedimageError
+from medimage.core.registry import ModelEntry, ProductionPointer, promote, rollback, sha256_hex
+from medimage.services.gate import ArtifactReader, TrainingResult, read_json_member
+from medimage.services.ports import ObjectStore
+
+# What a model version folder holds (docs/CONTRACTS.md), besides gate.json written by the gate.
+REQUIRED_FILES = ("model.json", "labels.txt", "evaluation.json")
+_CONTENT_TYPES = {".json": "application/json", ".txt": "text/plain; charset=utf-8"}
+
+
+class PromoteRefused(MedimageError):
+    code = "promote_refused"
+
+
+class ModelStore(ObjectStore, Protocol):
+    def put_bytes(self, key: str, data: bytes, content_type: str = ...) -> None: ...
+
+
+class PointerStore(Protocol):
+    def update(
+        self, dataset: str, change: Callable[[ProductionPointer | None], ProductionPointer]
+    ) -> ProductionPointer: ...
+
+
+@dataclass(frozen=True)
+class PromoteRequest:
+    dataset: str
+    bucket: str
+    training: TrainingResult
+
+    @property
+    def version(self) -> str:
+        return self.training.job_name
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> PromoteRequest:
+        try:
+            return cls(
+                layout.check_dataset_name(str(event["dataset"])),
+                str(event["bucket"]),
+                TrainingResult.from_task_output(event["training"]),
+            )
+        except KeyError as exc:
+            raise PromoteRefused(f"the promote input lacks {exc}") from None
+
+
+class PromoteService:
+    def __init__(
+        self,
+        store: ModelStore,
+        registry: PointerStore,
+        artifacts: ArtifactReader,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.artifacts = artifacts
+        self.now = now
+
+    def run(self, request: PromoteRequest) -> dict[str, Any]:
+        prefix = layout.model_prefix(request.dataset, request.version)
+        gate = self.store.get_json(prefix + "gate.json")
+        if not isinstance(gate, dict) or gate.get("passed") is not True:
+            raise PromoteRefused(f"{prefix}gate.json does not record a passed gate decision: not promoting")
+        files = self.artifacts.fetch(request.training.model_artifacts)
+        missing = [name for name in REQUIRED_FILES if name not in files]
+        model_file = str(read_json_member(files, "model.json").get("model_file") or "model.tflite")
+        if model_file not in files:
+            missing.append(model_file)
+        if missing:
+            raise PromoteRefused(f"model.tar.gz lacks {', '.join(missing)}")
+        for name, data in sorted(files.items()):
+            if "/" in name or name == "gate.json":
+                continue  # only the model's own top-level files; the gate's record stays the gate's
+            suffix = name[name.rfind(".") :]
+            self.store.put_bytes(prefix + name, data, _CONTENT_TYPES.get(suffix, "application/octet-stream"))
+        champion = (gate.get("champion") or {}).get("version")
+        entry = ModelEntry(
+            version=request.version,
+            model_key=prefix + model_file,
+            model_sha256=sha256_hex(files[model_file]),
+            promoted_at=self.now().isoformat(),
+            metrics=gate["metrics"],
+        )
+        pointer = self.registry.update(
+            request.dataset, lambda current: promote(current, request.dataset, entry, champion)
+        )
+        return {
+            "promoted": True,
+            "version": pointer.version,
+            "model_key": pointer.current.model_key,
+            "model_sha256": pointer.current.model_sha256,
+            "previous_version": champion,
+            "pointer_key": layout.production_pointer_key(request.dataset),
+            "promoted_at": pointer.current.promoted_at,
+        }
+
+
+def rollback_production(store: ObjectStore, registry: PointerStore, dataset: str, to: str | None,
+                        now: datetime | None = None) -> ProductionPointer:
+    """Swap production back to the previous version (or ``to``), after checking its model file is still
+    there with the bytes the registry recorded, so a rollback never points serving at nothing."""
+    when = (now or datetime.now(UTC)).isoformat()
+
+    def change(current: ProductionPointer | None) -> ProductionPointer:
+        new = rollback(current, when, to)
+        data = store.get_bytes(new.current.model_key)
+        if data is None:
+            raise PromoteRefused(f"{new.current.model_key} is missing: cannot roll back to {new.version}")
+        if sha256_hex(data) != new.current.model_sha256:
+            raise PromoteRefused(f"{new.current.model_key} no longer has the recorded sha256")
+        return new
+
+    return registry.update(layout.check_dataset_name(dataset), change)

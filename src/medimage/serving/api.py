@@ -1,0 +1,143 @@
+"""The HTTP contract of the inference API, independent of API Gateway and of any web framework.
+
+`POST /predict` takes the image as the raw body (``image/jpeg``, ``image/png``, ``application/octet-stream``)
+or as JSON ``{"image": "<base64>", "dataset": "..."}``; ``?dataset=`` works for both. Every way a
+client can get a request wrong maps to a 4xx `ApiError` with a stable code, never to a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from medimage.core.errors import MedimageError, RejectedInput
+from medimage.serving.cache import ModelUnavailable, NoProductionModel
+from medimage.serving.model import ModelError
+
+# Lambda's synchronous payload limit is 6 MB for the whole event, with the body base64-encoded.
+DEFAULT_MAX_REQUEST_BYTES = 4_000_000
+
+# Request content types API Gateway hands to the function base64-encoded (template.yaml BinaryMediaTypes;
+# `medimage serve` applies the same list). JSON stays text.
+BINARY_MEDIA_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/*", "application/octet-stream")
+
+# HTTP status of each machine-readable rejection code.
+STATUS_OF_CODE: dict[str, int] = {
+    "empty": 400,
+    "bad_json": 400,
+    "bad_base64": 400,
+    "missing_image": 400,
+    "bad_dataset": 400,
+    "unknown_dataset": 400,
+    "truncated": 400,
+    "unreadable": 400,
+    "too_small": 400,
+    "too_large": 413,
+    "too_many_pixels": 413,
+    "not_an_image": 415,
+    "not_found": 404,
+    "no_model": 503,
+    "model_unavailable": 503,
+    "bad_model": 503,
+}
+
+
+@dataclass(frozen=True)
+class ApiError(Exception):
+    status: int
+    code: str
+    message: str
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.code, self.message)
+
+    @classmethod
+    def from_error(cls, exc: MedimageError) -> ApiError:
+        """A core error as the API answers it; unknown codes of rejected input are still 4xx."""
+        default = 400 if isinstance(exc, RejectedInput) else 503
+        if isinstance(exc, NoProductionModel | ModelUnavailable | ModelError):
+            default = 503
+        return cls(STATUS_OF_CODE.get(exc.code, default), exc.code, exc.message)
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    image: bytes
+    dataset: str | None
+
+
+def _media_type(headers: Mapping[str, str] | None) -> str:
+    for name, value in (headers or {}).items():
+        if name.lower() == "content-type" and value:
+            return value.split(";", 1)[0].strip().lower()
+    return ""
+
+
+def _b64decode(text: str, what: str) -> bytes:
+    if text.startswith("data:") and "," in text:  # a data URL as FileReader.readAsDataURL makes it
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, "bad_base64", f"{what} is not valid base64: {exc}") from None
+
+
+def parse_predict_request(
+    body: str | bytes | None,
+    is_base64_encoded: bool = False,
+    headers: Mapping[str, str] | None = None,
+    query: Mapping[str, str] | None = None,
+    max_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+) -> PredictRequest:
+    """An API Gateway proxy body (and headers, query string) to the image bytes and dataset."""
+    if body is None or len(body) == 0:
+        raise ApiError(
+            400, "empty", 'the request body is empty: send image bytes or JSON {"image": "<base64>"}'
+        )
+    if isinstance(body, bytes):
+        raw = body
+    elif is_base64_encoded:
+        raw = _b64decode(body, "the base64-encoded request body")
+    else:
+        # Text body: API Gateway passed it through as UTF-8; an image never arrives this way intact.
+        raw = body.encode("utf-8", errors="surrogateescape")
+    dataset = (query or {}).get("dataset") or None
+    media = _media_type(headers)
+    if media.endswith("json") or raw.lstrip()[:1] == b"{":
+        if len(raw) > max_bytes * 4 // 3 + 4096:
+            raise ApiError(
+                413,
+                "too_large",
+                f"the JSON body is {len(raw)} bytes, over the limit for {max_bytes} bytes of image",
+            )
+        try:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ApiError(400, "bad_json", 'the JSON body must be an object like {"image": "<base64>"}')
+        image_field = doc.get("image")
+        if not isinstance(image_field, str):
+            raise ApiError(400, "missing_image", 'the JSON body needs "image": a base64-encoded JPEG or PNG')
+        image = _b64decode(image_field, '"image"')
+        if "dataset" in doc and doc["dataset"] is not None:
+            if not isinstance(doc["dataset"], str):
+                raise ApiError(400, "bad_dataset", '"dataset" must be a string')
+            dataset = doc["dataset"]
+    else:
+        image = raw
+    if not image:
+        raise ApiError(400, "empty", "the image is empty (0 bytes)")
+    if len(image) > max_bytes:
+        raise ApiError(
+            413, "too_large", f"the image is {len(image)} bytes, over the limit of {max_bytes} bytes"
+        )
+    return PredictRequest(image=image, dataset=dataset)

@@ -1,0 +1,112 @@
+"""Training channels (manifest CSV + images at ``<channel dir>/<key>``) to arrays.
+
+Every image goes through ``medimage.core.preprocess.load_image_array``, the function serving uses, so
+what the network learns from is exactly what it will be shown in production. The arrays are kept as
+uint8: the shared preprocessing yields whole numbers 0..255 (decoded 8-bit pixels, resized by PIL in
+8-bit mode), so this is lossless and takes a quarter of the memory of float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medimage.core.errors import MedimageError, RejectedInput
+from medimage.core.manifests import CSV_FIELDS, read_csv
+from medimage.core.preprocess import PreprocessSpec, load_image_array
+
+
+class TrainingInputError(MedimageError):
+    """Input the trainer cannot learn from (empty channel, missing class, unreadable image...)."""
+
+    code = "bad_training_input"
+
+
+@dataclass(frozen=True)
+class Channel:
+    name: str
+    x: np.ndarray  # N x H x W x C, uint8
+    labels: list[str]  # one per image
+    paths: list[Path]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def find_manifest_csv(channel_dir: Path) -> Path:
+    """The one ``*.csv`` with the manifest header anywhere under the channel dir."""
+    if not channel_dir.is_dir():
+        raise TrainingInputError(f"channel directory {channel_dir} does not exist")
+    header = ",".join(CSV_FIELDS)
+    found = []
+    for path in sorted(channel_dir.rglob("*.csv")):
+        with path.open(encoding="utf-8") as handle:
+            if handle.readline().strip().lstrip("\ufeff") == header:
+                found.append(path)
+    if not found:
+        raise TrainingInputError(f"channel {channel_dir} has no manifest CSV (header '{header}')")
+    if len(found) > 1:
+        names = ", ".join(str(p.relative_to(channel_dir)) for p in found)
+        raise TrainingInputError(f"channel {channel_dir} has several manifest CSVs: {names}")
+    return found[0]
+
+
+def read_channel_rows(name: str, channel_dir: Path) -> list[dict[str, str]]:
+    """The CSV rows of a channel; an empty channel is an error (nothing to learn from or score)."""
+    csv_path = find_manifest_csv(channel_dir)
+    try:
+        rows = read_csv(csv_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise TrainingInputError(f"channel '{name}': {csv_path}: {exc}") from None
+    if not rows:
+        raise TrainingInputError(f"channel '{name}' is empty: {csv_path} lists no images")
+    return rows
+
+
+def load_channel(name: str, channel_dir: Path, spec: PreprocessSpec) -> Channel:
+    rows = read_channel_rows(name, channel_dir)
+    x = np.empty((len(rows), spec.image_size, spec.image_size, spec.channels), dtype=np.uint8)
+    paths: list[Path] = []
+    for i, row in enumerate(rows):
+        path = channel_dir / row["key"]
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise TrainingInputError(f"channel '{name}': cannot read image {row['key']}: {exc}") from None
+        try:
+            x[i] = load_image_array(data, spec)
+        except RejectedInput as exc:
+            raise TrainingInputError(f"channel '{name}': image {row['key']}: {exc}") from None
+        paths.append(path)
+    return Channel(name=name, x=x, labels=[row["label"] for row in rows], paths=paths)
+
+
+def class_list(preset_classes: tuple[str, ...] | None, channels: list[Channel]) -> list[str]:
+    """The class order (the preset's, or the sorted labels seen); every class must have training images."""
+    seen = {label for channel in channels for label in channel.labels}
+    classes = list(preset_classes) if preset_classes is not None else sorted(seen)
+    stray = seen - set(classes)
+    if stray:
+        raise TrainingInputError(
+            f"labels {sorted(stray)} are not classes of the preset ({', '.join(classes)})"
+        )
+    train = next(c for c in channels if c.name == "train")
+    missing = [label for label in classes if label not in set(train.labels)]
+    if missing:
+        raise TrainingInputError(f"class(es) {', '.join(missing)} have no training images")
+    if len(classes) < 2:
+        raise TrainingInputError(f"need at least 2 classes to train a classifier, found {classes}")
+    return classes
+
+
+def indices(channel: Channel, classes: list[str]) -> np.ndarray:
+    position = {label: k for k, label in enumerate(classes)}
+    return np.array([position[label] for label in channel.labels], dtype=np.int64)
+
+
+def balanced_class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
+    """Weights n / (k * count): each class contributes equally to the loss, whatever its size."""
+    counts = np.bincount(y, minlength=n_classes)
+    return {k: float(len(y) / (n_classes * counts[k])) for k in range(n_classes) if counts[k]}

@@ -1,0 +1,420 @@
+"""The trainer behind ``training/train.py``: SageMaker script-mode contract in, model directory out.
+
+Contract (docs/CONTRACTS.md): hyperparameters arrive as ``--name value``; channels in
+``SM_CHANNEL_TRAIN`` / ``SM_CHANNEL_VALIDATION`` / ``SM_CHANNEL_TEST``; the model directory is
+``SM_MODEL_DIR`` and plots go to ``SM_OUTPUT_DATA_DIR``. Without those variables the SageMaker default
+paths under ``/opt/ml`` are used, and each can also be given as an option (``--train-dir`` ...).
+The test split is scored by the exported ``model.tflite`` through the serving classifier, so
+``evaluation.json`` describes the model that will be served, not the Keras model it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medimage.core.errors import MedimageError
+from medimage.core.preprocess import PreprocessSpec
+from medimage.core.presets import get_preset
+from medimage.training import format_metrics
+
+CHANNELS = ("train", "validation", "test")
+SPLIT_OF_CHANNEL = {"train": "train", "validation": "val", "test": "test"}
+SAGEMAKER_DEFAULTS = {
+    "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
+    "SM_CHANNEL_VALIDATION": "/opt/ml/input/data/validation",
+    "SM_CHANNEL_TEST": "/opt/ml/input/data/test",
+    "SM_MODEL_DIR": "/opt/ml/model",
+    "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+}
+MODEL_FILE = "model.tflite"
+INT8_MODEL_FILE = "model-int8.tflite"
+Log = Callable[[str], None]
+
+
+def _bool(text: str) -> bool:
+    """SageMaker passes every hyperparameter as a string ("True", "false", "1"...)."""
+    value = str(text).strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str
+    dataset: str = ""
+    manifest_version: str = "local"
+    epochs: int = 20
+    image_size: int | None = None  # the preset's when not given
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    seed: int = 42
+    weights: str = "none"
+    width: int = 16
+    dropout: float = 0.3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    patience: int = 6
+    max_train_minutes: float = 25.0
+    augment: bool = True
+    horizontal_flip: bool = False
+    class_weighting: bool = True
+    threads: int = 0  # 0: TensorFlow decides
+    int8_calibration_images: int = 200
+
+
+@dataclass(frozen=True)
+class Paths:
+    channels: dict[str, Path]
+    model_dir: Path
+    output_dir: Path
+    failure_dir: Path | None = None  # SageMaker's /opt/ml/output: a 'failure' file becomes FailureReason
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig(preset="")
+    p = argparse.ArgumentParser(
+        prog="train.py", description="Train a medimage classifier (script mode).", allow_abbrev=False
+    )
+    p.add_argument("--preset", required=True, help="dataset preset (classes, image size)")
+    p.add_argument("--dataset", default="", help="dataset name (default: the preset name)")
+    p.add_argument("--manifest-version", default=d.manifest_version)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--weights", choices=("none", "imagenet"), default=d.weights)
+    p.add_argument("--width", type=int, default=d.width, help="filters of the first conv layer")
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 on conv kernels")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--patience", type=int, default=d.patience, help="epochs without val improvement")
+    p.add_argument("--max-train-minutes", type=float, default=d.max_train_minutes)
+    p.add_argument("--augment", type=_bool, default=d.augment)
+    p.add_argument("--horizontal-flip", type=_bool, default=d.horizontal_flip)
+    p.add_argument("--class-weighting", type=_bool, default=d.class_weighting)
+    p.add_argument("--threads", type=int, default=int(os.environ.get("MEDIMAGE_TF_THREADS", "0")))
+    p.add_argument("--int8-calibration-images", type=int, default=d.int8_calibration_images)
+    p.add_argument("--train-dir", default=None, help="default: $SM_CHANNEL_TRAIN")
+    p.add_argument("--validation-dir", default=None, help="default: $SM_CHANNEL_VALIDATION")
+    p.add_argument("--test-dir", default=None, help="default: $SM_CHANNEL_TEST")
+    # Not --model_dir: the SageMaker TensorFlow estimator passes that one itself, as an S3 URI.
+    p.add_argument("--sm-model-dir", default=None, help="default: $SM_MODEL_DIR")
+    p.add_argument("--output-data-dir", default=None, help="default: $SM_OUTPUT_DATA_DIR")
+    return p
+
+
+def parse(argv: Sequence[str], env: dict[str, str]) -> tuple[TrainConfig, Paths, list[str]]:
+    """Config, paths and the arguments ignored (extra hyperparameters such as --model_dir s3://...)."""
+    args, unknown = build_parser().parse_known_args(list(argv))
+    values = vars(args)
+    path_args = {k: values.pop(k) for k in ("train_dir", "validation_dir", "test_dir", "sm_model_dir",
+                                            "output_data_dir")}
+
+    def where(option: str | None, variable: str) -> Path:
+        return Path(option or env.get(variable) or SAGEMAKER_DEFAULTS[variable])
+
+    paths = Paths(
+        channels={
+            "train": where(path_args["train_dir"], "SM_CHANNEL_TRAIN"),
+            "validation": where(path_args["validation_dir"], "SM_CHANNEL_VALIDATION"),
+            "test": where(path_args["test_dir"], "SM_CHANNEL_TEST"),
+        },
+        model_dir=where(path_args["sm_model_dir"], "SM_MODEL_DIR"),
+        output_dir=where(path_args["output_data_dir"], "SM_OUTPUT_DATA_DIR"),
+        failure_dir=Path(env["SM_OUTPUT_DIR"]) if env.get("SM_OUTPUT_DIR") else None,
+    )
+    config = TrainConfig(**values)
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ValueError("--epochs and --batch-size must be at least 1")
+    return config, paths, unknown
+
+
+@dataclass
+class _Monitor:
+    """Per-epoch validation metrics, early stopping with best-weight restore, and a time budget."""
+
+    x_val: np.ndarray
+    y_val: np.ndarray
+    labels: list[str]
+    epochs: int
+    patience: int
+    deadline: float
+    log: Log
+    history: dict[str, list[float]] = field(default_factory=dict)
+    best_loss: float = float("inf")
+    best_epoch: int = 0
+    best_weights: list[np.ndarray] | None = None
+    stop_reason: str = "epochs"
+    started: float = 0.0
+
+    def callback(self) -> Any:
+        import keras
+
+        monitor = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                monitor.started = time.monotonic()
+
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                monitor.end_epoch(self.model, epoch, dict(logs or {}))
+
+        return Callback()
+
+    def end_epoch(self, model: Any, epoch: int, logs: dict[str, float]) -> None:
+        from medimage.core.metrics import macro_auc
+
+        probs = model.predict(self.x_val, batch_size=64, verbose=0).astype(np.float64)
+        picked = np.clip(probs[np.arange(len(self.y_val)), self.y_val], 1e-7, 1.0)
+        val = {
+            "val_loss": float(-np.mean(np.log(picked))),
+            "val_accuracy": float(np.mean(probs.argmax(1) == self.y_val)),
+            "val_macro_auc": macro_auc(self.y_val, probs),
+        }
+        row = {"loss": logs.get("loss"), "accuracy": logs.get("accuracy"), **val,
+               "learning_rate": float(np.asarray(model.optimizer.learning_rate)),
+               "seconds": time.monotonic() - self.started}
+        for name, value in row.items():
+            self.history.setdefault(name, []).append(float("nan") if value is None else float(value))
+        self.log(format_metrics(f"epoch {epoch + 1}/{self.epochs}:", row))
+        if val["val_loss"] < self.best_loss - 1e-4:
+            self.best_loss, self.best_epoch = val["val_loss"], epoch + 1
+            self.best_weights = model.get_weights()
+        elif epoch + 1 - self.best_epoch >= self.patience:
+            self.stop_reason = f"no validation improvement for {self.patience} epochs"
+            model.stop_training = True
+        if time.monotonic() > self.deadline and not model.stop_training:
+            self.stop_reason = "time budget reached"
+            model.stop_training = True
+
+
+def _configure_tensorflow(config: TrainConfig) -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    if config.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(config.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(config.threads, 2))
+    keras.utils.set_random_seed(config.seed)
+    return tf
+
+
+def _build_model(config: TrainConfig, spec: PreprocessSpec, n_classes: int) -> Any:
+    from medimage.training.model import compact_cnn, imagenet_backbone
+
+    if config.weights == "imagenet":
+        return imagenet_backbone(spec.image_size, spec.channels, n_classes, config.dropout)
+    return compact_cnn(spec.image_size, spec.channels, n_classes, config.width, config.dropout,
+                       config.weight_decay)
+
+
+def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]:
+    """Train, export, check and evaluate; returns ``evaluation.json``'s content."""
+    from medimage.training import data as channel_data
+
+    started = time.monotonic()
+    preset = get_preset(config.preset)
+    dataset = config.dataset or preset.name
+    spec = PreprocessSpec(image_size=config.image_size or preset.image_size, channels=preset.channels)
+    if spec.image_size < 16:
+        raise ValueError(f"--image-size must be at least 16, got {spec.image_size}")
+
+    # Read and check every channel before the (slow) TensorFlow import, so bad input fails fast.
+    for name in CHANNELS:
+        channel_data.read_channel_rows(name, paths.channels[name])
+    channels = {name: channel_data.load_channel(name, paths.channels[name], spec) for name in CHANNELS}
+    labels = channel_data.class_list(preset.classes, list(channels.values()))
+    y = {name: channel_data.indices(ch, labels) for name, ch in channels.items()}
+    counts = {name: np.bincount(y[name], minlength=len(labels)).tolist() for name in CHANNELS}
+    log(f"data: preset={preset.name} classes={labels} image_size={spec.image_size} "
+        f"images={ {n: len(c) for n, c in channels.items()} } per_class={counts} "
+        f"({time.monotonic() - started:.1f}s to load)")
+
+    tf = _configure_tensorflow(config)
+    import keras
+
+    model = _build_model(config, spec, len(labels))
+    log(f"model: {model.name}, {model.count_params()} parameters, weights={config.weights}")
+    x_train = channels["train"].x
+    weights = (channel_data.balanced_class_weights(y["train"], len(labels)) if config.class_weighting
+               else dict.fromkeys(range(len(labels)), 1.0))
+    sample_weights = np.array([weights[k] for k in y["train"]], dtype=np.float32)
+    one_hot = np.eye(len(labels), dtype=np.float32)[y["train"]]
+    augment = None
+    if config.augment:
+        from medimage.training.model import augmenter
+
+        augment = augmenter(config.seed, config.horizontal_flip)
+
+    def prepare(x: Any, target: Any, weight: Any) -> Any:
+        x = tf.cast(x, tf.float32)
+        if augment is not None:
+            x = tf.clip_by_value(augment(x, training=True), 0.0, 255.0)
+        return x, target, weight
+
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((x_train, one_hot, sample_weights))
+        .shuffle(len(x_train), seed=config.seed, reshuffle_each_iteration=True)
+        .batch(config.batch_size)
+        # Sequential map: random augmentation drawn in parallel threads would differ from run to run.
+        .map(prepare)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    steps = max(1, int(np.ceil(len(x_train) / config.batch_size)))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=steps * config.epochs, alpha=0.05
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    x_val = channels["validation"].x.astype(np.float32)
+    monitor = _Monitor(x_val, y["validation"], labels, config.epochs, config.patience,
+                       time.monotonic() + 60 * config.max_train_minutes, log)
+    fit_started = time.monotonic()
+    model.fit(train_ds, epochs=config.epochs, verbose=0, callbacks=[monitor.callback()])
+    training_seconds = time.monotonic() - fit_started
+    if monitor.best_weights is not None:
+        model.set_weights(monitor.best_weights)
+    log(f"training stopped ({monitor.stop_reason}) after {len(monitor.history.get('loss', []))} epochs, "
+        f"{training_seconds:.0f}s; best epoch {monitor.best_epoch} (val_loss={monitor.best_loss:.4f})")
+
+    evaluation = _export_and_evaluate(model, config, preset.name, dataset, spec, labels, channels, y, paths,
+                                      training_seconds, log)
+    from medimage.training import plots
+
+    paths.output_dir.mkdir(parents=True, exist_ok=True)
+    (paths.output_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    plots.training_curves(monitor.history, paths.output_dir / "training_curves.png")
+    plots.confusion_matrices(evaluation, paths.output_dir / "confusion_matrix.png")
+    log(format_metrics("final:", {
+        "val_accuracy": evaluation["val"]["accuracy"], "val_macro_auc": evaluation["val"]["macro_auc"],
+        "test_accuracy": evaluation["test"]["accuracy"], "test_macro_auc": evaluation["test"]["macro_auc"],
+        "seconds": time.monotonic() - started,
+    }))
+    return evaluation
+
+
+def _export_and_evaluate(
+    model: Any, config: TrainConfig, preset: str, dataset: str, spec: PreprocessSpec, labels: list[str],
+    channels: dict[str, Any], y: dict[str, np.ndarray], paths: Paths, training_seconds: float, log: Log,
+) -> dict[str, Any]:
+    import tensorflow as tf
+
+    from medimage.core.metrics import evaluate
+    from medimage.training import export
+
+    export.ensure_interpreter_available()
+    from medimage.serving.model import TFLiteClassifier
+
+    paths.model_dir.mkdir(parents=True, exist_ok=True)
+    float_bytes = export.to_tflite_float(model)
+    int8_bytes = export.to_tflite_int8(model, channels["train"].x, config.int8_calibration_images,
+                                       config.seed)
+    (paths.model_dir / MODEL_FILE).write_bytes(float_bytes)
+    (paths.model_dir / INT8_MODEL_FILE).write_bytes(int8_bytes)
+    (paths.model_dir / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+
+    # Keras on the trainer's arrays vs. each export on the files' bytes through the serving classifier:
+    # one check catches a converter fault and any training/serving preprocessing difference at once.
+    check_paths = channels["validation"].paths + channels["train"].paths[:64]
+    check_x = np.concatenate([channels["validation"].x, channels["train"].x[:64]]).astype(np.float32)
+    reference = model.predict(check_x, batch_size=64, verbose=0)
+    checks = {}
+    for name, content in (("float", float_bytes), ("int8", int8_bytes)):
+        classifier = TFLiteClassifier(content, labels, spec, {})
+        candidate = np.stack([_served_probabilities(classifier, p) for p in check_paths])
+        if name == "float":
+            checks[name] = export.check_agreement(reference, candidate)
+        else:
+            checks[name] = export.compare(reference, candidate)
+        checks[name]["bytes"] = len(content)
+    log(f"export: float {checks['float']}; int8 {checks['int8']}")
+
+    meta = {
+        "format_version": 1,
+        "labels": labels,
+        "preprocess": spec.to_dict(),
+        "model_file": MODEL_FILE,
+        "int8_model_file": INT8_MODEL_FILE,
+        "preset": preset,
+        "dataset": dataset,
+        "manifest_version": config.manifest_version,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "training_seconds": round(training_seconds, 1),
+        "parameters": int(model.count_params()),
+        "tensorflow_version": tf.__version__,
+        "architecture": model.name,
+        "hyperparameters": asdict(config),
+        "export_checks": checks,
+    }
+    (paths.model_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    # Score val and test exactly as the inference Lambda would: file bytes -> serving classifier.
+    served = TFLiteClassifier.from_dir(paths.model_dir)
+    evaluation = {}
+    for channel, split in (("validation", "val"), ("test", "test")):
+        probs = np.stack([_served_probabilities(served, p) for p in channels[channel].paths])
+        evaluation[split] = evaluate(y[channel], probs, labels)
+    text = json.dumps(evaluation, indent=2) + "\n"
+    (paths.model_dir / "evaluation.json").write_text(text, encoding="utf-8")
+    return evaluation
+
+
+def _served_probabilities(classifier: Any, path: Path) -> np.ndarray:
+    """Probabilities as the serving path computes them from the stored file's bytes."""
+    prediction = classifier.predict_bytes(path.read_bytes())
+    return np.array([prediction.probabilities[label] for label in classifier.labels], dtype=np.float64)
+
+
+def _write_failure(paths: Paths | None, message: str) -> None:
+    if paths is not None and paths.failure_dir is not None:
+        try:
+            paths.failure_dir.mkdir(parents=True, exist_ok=True)
+            (paths.failure_dir / "failure").write_text(message + "\n", encoding="utf-8")
+        except OSError:
+            pass
+
+
+def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -> int:
+    """Entry point: a one-line error on stderr and a non-zero exit for any bad input, never a traceback."""
+    argv = sys.argv[1:] if argv is None else argv
+    env = dict(os.environ) if env is None else env
+    paths: Paths | None = None
+    try:
+        config, paths, ignored = parse(argv, env)
+        if ignored:
+            print(f"ignoring hyperparameters this trainer does not use: {' '.join(ignored)}", flush=True)
+        train(config, paths, log=lambda line: print(line, flush=True))
+        return 0
+    except (MedimageError, ValueError, OSError) as exc:
+        message = f"train.py: error: {exc}"
+        code = 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug or an environment problem: still one readable line, plus the traceback
+        import traceback
+
+        traceback.print_exc()
+        message = f"train.py: error: unexpected {type(exc).__name__}: {exc}"
+        code = 1
+    print(message, file=sys.stderr, flush=True)
+    _write_failure(paths, message)
+    return code

@@ -1,0 +1,158 @@
+"""Gate and Promote handlers on the recorded task inputs (events/), the registry's conditional swap,
+and the ASL/template wiring. No training here: the job output is a small hand-made model.tar.gz."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from medimage.adapters.registry_store import RegistryConflict, S3RegistryStore
+from medimage.core.registry import ModelEntry, promote
+from medimage.local.functions import LocalFunction
+from medimage.training import METRIC_DEFINITIONS
+from tests.conftest import EVENT_BUCKET, load_event
+
+REPO = Path(__file__).resolve().parents[2]
+LABELS = ["normal", "bacterial", "viral"]
+
+
+def evaluation(accuracy: float, pneumonia_recall: float) -> dict[str, Any]:
+    per_class = {label: {"precision": 0.9, "recall": pneumonia_recall if label != "normal" else 0.9,
+                         "f1": 0.9, "support": 10} for label in LABELS}
+    split = {"n": 30, "accuracy": accuracy, "per_class": per_class, "macro_auc": 0.95,
+             "confusion_matrix": [[10, 0, 0], [0, 10, 0], [0, 0, 10]], "labels": LABELS}
+    return {"val": split, "test": split}
+
+
+def model_tar(accuracy: float = 0.91, recall: float = 0.8) -> bytes:
+    files = {"model.tflite": b"float model bytes", "model-int8.tflite": b"int8 model bytes",
+             "labels.txt": "\n".join(LABELS).encode(),
+             "evaluation.json": json.dumps(evaluation(accuracy, recall)).encode(),
+             "model.json": json.dumps({"format_version": 1, "labels": LABELS, "model_file": "model.tflite",
+                                       "manifest_version": "20261125T190500Z-1a2b3c4d"}).encode()}
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def handler(name: str, **env: str) -> LocalFunction:
+    return LocalFunction(name, REPO / "functions" / name, "app.lambda_handler",
+                         {"POWERTOOLS_SERVICE_NAME": name, **env})
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    from moto import mock_aws
+
+    from medimage.adapters.aws import reset_clients
+
+    with mock_aws():
+        reset_clients()
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=EVENT_BUCKET)
+        yield client
+    reset_clients()
+
+
+def put_job_output(s3: Any, event: dict[str, Any], data: bytes) -> None:
+    key = event["training"]["ModelArtifacts"]["S3ModelArtifacts"].split(f"{EVENT_BUCKET}/", 1)[1]
+    s3.put_object(Bucket=EVENT_BUCKET, Key=key, Body=data)
+
+
+def read(s3: Any, key: str) -> Any:
+    return json.loads(s3.get_object(Bucket=EVENT_BUCKET, Key=key)["Body"].read())
+
+
+def test_gate_then_promote_on_the_recorded_task_inputs(s3):
+    gate_event = load_event("gate-first-model.json")
+    assert gate_event["training"]["FinalMetricDataList"] == []  # the gate must not depend on it
+    put_job_output(s3, gate_event, model_tar())
+    decision = handler("gate").invoke(gate_event)
+    assert decision["passed"] is True and decision["champion_version"] is None
+    assert read(s3, decision["gate_key"])["metrics"]["accuracy"] == 0.91
+
+    result = handler("promote").invoke(load_event("promote-first-model.json"))
+    pointer = read(s3, "models/chestxray2017/production.json")
+    assert pointer["version"] == result["version"] == gate_event["training"]["TrainingJobName"]
+    stored = s3.get_object(Bucket=EVENT_BUCKET, Key=pointer["model_key"])["Body"].read()
+    assert stored == b"float model bytes"
+
+
+def test_gate_rejects_on_the_recall_floor_and_promote_refuses_a_rejected_model(s3):
+    gate_event = load_event("gate-first-model.json")
+    put_job_output(s3, gate_event, model_tar(accuracy=0.95, recall=0.3))
+    decision = handler("gate").invoke(gate_event)
+    assert decision["passed"] is False
+    assert any("recall of 'viral'" in r for r in decision["reasons"])
+    with pytest.raises(Exception, match="does not record a passed gate"):
+        handler("promote").invoke(load_event("promote-first-model.json"))
+    listed = s3.list_objects_v2(Bucket=EVENT_BUCKET, Prefix="models/chestxray2017/production.json")
+    assert listed["KeyCount"] == 0
+
+
+def test_the_min_accuracy_override_of_the_template_reaches_the_gate(s3):
+    gate_event = load_event("gate-first-model.json")
+    put_job_output(s3, gate_event, model_tar(accuracy=0.91))
+    assert handler("gate", MIN_ACCURACY_OVERRIDE="0.95").invoke(gate_event)["passed"] is False
+
+
+def test_a_concurrent_swap_is_detected_by_the_conditional_write_and_both_promotions_survive(s3):
+    store = S3RegistryStore(EVENT_BUCKET, s3=s3, sleep=lambda _: None)
+    first = ModelEntry("v1", "models/ds/v1/model.tflite", "a" * 64, "t1")
+    store.update("ds", lambda current: promote(current, "ds", first, None))
+    rival = ModelEntry("v2", "models/ds/v2/model.tflite", "b" * 64, "t2")
+    ours = ModelEntry("v3", "models/ds/v3/model.tflite", "c" * 64, "t3")
+    attempts = []
+
+    def change(current):
+        attempts.append(current.version)
+        if len(attempts) == 1:  # another promotion lands between our read and our write
+            S3RegistryStore(EVENT_BUCKET, s3=s3).update("ds", lambda c: promote(c, "ds", rival, "v1"))
+        return promote(current, "ds", ours, current.version)
+
+    pointer = store.update("ds", change)
+    assert attempts == ["v1", "v2"]
+    assert [e.version for e in pointer.history] == ["v3", "v2", "v1"]
+    assert store.pointer("ds") == pointer
+
+
+def test_a_registry_that_keeps_changing_gives_up_with_a_retryable_error(s3):
+    store = S3RegistryStore(EVENT_BUCKET, s3=s3, attempts=2, sleep=lambda _: None)
+    counter = iter(range(100))
+
+    def change(current):
+        n = next(counter)
+        S3RegistryStore(EVENT_BUCKET, s3=s3).update(
+            "ds", lambda c: promote(c, "ds", ModelEntry(f"r{n}", "k", "0" * 64, "t"), c and c.version))
+        return promote(store.pointer("ds"), "ds", ModelEntry(f"mine{n}", "k", "1" * 64, "t"),
+                       store.pointer("ds").version)
+
+    with pytest.raises(RegistryConflict):
+        store.update("ds", change)
+
+
+def test_the_definition_substitutes_every_arn_name_and_image_and_hard_codes_no_account():
+    text = (REPO / "statemachine" / "training.asl.json").read_text()
+    definition = json.loads(text)
+    assert not re.search(r"\d{12}", text) and "us-east-1" not in text
+    assert set(re.findall(r"\$\{(\w+)\}", text)) == {
+        "TrainingSourceUri", "Region", "TrainingEpochs", "SageMakerRoleArn", "TrainingImage",
+        "TrainingInstanceType", "GateFunctionArn", "PromoteFunctionArn", "FailureTopicArn"}
+    train = definition["States"]["Train"]["Parameters"]
+    assert train["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
+    assert [c["ChannelName"] for c in train["InputDataConfig"]] == ["train", "validation", "test"]
+    for name, state in definition["States"].items():
+        if state["Type"] == "Task":
+            assert state.get("Retry") and state.get("Catch"), name

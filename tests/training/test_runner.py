@@ -1,0 +1,62 @@
+"""The reusable runner parts: tree -> channels, hyperparameters -> arguments, log -> metrics."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from medimage.core.presets import get_preset
+from medimage.training import METRIC_DEFINITIONS, format_metrics, parse_metrics
+from medimage.training.runner import hyperparameter_args, scan_tree, write_channels
+
+
+def test_tree_becomes_manifest_channels_with_symlinked_images(
+    tmp_path: Path, tree_maker: Callable[..., Path]
+) -> None:
+    tree = tree_maker(tmp_path / "tree", per_class=10, size=16)
+    scan = scan_tree(tree, get_preset("folders"))
+    channels = write_channels(scan, tmp_path / "channels")
+    assert set(channels) == {"train", "validation", "test"}
+    total = 0
+    for name, split in (("train", "train"), ("validation", "val"), ("test", "test")):
+        with (channels[name] / f"{split}.csv").open() as handle:
+            rows = list(csv.DictReader(handle))
+        assert rows and list(rows[0]) == ["key", "label", "sha256", "patient_id"]
+        for row in rows:
+            assert row["key"].startswith(f"incoming/labeled/folders/{row['label']}/")
+            assert (channels[name] / row["key"]).is_symlink()
+        total += len(rows)
+    assert total == 30
+
+
+def test_preset_rules_label_and_group_patients(tmp_path: Path, tree_maker: Callable[..., Path]) -> None:
+    # GIVEN chest X-ray names: two images of one patient, and a file no rule accepts
+    tree = tree_maker(tmp_path / "tree", per_class=3, size=16, labels=("PNEUMONIA",))
+    (tree / "PNEUMONIA" / "PNEUMONIA_0.png").rename(tree / "PNEUMONIA" / "person7_virus_1.png")
+    (tree / "PNEUMONIA" / "PNEUMONIA_1.png").rename(tree / "PNEUMONIA" / "person7_bacteria_2.png")
+    (tree / "OTHER").mkdir()
+    (tree / "PNEUMONIA" / "PNEUMONIA_2.png").rename(tree / "OTHER" / "x.png")
+    scan = scan_tree(tree, get_preset("chestxray2017"))
+    assert sorted(i.label for i in scan.images) == ["bacterial", "viral"]
+    assert {i.patient_id for i in scan.images} == {"person7"}
+    assert len({i.split for i in scan.images}) == 1  # one patient never straddles two splits
+    assert [p.name for p, _ in scan.skipped] == ["x.png"]
+
+
+def test_hyperparameters_are_passed_as_sagemaker_does() -> None:
+    assert hyperparameter_args({"epochs": 3, "preset": "folders"}) == ["--epochs", "3", "--preset", "folders"]
+
+
+def test_metric_regexes_tell_accuracy_from_val_accuracy() -> None:
+    values = {"loss": 0.5, "accuracy": 0.75, "val_loss": 0.25, "val_accuracy": 0.9}
+    line = format_metrics("epoch 2/5:", values)
+    assert line == "epoch 2/5: loss=0.5; accuracy=0.75; val_loss=0.25; val_accuracy=0.9;"
+    assert parse_metrics([line, "final: test_accuracy=0.8; test_macro_auc=1e-05;"]) == {
+        "train:loss": 0.5, "train:accuracy": 0.75, "validation:loss": 0.25, "validation:accuracy": 0.9,
+        "test:accuracy": 0.8, "test:macro_auc": 1e-05,
+    }
+    for definition in METRIC_DEFINITIONS:  # SageMaker's limits: name <= 255, regex <= 500 chars
+        assert len(definition["Name"]) <= 255 and len(definition["Regex"]) <= 500
+        re.compile(definition["Regex"])

@@ -1,0 +1,99 @@
+"""One tiny real training run (via `medimage train` -> training/train.py) serves several assertions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from medimage.cli.main import main as cli
+from medimage.training import parse_metrics
+
+pytestmark = pytest.mark.slow
+
+MODEL_FILES = ("model.tflite", "model-int8.tflite", "labels.txt", "model.json", "evaluation.json")
+OUTPUT_FILES = ("evaluation.json", "confusion_matrix.png", "training_curves.png")
+METRIC_FIELDS = {"n", "accuracy", "per_class", "macro_auc", "confusion_matrix", "labels"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, tree_maker: Callable[..., Path]) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("trained")
+    tree = tree_maker(root / "tree", per_class=30, size=24)
+    out = root / "model"
+    code = cli(["train", "--data", str(tree), "--preset", "folders", "--out", str(out), "--epochs", "2",
+                "--image-size", "32", "-H", "batch-size=8"])
+    assert code == 0, (out / "output" / "train.log").read_text()
+    return {"tree": tree, "out": out}
+
+
+def test_train_writes_every_output_file(trained: dict[str, Path]) -> None:
+    out = trained["out"]
+    for name in MODEL_FILES:
+        assert (out / name).stat().st_size > 0, name
+    for name in OUTPUT_FILES:
+        assert (out / "output" / name).stat().st_size > 0, name
+    assert (out / "output" / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_model_json_and_evaluation_follow_the_contract(trained: dict[str, Path]) -> None:
+    out = trained["out"]
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["format_version"] == 1
+    assert meta["labels"] == ["bars", "dim", "disk"] == (out / "labels.txt").read_text().split()
+    assert meta["preprocess"] == {
+        "image_size": 32, "channels": 1, "resize": "bilinear", "input_range": [0.0, 255.0]
+    }
+    assert meta["model_file"] == "model.tflite" and meta["int8_model_file"] == "model-int8.tflite"
+    assert (meta["preset"], meta["dataset"], meta["manifest_version"]) == ("folders", "folders", "local")
+    for key in ("trained_at", "training_seconds", "parameters", "tensorflow_version"):
+        assert meta[key], key
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert set(evaluation) == {"val", "test"}
+    for split in ("val", "test"):
+        assert set(evaluation[split]) == METRIC_FIELDS
+        assert evaluation[split]["labels"] == meta["labels"]
+    assert evaluation == json.loads((out / "output" / "evaluation.json").read_text())
+
+
+def test_tflite_models_agree_with_keras(trained: dict[str, Path]) -> None:
+    # The trainer compares Keras on its arrays with each export served from the files' bytes.
+    checks = json.loads((trained["out"] / "model.json").read_text())["export_checks"]
+    assert checks["float"]["max_abs_diff"] <= 1e-3
+    assert checks["float"]["top1_agreement"] == 1.0
+    assert checks["int8"]["max_abs_diff"] <= 0.1
+    assert checks["int8"]["top1_agreement"] >= 0.9
+    assert checks["int8"]["bytes"] < checks["float"]["bytes"]
+
+
+def test_tiny_synthetic_classes_are_learned(trained: dict[str, Path]) -> None:
+    # Two epochs of a few steps fit the training images; held-out scores on 8 images after so few
+    # batch-norm updates are too noisy to assert on, so the training accuracy is what is checked.
+    metrics = parse_metrics((trained["out"] / "output" / "train.log").read_text().splitlines())
+    assert metrics["train:accuracy"] >= 0.8
+
+
+def test_evaluate_reproduces_the_trainers_test_and_val_metrics(
+    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evaluation = json.loads((trained["out"] / "evaluation.json").read_text())
+    for split, key in (("test", "test"), ("val", "val")):
+        target = tmp_path / f"{split}.json"
+        code = cli(["evaluate", "--model", str(trained["out"] / "model.tflite"),
+                    "--data", str(trained["tree"]), "--preset", "folders", "--split", split,
+                    "--out", str(target)])
+        assert code == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert printed == json.loads(target.read_text()) == evaluation[key]
+
+
+def test_metric_lines_are_readable_by_the_metric_definitions(trained: dict[str, Path]) -> None:
+    log = (trained["out"] / "output" / "train.log").read_text().splitlines()
+    metrics = parse_metrics(log)
+    evaluation = json.loads((trained["out"] / "evaluation.json").read_text())
+    assert metrics["validation:accuracy"] == pytest.approx(evaluation["val"]["accuracy"], abs=1e-5)
+    assert metrics["test:accuracy"] == pytest.approx(evaluation["test"]["accuracy"], abs=1e-5)
+    assert {"train:loss", "train:accuracy", "validation:loss"} <= set(metrics)
+    assert sum(line.startswith("epoch ") for line in log) == 2

@@ -12,9 +12,11 @@ import io
 import json
 import math
 import shutil
+import sys
 import tarfile
 import time
 from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,10 +62,12 @@ class DemoState:
 
 
 class Reporter:
-    """Plain, line-oriented progress: readable in a terminal and in a CI log."""
+    """Plain, line-oriented progress: readable in a terminal and in a CI log. It writes to the
+    terminal's stdout even while the emulated functions' output is redirected to ``lambda.log``."""
 
-    def __init__(self, emit: Callable[[str], None] = print) -> None:
-        self.emit = emit
+    def __init__(self, emit: Callable[[str], None] | None = None) -> None:
+        stream = sys.stdout
+        self.emit = emit or (lambda text: print(text, file=stream, flush=True))
         self.stage_no = 0
 
     def stage(self, title: str) -> None:
@@ -160,7 +164,14 @@ def run_demo(opts: DemoOptions, report: Reporter | None = None) -> dict[str, Any
             channels, hyperparameters, model_dir, output_dir, on_line=on_line, log_path=training_log
         )
 
-    with env.running(trainer=trainer, work_dir=workdir):
+    lambda_log = workdir / "lambda.log"
+    # The functions' own output (structured logs, EMF metrics) goes where CloudWatch would keep it.
+    with (
+        lambda_log.open("w", encoding="utf-8") as log,
+        redirect_stdout(log),
+        redirect_stderr(log),
+        env.running(trainer=trainer, work_dir=workdir),
+    ):
         s3 = boto3.client("s3")
         bucket = env.bucket
         report.line(
@@ -208,7 +219,8 @@ def run_demo(opts: DemoOptions, report: Reporter | None = None) -> dict[str, Any
         described = _wait(env, execution_arn) if execution_arn else {"status": "NOT_STARTED"}
         _timed(state, "training_workflow", t)
         output = json.loads(described.get("output") or "{}")
-        decision = (output.get("gate") or {}).get("decision") or {}
+        gate_key = ((output.get("gate") or {}).get("decision") or {}).get("gate_key")
+        decision = (_get_json(s3, bucket, gate_key) if gate_key else None) or {}
         status = described["status"]
         report.line(
             f"execution {status}"
@@ -266,6 +278,7 @@ def run_demo(opts: DemoOptions, report: Reporter | None = None) -> dict[str, Any
     report.line(f"workdir:      {workdir}")
     for name, path in artifacts.items():
         report.line(f"{name + ':':13} {path}")
+    report.line(f"{'lambda_logs:':13} {lambda_log}")
     report.line(f"total {state.timings['total']} s")
     return summary
 

@@ -42,6 +42,12 @@ INT8_MODEL_FILE = "model-int8.tflite"
 Log = Callable[[str], None]
 
 
+def effective_batch_size(requested: int, n_train: int) -> int:
+    """Small datasets get smaller batches (at least 8 steps an epoch, batches of at least 8), so batch
+    normalisation statistics settle within a few epochs; large datasets use the requested size."""
+    return max(1, min(requested, max(8, n_train // 8)))
+
+
 def _bool(text: str) -> bool:
     """SageMaker passes every hyperparameter as a string ("True", "false", "1"...)."""
     value = str(text).strip().lower()
@@ -122,8 +128,10 @@ def parse(argv: Sequence[str], env: dict[str, str]) -> tuple[TrainConfig, Paths,
     """Config, paths and the arguments ignored (extra hyperparameters such as --model_dir s3://...)."""
     args, unknown = build_parser().parse_known_args(list(argv))
     values = vars(args)
-    path_args = {k: values.pop(k) for k in ("train_dir", "validation_dir", "test_dir", "sm_model_dir",
-                                            "output_data_dir")}
+    path_args = {
+        k: values.pop(k)
+        for k in ("train_dir", "validation_dir", "test_dir", "sm_model_dir", "output_data_dir")
+    }
 
     def where(option: str | None, variable: str) -> Path:
         return Path(option or env.get(variable) or SAGEMAKER_DEFAULTS[variable])
@@ -186,9 +194,13 @@ class _Monitor:
             "val_accuracy": float(np.mean(probs.argmax(1) == self.y_val)),
             "val_macro_auc": macro_auc(self.y_val, probs),
         }
-        row = {"loss": logs.get("loss"), "accuracy": logs.get("accuracy"), **val,
-               "learning_rate": float(np.asarray(model.optimizer.learning_rate)),
-               "seconds": time.monotonic() - self.started}
+        row = {
+            "loss": logs.get("loss"),
+            "accuracy": logs.get("accuracy"),
+            **val,
+            "learning_rate": float(np.asarray(model.optimizer.learning_rate)),
+            "seconds": time.monotonic() - self.started,
+        }
         for name, value in row.items():
             self.history.setdefault(name, []).append(float("nan") if value is None else float(value))
         self.log(format_metrics(f"epoch {epoch + 1}/{self.epochs}:", row))
@@ -220,8 +232,9 @@ def _build_model(config: TrainConfig, spec: PreprocessSpec, n_classes: int) -> A
 
     if config.weights == "imagenet":
         return imagenet_backbone(spec.image_size, spec.channels, n_classes, config.dropout)
-    return compact_cnn(spec.image_size, spec.channels, n_classes, config.width, config.dropout,
-                       config.weight_decay)
+    return compact_cnn(
+        spec.image_size, spec.channels, n_classes, config.width, config.dropout, config.weight_decay
+    )
 
 
 def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]:
@@ -242,9 +255,11 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
     labels = channel_data.class_list(preset.classes, list(channels.values()))
     y = {name: channel_data.indices(ch, labels) for name, ch in channels.items()}
     counts = {name: np.bincount(y[name], minlength=len(labels)).tolist() for name in CHANNELS}
-    log(f"data: preset={preset.name} classes={labels} image_size={spec.image_size} "
+    log(
+        f"data: preset={preset.name} classes={labels} image_size={spec.image_size} "
         f"images={ {n: len(c) for n, c in channels.items()} } per_class={counts} "
-        f"({time.monotonic() - started:.1f}s to load)")
+        f"({time.monotonic() - started:.1f}s to load)"
+    )
 
     tf = _configure_tensorflow(config)
     import keras
@@ -252,8 +267,11 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
     model = _build_model(config, spec, len(labels))
     log(f"model: {model.name}, {model.count_params()} parameters, weights={config.weights}")
     x_train = channels["train"].x
-    weights = (channel_data.balanced_class_weights(y["train"], len(labels)) if config.class_weighting
-               else dict.fromkeys(range(len(labels)), 1.0))
+    weights = (
+        channel_data.balanced_class_weights(y["train"], len(labels))
+        if config.class_weighting
+        else dict.fromkeys(range(len(labels)), 1.0)
+    )
     sample_weights = np.array([weights[k] for k in y["train"]], dtype=np.float32)
     one_hot = np.eye(len(labels), dtype=np.float32)[y["train"]]
     augment = None
@@ -268,15 +286,16 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
             x = tf.clip_by_value(augment(x, training=True), 0.0, 255.0)
         return x, target, weight
 
+    batch_size = effective_batch_size(config.batch_size, len(x_train))
     train_ds = (
         tf.data.Dataset.from_tensor_slices((x_train, one_hot, sample_weights))
         .shuffle(len(x_train), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
+        .batch(batch_size)
         # Sequential map: random augmentation drawn in parallel threads would differ from run to run.
         .map(prepare)
         .prefetch(tf.data.AUTOTUNE)
     )
-    steps = max(1, int(np.ceil(len(x_train) / config.batch_size)))
+    steps = max(1, int(np.ceil(len(x_train) / batch_size)))
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=steps * config.epochs, alpha=0.05
     )
@@ -286,35 +305,61 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
         metrics=["accuracy"],
     )
     x_val = channels["validation"].x.astype(np.float32)
-    monitor = _Monitor(x_val, y["validation"], labels, config.epochs, config.patience,
-                       time.monotonic() + 60 * config.max_train_minutes, log)
+    monitor = _Monitor(
+        x_val,
+        y["validation"],
+        labels,
+        config.epochs,
+        config.patience,
+        time.monotonic() + 60 * config.max_train_minutes,
+        log,
+    )
     fit_started = time.monotonic()
     model.fit(train_ds, epochs=config.epochs, verbose=0, callbacks=[monitor.callback()])
     training_seconds = time.monotonic() - fit_started
     if monitor.best_weights is not None:
         model.set_weights(monitor.best_weights)
-    log(f"training stopped ({monitor.stop_reason}) after {len(monitor.history.get('loss', []))} epochs, "
-        f"{training_seconds:.0f}s; best epoch {monitor.best_epoch} (val_loss={monitor.best_loss:.4f})")
+    log(
+        f"training stopped ({monitor.stop_reason}) after {len(monitor.history.get('loss', []))} epochs, "
+        f"{training_seconds:.0f}s; best epoch {monitor.best_epoch} (val_loss={monitor.best_loss:.4f})"
+    )
 
-    evaluation = _export_and_evaluate(model, config, preset.name, dataset, spec, labels, channels, y, paths,
-                                      training_seconds, log)
+    evaluation = _export_and_evaluate(
+        model, config, preset.name, dataset, spec, labels, channels, y, paths, training_seconds, log
+    )
     from medimage.training import plots
 
     paths.output_dir.mkdir(parents=True, exist_ok=True)
     (paths.output_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     plots.training_curves(monitor.history, paths.output_dir / "training_curves.png")
     plots.confusion_matrices(evaluation, paths.output_dir / "confusion_matrix.png")
-    log(format_metrics("final:", {
-        "val_accuracy": evaluation["val"]["accuracy"], "val_macro_auc": evaluation["val"]["macro_auc"],
-        "test_accuracy": evaluation["test"]["accuracy"], "test_macro_auc": evaluation["test"]["macro_auc"],
-        "seconds": time.monotonic() - started,
-    }))
+    log(
+        format_metrics(
+            "final:",
+            {
+                "val_accuracy": evaluation["val"]["accuracy"],
+                "val_macro_auc": evaluation["val"]["macro_auc"],
+                "test_accuracy": evaluation["test"]["accuracy"],
+                "test_macro_auc": evaluation["test"]["macro_auc"],
+                "seconds": time.monotonic() - started,
+            },
+        )
+    )
     return evaluation
 
 
 def _export_and_evaluate(
-    model: Any, config: TrainConfig, preset: str, dataset: str, spec: PreprocessSpec, labels: list[str],
-    channels: dict[str, Any], y: dict[str, np.ndarray], paths: Paths, training_seconds: float, log: Log,
+    model: Any,
+    config: TrainConfig,
+    preset: str,
+    dataset: str,
+    spec: PreprocessSpec,
+    labels: list[str],
+    channels: dict[str, Any],
+    y: dict[str, np.ndarray],
+    paths: Paths,
+    training_seconds: float,
+    log: Log,
 ) -> dict[str, Any]:
     import tensorflow as tf
 
@@ -326,8 +371,9 @@ def _export_and_evaluate(
 
     paths.model_dir.mkdir(parents=True, exist_ok=True)
     float_bytes = export.to_tflite_float(model)
-    int8_bytes = export.to_tflite_int8(model, channels["train"].x, config.int8_calibration_images,
-                                       config.seed)
+    int8_bytes = export.to_tflite_int8(
+        model, channels["train"].x, config.int8_calibration_images, config.seed
+    )
     (paths.model_dir / MODEL_FILE).write_bytes(float_bytes)
     (paths.model_dir / INT8_MODEL_FILE).write_bytes(int8_bytes)
     (paths.model_dir / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")

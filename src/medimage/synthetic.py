@@ -117,7 +117,7 @@ def bad_files(size: int = 64) -> dict[str, bytes]:
 def write_tree(
     root: Path, files: list[SyntheticFile], bad: dict[str, bytes] | None = None, bad_folder: str | None = None
 ) -> Path:
-    """Write a folder-per-label tree (plus bad files in ``bad_folder``) and a README saying it is synthetic."""
+    """Write a folder-per-label tree (bad files in ``bad_folder``) and a README saying it is synthetic."""
     root.mkdir(parents=True, exist_ok=True)
     for f in files:
         (root / f.folder).mkdir(exist_ok=True)

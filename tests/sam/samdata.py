@@ -1,0 +1,97 @@
+"""Data for the `sam local invoke` tests: names, events, a tiny real model, SageMaker-shaped outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from samlocal import REPO
+
+BUCKET = "medimage-data-example"  # the bucket named in events/*.json
+TABLE = "medimage-catalog"
+EVENTS = REPO / "events"
+SHARED_DATA = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+XRAYS = SHARED_DATA / "chestxray2017-val-fullres"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text(encoding="utf-8"))
+
+
+def xray_files() -> list[Path]:
+    return sorted(XRAYS.glob("*/*.jpeg")) if XRAYS.is_dir() else []
+
+
+def build_model_dir(out: Path, labels: list[str], image_size: int = 64, seed: int = 1) -> Path:
+    """A tiny CNN (seeded, untrained) converted to TFLite, with labels.txt and model.json (the contract of
+    docs/CONTRACTS.md); enough for the serving path to return one of the labels."""
+    import numpy as np
+    import tensorflow as tf
+
+    keras = tf.keras
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((image_size, image_size, 1)),
+            keras.layers.Rescaling(1.0 / 255),
+            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(len(labels), activation="softmax"),
+        ]
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    rng = np.random.default_rng(seed)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: (
+        [rng.uniform(0, 255, (1, image_size, image_size, 1)).astype(np.float32)] for _ in range(8)
+    )
+    (out / "model-int8.tflite").write_bytes(converter.convert())
+    (out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    return out
+
+
+def evaluation(labels: list[str], accuracy: float, recall: float, n: int = 30) -> dict[str, Any]:
+    per_class = {
+        lab: {"precision": recall, "recall": recall, "f1": recall, "support": n // len(labels)}
+        for lab in labels
+    }
+    k = n // len(labels)
+    right = round(k * recall)
+    matrix = [
+        [right if i == j else (k - right if j == (i + 1) % len(labels) else 0) for j in range(len(labels))]
+        for i in range(len(labels))
+    ]
+    metrics = {
+        "n": n,
+        "accuracy": accuracy,
+        "per_class": per_class,
+        "macro_auc": accuracy,
+        "confusion_matrix": matrix,
+        "labels": labels,
+    }
+    return {"val": metrics, "test": metrics}
+
+
+def model_tarball(model_dir: Path, meta: dict[str, Any], evaluation_json: dict[str, Any]) -> bytes:
+    """model.tar.gz as SageMaker packs SM_MODEL_DIR."""
+    files = {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()}
+    files["model.json"] = json.dumps(meta).encode()
+    files["evaluation.json"] = json.dumps(evaluation_json).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,174 @@
+"""Least privilege in the translated template: each function's S3 object grants stay inside the prefixes the
+design gives it, each function has what its job needs, and no IAM policy grants `*` (actions or resources)
+where a narrower scope exists.
+
+To add a function: give it an entry in S3_PREFIXES (and NEEDS), next to the design's S3 layout table."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+
+import pytest
+from template_model import (
+    as_list,
+    grants,
+    lambda_functions,
+    props,
+    resources,
+    role_of,
+    s3_object_prefix,
+    sub_text,
+    target,
+)
+
+pytestmark = pytest.mark.xdist_group("template")
+
+# Key prefixes of the data bucket each function may touch at object level (docs/ARCHITECTURE.md, S3 layout).
+S3_PREFIXES = {
+    "AnnotateFunction": ("incoming/labeled/", "quarantine/"),
+    "SplitFunction": ("manifests/", "incoming/labeled/"),
+    "GateFunction": ("training/", "manifests/", "incoming/labeled/", "models/"),
+    "PromoteFunction": ("training/", "models/"),
+    "InferenceFunction": ("incoming/unlabeled/", "quarantine/", "predictions/", "models/"),
+}
+
+# (action, S3 key that must be allowed | resource logical id) each function needs for its job.
+NEEDS = {
+    "AnnotateFunction": [
+        ("s3:GetObject", "incoming/labeled/chestxray2017/NORMAL/x.jpeg"),
+        ("s3:PutObject", "quarantine/chestxray2017/x.jpeg"),
+        ("s3:DeleteObject", "incoming/labeled/chestxray2017/NORMAL/x.jpeg"),
+        ("dynamodb:PutItem", "CatalogTable"),
+        ("kms:Decrypt", "PipelineKey"),
+    ],
+    "SplitFunction": [
+        ("s3:PutObject", "manifests/chestxray2017/v1/train.csv"),
+        ("dynamodb:Query", "CatalogTable"),
+        ("states:StartExecution", "TrainingStateMachine"),
+    ],
+    "GateFunction": [
+        ("s3:GetObject", "training/chestxray2017/job/output/model.tar.gz"),
+        ("s3:GetObject", "models/chestxray2017/production.json"),
+    ],
+    "PromoteFunction": [
+        ("s3:PutObject", "models/chestxray2017/production.json"),
+        ("s3:GetObject", "training/chestxray2017/job/output/model.tar.gz"),
+    ],
+    "InferenceFunction": [
+        ("s3:GetObject", "incoming/unlabeled/chestxray2017/y.jpeg"),
+        ("s3:PutObject", "predictions/chestxray2017/y.jpeg.json"),
+        ("s3:GetObject", "models/chestxray2017/production.json"),
+    ],
+}
+
+# Actions that have no resource-level permissions: `Resource: "*"` is the narrowest scope they take.
+NO_RESOURCE_SCOPE = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "cloudwatch:PutMetricData",
+    "ecr:GetAuthorizationToken",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+
+# AWS managed policies allowed: those SAM attaches by itself (logs, tracing, SQS polling), and API Gateway's
+# account-wide role for writing access logs (it takes no narrower policy).
+MANAGED_POLICIES = {
+    "service-role/AWSLambdaBasicExecutionRole",
+    "AWSXrayWriteOnlyAccess",
+    "service-role/AWSLambdaSQSQueueExecutionRole",
+    "service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+}
+
+
+def functions_with_roles(cfn):
+    return {fn: role_of(cfn, fn) for fn in lambda_functions(cfn)}
+
+
+def test_every_function_has_a_declared_s3_scope(cfn):
+    unknown = sorted(set(lambda_functions(cfn)) - set(S3_PREFIXES))
+    assert not unknown, f"add {unknown} to S3_PREFIXES and NEEDS in {__file__}"
+
+
+@pytest.mark.parametrize("function", sorted(S3_PREFIXES))
+def test_s3_object_grants_stay_in_the_functions_prefixes(cfn, function):
+    if function not in cfn["Resources"]:
+        pytest.skip(f"{function} is not in the template yet")
+    allowed = S3_PREFIXES[function]
+    for action, resource, _ in grants(cfn, role_of(cfn, function)):
+        prefix = s3_object_prefix(resource)
+        if prefix is None or not action.startswith("s3:"):
+            continue
+        assert prefix.startswith(allowed), f"{function}: {action} on {prefix!r} is outside {allowed}"
+        assert prefix not in ("*", ""), f"{function}: {action} on the whole bucket"
+
+
+@pytest.mark.parametrize("function", sorted(NEEDS))
+def test_functions_have_what_their_job_needs(cfn, function):
+    if function not in cfn["Resources"]:
+        pytest.skip(f"{function} is not in the template yet")
+    given = list(grants(cfn, role_of(cfn, function)))
+    for action, what in NEEDS[function]:
+        if "/" in what:
+            ok = any(
+                a == action and (p := s3_object_prefix(r)) is not None and fnmatch.fnmatchcase(what, p)
+                for a, r, _ in given
+            )
+        else:
+            ok = any(a == action and what in json.dumps(r) for a, r, _ in given)
+        assert ok, f"{function} lacks {action} on {what}"
+
+
+def test_no_wildcard_actions(cfn):
+    for role in resources(cfn, "AWS::IAM::Role"):
+        for action, _, st in grants(cfn, role):
+            assert "*" not in action, f"{role} {st.get('Sid')}: action {action!r}; name the actions"
+
+
+def test_no_wildcard_resources_where_a_narrower_scope_exists(cfn):
+    for role in resources(cfn, "AWS::IAM::Role"):
+        for action, resource, st in grants(cfn, role):
+            if resource == "*":
+                assert action in NO_RESOURCE_SCOPE, (
+                    f"{role} {st.get('Sid')}: {action} on '*' (scope it to the resources it needs)"
+                )
+
+
+def test_only_the_managed_policies_sam_attaches(cfn):
+    for name, role in resources(cfn, "AWS::IAM::Role").items():
+        for arn in as_list(props(role).get("ManagedPolicyArns")):
+            text = sub_text(arn) or json.dumps(arn)
+            assert any(text.endswith(f":policy/{p}") for p in MANAGED_POLICIES), f"{name}: {text}"
+
+
+def test_roles_are_assumed_only_by_their_service(cfn):
+    for name, role in resources(cfn, "AWS::IAM::Role").items():
+        for st in props(role)["AssumeRolePolicyDocument"]["Statement"]:
+            principal = st.get("Principal", {})
+            assert principal != "*" and "AWS" not in principal, f"{name} trusts {principal}"
+            assert set(as_list(principal.get("Service"))) <= {
+                "lambda.amazonaws.com",
+                "states.amazonaws.com",
+                "sagemaker.amazonaws.com",
+                "apigateway.amazonaws.com",
+            }, name
+
+
+def test_functions_read_the_table_they_are_given(cfn):
+    for function, role in functions_with_roles(cfn).items():
+        for action, resource, _ in grants(cfn, role):
+            if action.startswith("dynamodb:"):
+                assert "CatalogTable" in json.dumps(resource), f"{function}: {action} on {resource}"
+            if action.startswith("kms:"):
+                assert target(resource) in resources(cfn, "AWS::KMS::Key"), (
+                    f"{function}: {action} on {resource}"
+                )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -58,43 +60,68 @@ def check_size(size_bytes: int, limits: ImageLimits = DEFAULT_LIMITS) -> None:
         )
 
 
-def inspect_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImageInfo:
-    """Validate an upload completely and describe it, or raise RejectedInput with a precise code."""
-    check_size(len(data), limits)
-    fmt = sniff_format(data[:8])
-    if fmt is None:
-        raise RejectedInput("not a JPEG or PNG file (its first bytes match neither format)", "not_an_image")
+_JPEG_END = b"\xff\xd9"
+_PNG_END = b"IEND"
+
+
+def looks_truncated(data: bytes, fmt: str) -> bool:
+    """A complete JPEG ends with its EOI marker, a complete PNG with its IEND chunk."""
+    tail = data[-16:].rstrip(b"\x00")
+    return not tail.endswith(_JPEG_END) if fmt == "jpeg" else _PNG_END not in tail
+
+
+@contextmanager
+def decoder_errors(data: bytes, fmt: str) -> Iterator[None]:
+    """Turn whatever Pillow raises while opening or decoding into RejectedInput with a precise code."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=list(FORMATS))
-            width, height = image.size
-            if width * height > limits.max_pixels:
-                raise RejectedInput(
-                    f"the image is {width}x{height} pixels, over the limit of {limits.max_pixels} pixels",
-                    "too_many_pixels",
-                )
-            if min(width, height) < limits.min_side:
-                raise RejectedInput(
-                    f"the image is {width}x{height} pixels, under the minimum side of {limits.min_side}",
-                    "too_small",
-                )
-            image.load()
+            yield
     except RejectedInput:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise RejectedInput(f"the image is a decompression bomb: {exc}", "too_many_pixels") from None
-    except UnidentifiedImageError:
-        raise RejectedInput(f"the {fmt.upper()} header is unreadable", "unreadable") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        text = str(exc)
-        code = "truncated" if "truncated" in text or "broken data stream" in text else "unreadable"
-        raise RejectedInput(f"the {fmt.upper()} data does not decode: {text}", code) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        if looks_truncated(data, fmt) or "truncated" in str(exc):
+            raise RejectedInput(f"the {fmt.upper()} image is truncated: {exc}", "truncated") from None
+        if isinstance(exc, UnidentifiedImageError):
+            raise RejectedInput(f"the {fmt.upper()} header is unreadable", "unreadable") from None
+        raise RejectedInput(f"the {fmt.upper()} data does not decode: {exc}", "unreadable") from None
+
+
+def open_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> tuple[Image.Image, str]:
+    """Checks that need only the header: length, magic bytes, pixel count, smallest side. The pixels are
+    decoded later by the caller, inside ``decoder_errors``."""
+    check_size(len(data), limits)
+    fmt = sniff_format(data[:8])
+    if fmt is None:
+        raise RejectedInput("not a JPEG or PNG file (its first bytes match neither format)", "not_an_image")
+    with decoder_errors(data, fmt):
+        image = Image.open(io.BytesIO(data), formats=list(FORMATS))
+        width, height = image.size
+        if width * height > limits.max_pixels:
+            raise RejectedInput(
+                f"the image is {width}x{height} pixels, over the limit of {limits.max_pixels} pixels",
+                "too_many_pixels",
+            )
+        if min(width, height) < limits.min_side:
+            raise RejectedInput(
+                f"the image is {width}x{height} pixels, under the minimum side of {limits.min_side}",
+                "too_small",
+            )
+    return image, fmt
+
+
+def inspect_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImageInfo:
+    """Validate an upload completely (a full decode) and describe it, or raise RejectedInput."""
+    image, fmt = open_image(data, limits)
+    with decoder_errors(data, fmt):
+        image.load()
     return ImageInfo(
         sha256=hashlib.sha256(data).hexdigest(),
         format=FORMATS.get(image.format or "", fmt),
-        width=width,
-        height=height,
+        width=image.width,
+        height=image.height,
         mode=image.mode,
         size_bytes=len(data),
     )

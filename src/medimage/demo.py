@@ -382,7 +382,7 @@ def bucket_of(env: LocalAws) -> str:
 
 
 def _api_call(env: LocalAws, dataset: str, candidates: list[UploadFile], report: Reporter) -> dict[str, Any]:
-    from medimage.cli.serve_cmd import to_proxy_event
+    from medimage.local.apigateway import to_proxy_event
 
     if not candidates:
         return {"status_code": None}

@@ -25,8 +25,9 @@ from moto import mock_aws
 from PIL import Image
 
 from medimage.adapters.aws import reset_clients
-from medimage.cli.serve_cmd import LocalLambdaContext, load_handler_module
+from medimage.cli.serve_cmd import load_handler_module
 from medimage.core.preprocess import PreprocessSpec
+from medimage.local.functions import LambdaContext
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
@@ -210,7 +211,7 @@ def handler(s3: Any) -> ModuleType:
 
 
 def invoke(module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
-    return module.lambda_handler(event, LocalLambdaContext())
+    return module.lambda_handler(event, LambdaContext())
 
 
 def call_api(module: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -170,7 +170,9 @@ def worker(
     )
     images = sorted(p for p in Path(images_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     datas = [p.read_bytes() for p in images]
-    from medimage.cli.serve_cmd import LocalLambdaContext, load_handler_module, to_proxy_event
+    from medimage.cli.serve_cmd import load_handler_module
+    from medimage.local.apigateway import to_proxy_event
+    from medimage.local.functions import LambdaContext
 
     def event(data: bytes) -> dict[str, Any]:
         return to_proxy_event("POST", "/predict", {"Content-Type": "image/jpeg"}, data)
@@ -182,7 +184,7 @@ def worker(
     if runtime == "tensorflow":
         runtime_name = _use_tensorflow(module, model_path, dataset)
     import_s = time.perf_counter() - t_import
-    context = LocalLambdaContext()
+    context = LambdaContext()
     response = module.lambda_handler(first_event, context)
     cold = time.perf_counter() - t0
     if response["statusCode"] != 200:

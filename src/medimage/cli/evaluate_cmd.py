@@ -31,8 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, type=Path, help=".tflite file (model.json beside it)")
     parser.add_argument("--data", required=True, type=Path, help="folder-per-label image tree")
     parser.add_argument("--preset", required=True, help="dataset preset that labels the tree")
-    parser.add_argument("--split", choices=("all", *SPLITS), default="all",
-                        help="score only the images the preset's patient-aware split puts in this split")
+    parser.add_argument(
+        "--split",
+        choices=("all", *SPLITS),
+        default="all",
+        help="score only the images the preset's patient-aware split puts in this split",
+    )
     parser.add_argument("--dataset", help="dataset name used to split (default: the preset name)")
     parser.add_argument("--out", type=Path, help="also write the JSON to this file")
     parser.set_defaults(func=run)

@@ -25,12 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for name, text in (("list", "print the production version and its history (newest first)"),
-                       ("rollback", "make the previous version (or --to VERSION) production again")):
+    for name, text in (
+        ("list", "print the production version and its history (newest first)"),
+        ("rollback", "make the previous version (or --to VERSION) production again"),
+    ):
         action = actions.add_parser(name, help=text, description=text)
         action.add_argument("--dataset", required=True)
-        action.add_argument("--bucket", default=os.environ.get(BUCKET_ENV),
-                            help=f"the data bucket (default: ${BUCKET_ENV})")
+        action.add_argument(
+            "--bucket", default=os.environ.get(BUCKET_ENV), help=f"the data bucket (default: ${BUCKET_ENV})"
+        )
         action.add_argument("--json", action="store_true", help="print production.json as JSON")
         if name == "rollback":
             action.add_argument("--to", metavar="VERSION", help="an older version from the history")
@@ -52,8 +55,10 @@ def _print(pointer: ProductionPointer, as_json: bool) -> None:
         accuracy = entry.metrics.get("accuracy")
         shown = f"{accuracy:.4f}" if isinstance(accuracy, int | float) else "-"
         marker = "*" if i == 0 else " "
-        print(f"{marker} {entry.version:40} {entry.promoted_at:32} accuracy={shown:7} "
-              f"sha256={entry.model_sha256[:12]} {entry.action}")
+        print(
+            f"{marker} {entry.version:40} {entry.promoted_at:32} accuracy={shown:7} "
+            f"sha256={entry.model_sha256[:12]} {entry.action}"
+        )
     for withdrawn in pointer.rolled_back:
         print(f"  {withdrawn['version']:40} rolled back {withdrawn['rolled_back_at']}")
 

@@ -22,9 +22,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     presets = all_presets()
     if args.json:
-        print(json.dumps({n: {"classes": p.classes, "split": p.split_ratios,
-                              "min_accuracy": p.gate.min_accuracy, "min_recall": p.gate.min_recall}
-                          for n, p in sorted(presets.items())}, indent=2))
+        print(
+            json.dumps(
+                {
+                    n: {
+                        "classes": p.classes,
+                        "split": p.split_ratios,
+                        "min_accuracy": p.gate.min_accuracy,
+                        "min_recall": p.gate.min_recall,
+                    }
+                    for n, p in sorted(presets.items())
+                },
+                indent=2,
+            )
+        )
         return 0
     for name, p in sorted(presets.items()):
         classes = ", ".join(p.classes) if p.classes else "(folder names)"

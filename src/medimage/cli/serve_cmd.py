@@ -9,39 +9,19 @@ from __future__ import annotations
 
 import argparse
 import base64
-import fnmatch
 import importlib.util
 import os
 import sys
-import time
-import uuid
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from medimage.serving.api import BINARY_MEDIA_TYPES
+from medimage.local.apigateway import to_proxy_event
+from medimage.local.functions import LambdaContext
 
 MAX_API_BODY = 10 * 1024 * 1024  # API Gateway's own payload limit
 REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-@dataclass
-class LocalLambdaContext:
-    """The attributes of a Lambda context object that Powertools reads."""
-
-    function_name: str = "medimage-inference-local"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:medimage-inference-local"
-    aws_request_id: str = "local"
-    log_group_name: str = "/aws/lambda/medimage-inference-local"
-    log_stream_name: str = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 def load_handler_module(path: str | Path | None = None) -> ModuleType:
@@ -54,55 +34,6 @@ def load_handler_module(path: str | Path | None = None) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def is_binary(content_type: str | None) -> bool:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    return any(fnmatch.fnmatch(media, pattern) for pattern in BINARY_MEDIA_TYPES)
-
-
-def to_proxy_event(
-    method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str = "127.0.0.1"
-) -> dict[str, Any]:
-    """An HTTP request as API Gateway's REST proxy integration hands it to Lambda."""
-    parts = urlsplit(raw_path)
-    multi_query = parse_qs(parts.query, keep_blank_values=True)
-    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
-    binary = is_binary(content_type)
-    if not body:
-        payload: str | None = None
-    elif binary:
-        payload = base64.b64encode(body).decode("ascii")
-    else:
-        payload = body.decode("utf-8", errors="replace")
-    now = time.time()
-    return {
-        "resource": parts.path,
-        "path": parts.path,
-        "httpMethod": method,
-        "headers": dict(headers),
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
-        "multiValueQueryStringParameters": multi_query or None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "local",
-            "resourceId": "local",
-            "stage": "local",
-            "requestId": str(uuid.uuid4()),
-            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "requestTimeEpoch": int(now * 1000),
-            "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent", "")},
-            "path": parts.path,
-            "resourcePath": parts.path,
-            "httpMethod": method,
-            "protocol": "HTTP/1.1",
-        },
-        "body": payload,
-        "isBase64Encoded": bool(payload) and binary,
-    }
 
 
 def make_http_handler(module: ModuleType) -> type[BaseHTTPRequestHandler]:
@@ -119,7 +50,7 @@ def make_http_handler(module: ModuleType) -> type[BaseHTTPRequestHandler]:
                 self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
             )
             result = module.lambda_handler(
-                event, LocalLambdaContext(aws_request_id=event["requestContext"]["requestId"])
+                event, LambdaContext(aws_request_id=event["requestContext"]["requestId"])
             )
             out = result.get("body") or ""
             data = base64.b64decode(out) if result.get("isBase64Encoded") else out.encode("utf-8")

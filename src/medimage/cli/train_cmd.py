@@ -12,8 +12,16 @@ from pathlib import Path
 from medimage.core.errors import MedimageError
 from medimage.core.presets import get_preset
 
-PROGRESS_PREFIXES = ("data:", "model:", "epoch ", "training stopped", "export:", "final:", "train.py: error",
-                     "ignoring hyperparameters")
+PROGRESS_PREFIXES = (
+    "data:",
+    "model:",
+    "epoch ",
+    "training stopped",
+    "export:",
+    "final:",
+    "train.py: error",
+    "ignoring hyperparameters",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,8 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
     parser.add_argument("--image-size", type=int, help="input size in pixels (default: the preset's)")
     parser.add_argument("--dataset", help="dataset name (default: the preset name); it seeds the split")
-    parser.add_argument("--hyperparameter", "-H", action="append", default=[], metavar="NAME=VALUE",
-                        help="any other train.py hyperparameter, e.g. -H batch-size=64 (repeatable)")
+    parser.add_argument(
+        "--hyperparameter",
+        "-H",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other train.py hyperparameter, e.g. -H batch-size=64 (repeatable)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not relay the training progress")
     parser.set_defaults(func=run)
 
@@ -48,10 +62,16 @@ def run(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     scan = scan_tree(args.data, preset, args.dataset)
     if scan.skipped:
-        print(f"skipped {len(scan.skipped)} file(s) no label rule accepts, e.g. {scan.skipped[0][0]}: "
-              f"{scan.skipped[0][1]}", file=sys.stderr)
-    hyperparameters: dict[str, str] = {"preset": preset.name, "dataset": args.dataset or preset.name,
-                                       "manifest-version": "local"}
+        print(
+            f"skipped {len(scan.skipped)} file(s) no label rule accepts, e.g. {scan.skipped[0][0]}: "
+            f"{scan.skipped[0][1]}",
+            file=sys.stderr,
+        )
+    hyperparameters: dict[str, str] = {
+        "preset": preset.name,
+        "dataset": args.dataset or preset.name,
+        "manifest-version": "local",
+    }
     if args.epochs is not None:
         hyperparameters["epochs"] = str(args.epochs)
     if args.image_size is not None:
@@ -72,16 +92,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         channels = write_channels(scan, work)
         counts = {name: len(scan.split(name)) for name in ("train", "val", "test")}
-        print(f"training on {len(scan.images)} images {counts} from {args.data} (preset {preset.name})",
-              flush=True)
-        result = run_train_script(channels, hyperparameters, out, output_dir, on_line=relay,
-                                  log_path=output_dir / "train.log")
+        print(
+            f"training on {len(scan.images)} images {counts} from {args.data} (preset {preset.name})",
+            flush=True,
+        )
+        result = run_train_script(
+            channels, hyperparameters, out, output_dir, on_line=relay, log_path=output_dir / "train.log"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not result.ok:
         raise MedimageError(f"training failed: {result.failure_reason} (log: {output_dir / 'train.log'})")
     evaluation = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
-    print(f"done in {result.seconds:.0f}s: val accuracy {evaluation['val']['accuracy']}, "
-          f"test accuracy {evaluation['test']['accuracy']}, test macro AUC {evaluation['test']['macro_auc']}")
+    print(
+        f"done in {result.seconds:.0f}s: val accuracy {evaluation['val']['accuracy']}, "
+        f"test accuracy {evaluation['test']['accuracy']}, test macro AUC {evaluation['test']['macro_auc']}"
+    )
     print(f"model: {out / 'model.tflite'} ({(out / 'model.tflite').stat().st_size} bytes)")
     return 0

@@ -24,7 +24,7 @@ Handler = Callable[[dict[str, Any], Any], Any]
 class LambdaContext:
     """The attributes of the Lambda context object that handlers and Powertools read."""
 
-    function_name: str
+    function_name: str = "medimage-local"
     memory_limit_in_mb: int = 512
     timeout_s: int = 60
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))

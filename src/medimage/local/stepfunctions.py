@@ -61,8 +61,10 @@ _TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 def check_moto_version() -> None:
     """The patched names are moto internals: refuse to run against a moto this was not written for."""
     if not moto.__version__.startswith(SUPPORTED_MOTO):
-        raise RuntimeError(f"medimage.local.stepfunctions was written for moto {SUPPORTED_MOTO}x, "
-                           f"found {moto.__version__}; re-check the patched internals before moving the pin")
+        raise RuntimeError(
+            f"medimage.local.stepfunctions was written for moto {SUPPORTED_MOTO}x, "
+            f"found {moto.__version__}; re-check the patched internals before moving the pin"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- Lambda
@@ -82,8 +84,13 @@ def _invocation_response(invoker: Invoker, body: Any, response_headers: dict[str
         result = invoker(event)
     except Exception as exc:  # the Lambda runtime reports any handler exception this way
         response_headers["x-amz-function-error"] = "Unhandled"
-        return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc),
-                           "stackTrace": traceback.format_tb(exc.__traceback__)}).encode("utf-8")
+        return json.dumps(
+            {
+                "errorType": type(exc).__name__,
+                "errorMessage": str(exc),
+                "stackTrace": traceback.format_tb(exc.__traceback__),
+            }
+        ).encode("utf-8")
     return json.dumps(result).encode("utf-8")
 
 
@@ -95,8 +102,9 @@ def route_lambda(invokers: Mapping[str, Invoker]) -> Iterator[None]:
 
     original = LambdaSimpleBackend.invoke
 
-    def invoke(self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any,
-               response_headers: Any) -> str | bytes | None:
+    def invoke(
+        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+    ) -> str | bytes | None:
         invoker = invokers.get(function_name_of(function_name))
         if invoker is None:
             return original(self, function_name, qualifier, body, headers, response_headers)
@@ -111,8 +119,13 @@ def route_lambda(invokers: Mapping[str, Invoker]) -> Iterator[None]:
         LambdaSimpleBackend.invoke = original  # type: ignore[method-assign]
 
 
-def template_functions(root: Path, template: dict[str, Any], resolver: Resolver, names: list[str],
-                       env_overrides: Mapping[str, str] | None = None) -> dict[str, LocalFunction]:
+def template_functions(
+    root: Path,
+    template: dict[str, Any],
+    resolver: Resolver,
+    names: list[str],
+    env_overrides: Mapping[str, str] | None = None,
+) -> dict[str, LocalFunction]:
     """The named zip functions of the template by logical id (their local function names), each with its
     environment (Globals + its own variables) resolved to the local resources."""
     globals_ = template.get("Globals", {}).get("Function", {})
@@ -143,8 +156,9 @@ class TrainingOutcome(Protocol):
 Trainer = Callable[[dict[str, Path], dict[str, str], Path, Path], TrainingOutcome]
 
 
-def run_train_py(channels: dict[str, Path], hyperparameters: dict[str, str], model_dir: Path,
-                 output_data_dir: Path) -> TrainingOutcome:
+def run_train_py(
+    channels: dict[str, Path], hyperparameters: dict[str, str], model_dir: Path, output_data_dir: Path
+) -> TrainingOutcome:
     """The default trainer: the real training/train.py in a subprocess, as the container runs it."""
     from medimage.training.runner import run_train_script
 
@@ -177,14 +191,21 @@ class LocalSageMaker:
     def create_training_job(self, request: dict[str, Any]) -> dict[str, Any]:
         name = str(request.get("TrainingJobName", ""))
         if not _JOB_NAME.match(name):
-            raise TrainingJobError("ValidationException", f"training job name '{name}' must match "
-                                                          f"{_JOB_NAME.pattern} (at most 63 characters)")
+            raise TrainingJobError(
+                "ValidationException",
+                f"training job name '{name}' must match {_JOB_NAME.pattern} (at most 63 characters)",
+            )
         hyperparameters = request.get("HyperParameters") or {}
         bad = sorted(k for k, v in hyperparameters.items() if not isinstance(v, str))
         if bad:
             raise TrainingJobError("ValidationException", f"hyperparameter values must be strings: {bad}")
-        for required in ("RoleArn", "AlgorithmSpecification", "OutputDataConfig", "ResourceConfig",
-                         "StoppingCondition"):
+        for required in (
+            "RoleArn",
+            "AlgorithmSpecification",
+            "OutputDataConfig",
+            "ResourceConfig",
+            "StoppingCondition",
+        ):
             if required not in request:
                 raise TrainingJobError("ValidationException", f"CreateTrainingJob needs {required}")
         with self._lock:
@@ -217,8 +238,10 @@ class LocalSageMaker:
         work = Path(tempfile.mkdtemp(prefix=f"sm-{name}-", dir=self.work_dir))
         try:
             try:
-                channels = {c["ChannelName"]: self._download_channel(s3, c, work / "input" / c["ChannelName"])
-                            for c in request.get("InputDataConfig", [])}
+                channels = {
+                    c["ChannelName"]: self._download_channel(s3, c, work / "input" / c["ChannelName"])
+                    for c in request.get("InputDataConfig", [])
+                }
             except ClientError as exc:
                 return self._finish(description, "Failed", f"ClientError: cannot download a channel: {exc}")
             model_dir, output_dir = work / "model", work / "output" / "data"
@@ -226,8 +249,9 @@ class LocalSageMaker:
             outcome = self.trainer(channels, script_args, model_dir, output_dir)
             description["TrainingTimeInSeconds"] = description["BillableTimeInSeconds"] = int(outcome.seconds)
             now = _epoch_ms(datetime.now(UTC))
-            description["FinalMetricDataList"] = [{"MetricName": k, "Value": v, "Timestamp": now}
-                                                  for k, v in sorted(outcome.metrics.items())]
+            description["FinalMetricDataList"] = [
+                {"MetricName": k, "Value": v, "Timestamp": now} for k, v in sorted(outcome.metrics.items())
+            ]
             if not outcome.ok:
                 return self._finish(description, "Failed", f"AlgorithmError: {outcome.failure_reason}")
             bucket, prefix = _split_s3(f"{output_path}/{name}/output/")
@@ -257,8 +281,14 @@ class LocalSageMaker:
     @staticmethod
     def _finish(description: dict[str, Any], status: str, reason: str | None) -> dict[str, Any]:
         end = _epoch_ms(datetime.now(UTC))
-        description.update({"TrainingJobStatus": status, "SecondaryStatus": status,
-                            "TrainingEndTime": end, "LastModifiedTime": end})
+        description.update(
+            {
+                "TrainingJobStatus": status,
+                "SecondaryStatus": status,
+                "TrainingEndTime": end,
+                "LastModifiedTime": end,
+            }
+        )
         if reason:
             description["FailureReason"] = reason[:1024]
         return description
@@ -307,36 +337,65 @@ def _training_task_class(sagemaker: LocalSageMaker) -> type:
 
         def __init__(self) -> None:
             # moto's .sync machinery also waits on a task-token endpoint, so both patterns are declared.
-            super().__init__(supported_integration_patterns={ResourceCondition.Sync,
-                                                             ResourceCondition.WaitForTaskToken})
+            super().__init__(
+                supported_integration_patterns={ResourceCondition.Sync, ResourceCondition.WaitForTaskToken}
+            )
 
         def _get_supported_parameters(self) -> set[str] | None:
             if self.resource.api_action.lower() != "createtrainingjob":
                 return None
-            return {"TrainingJobName", "RoleArn", "AlgorithmSpecification", "HyperParameters",
-                    "InputDataConfig", "OutputDataConfig", "ResourceConfig", "StoppingCondition", "Tags",
-                    "Environment", "VpcConfig", "EnableManagedSpotTraining", "CheckpointConfig"}
+            return {
+                "TrainingJobName",
+                "RoleArn",
+                "AlgorithmSpecification",
+                "HyperParameters",
+                "InputDataConfig",
+                "OutputDataConfig",
+                "ResourceConfig",
+                "StoppingCondition",
+                "Tags",
+                "Environment",
+                "VpcConfig",
+                "EnableManagedSpotTraining",
+                "CheckpointConfig",
+            }
 
         def _failure(self, env: Any, error: str, cause: str, typ: Any = None) -> FailureEventException:
             name = StatesErrorName(typ=typ) if typ is not None else CustomErrorName(error)
-            return FailureEventException(FailureEvent(
-                env=env, error_name=name, event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
-                    error=error, cause=cause, resource=self._get_sfn_resource(),
-                    resourceType=self._get_sfn_resource_type()))))
+            return FailureEventException(
+                FailureEvent(
+                    env=env,
+                    error_name=name,
+                    event_type=HistoryEventType.TaskFailed,
+                    event_details=EventDetails(
+                        taskFailedEventDetails=TaskFailedEventDetails(
+                            error=error,
+                            cause=cause,
+                            resource=self._get_sfn_resource(),
+                            resourceType=self._get_sfn_resource_type(),
+                        )
+                    ),
+                )
+            )
 
-        def _eval_service_task(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict,
-                               state_credentials: Any) -> None:
+        def _eval_service_task(
+            self, env: Any, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
+        ) -> None:
             try:
                 env.stack.append(sagemaker.create_training_job(normalised_parameters))
             except TrainingJobError as exc:
-                error = "SageMaker.ResourceInUseException" if exc.code == "ResourceInUse" \
+                error = (
+                    "SageMaker.ResourceInUseException"
+                    if exc.code == "ResourceInUse"
                     else "SageMaker.AmazonSageMakerException"
-                raise self._failure(env, error, f"{exc} (Service: AmazonSageMaker; Error Code: {exc.code})") \
-                    from None
+                )
+                raise self._failure(
+                    env, error, f"{exc} (Service: AmazonSageMaker; Error Code: {exc.code})"
+                ) from None
 
-        def _build_sync_resolver(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict,
-                                 state_credentials: Any) -> Callable[[], Any]:
+        def _build_sync_resolver(
+            self, env: Any, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
+        ) -> Callable[[], Any]:
             env.stack.pop()  # the CreateTrainingJob response: .sync answers with the description
             name = normalised_parameters["TrainingJobName"]
 
@@ -346,8 +405,12 @@ def _training_task_class(sagemaker: LocalSageMaker) -> type:
                 if status == "Completed":
                     return description
                 if status in ("Failed", "Stopped"):
-                    raise self._failure(env, StatesErrorNameType.StatesTaskFailed.to_name(),
-                                        to_json_str(description), StatesErrorNameType.StatesTaskFailed)
+                    raise self._failure(
+                        env,
+                        StatesErrorNameType.StatesTaskFailed.to_name(),
+                        to_json_str(description),
+                        StatesErrorNameType.StatesTaskFailed,
+                    )
                 return None
 
             return resolve
@@ -389,8 +452,9 @@ def compress_retry_delays(scale: float) -> Iterator[None]:
 
 
 @contextmanager
-def local_training_workflow(invokers: Mapping[str, Invoker], sagemaker: LocalSageMaker | None = None,
-                            retry_delay_scale: float = 1.0) -> Iterator[LocalSageMaker]:
+def local_training_workflow(
+    invokers: Mapping[str, Invoker], sagemaker: LocalSageMaker | None = None, retry_delay_scale: float = 1.0
+) -> Iterator[LocalSageMaker]:
     """All three patches at once (inside an active ``mock_aws`` with the local-mode config)."""
     sagemaker = sagemaker or LocalSageMaker()
     with ExitStack() as stack:
@@ -402,8 +466,9 @@ def local_training_workflow(invokers: Mapping[str, Invoker], sagemaker: LocalSag
 
 
 # ------------------------------------------------------------------------------------ state machines
-def definition_from_template(root: Path, template: dict[str, Any], resolver: Resolver,
-                             logical_id: str = STATE_MACHINE_LOGICAL_ID) -> str:
+def definition_from_template(
+    root: Path, template: dict[str, Any], resolver: Resolver, logical_id: str = STATE_MACHINE_LOGICAL_ID
+) -> str:
     """The state machine's ASL file with its DefinitionSubstitutions resolved by ``resolver``."""
     props = template["Resources"][logical_id]["Properties"]
     definition = (root / props["DefinitionUri"]).read_text(encoding="utf-8")
@@ -416,8 +481,12 @@ def definition_from_template(root: Path, template: dict[str, Any], resolver: Res
     return definition
 
 
-def create_state_machine(sfn: Any, definition: str, name: str,
-                         role_arn: str = "arn:aws:iam::123456789012:role/medimage-local-states") -> str:
+def create_state_machine(
+    sfn: Any,
+    definition: str,
+    name: str,
+    role_arn: str = "arn:aws:iam::123456789012:role/medimage-local-states",
+) -> str:
     return sfn.create_state_machine(name=name, definition=definition, roleArn=role_arn)["stateMachineArn"]
 
 
@@ -431,19 +500,27 @@ class ExecutionResult:
     history: list[dict[str, Any]]
 
     def states_entered(self) -> list[str]:
-        return [e["stateEnteredEventDetails"]["name"] for e in self.history
-                if "stateEnteredEventDetails" in e]
+        return [
+            e["stateEnteredEventDetails"]["name"] for e in self.history if "stateEnteredEventDetails" in e
+        ]
 
     def events(self, event_type: str) -> list[dict[str, Any]]:
         return [e for e in self.history if e["type"] == event_type]
 
 
-def run_execution(sfn: Any, state_machine_arn: str, payload: dict[str, Any], name: str | None = None,
-                  timeout_s: float = 600.0, poll_s: float = 0.2) -> ExecutionResult:
+def run_execution(
+    sfn: Any,
+    state_machine_arn: str,
+    payload: dict[str, Any],
+    name: str | None = None,
+    timeout_s: float = 600.0,
+    poll_s: float = 0.2,
+) -> ExecutionResult:
     """Start an execution and wait until it ends; its status, output and full history."""
     name = name or f"local-{uuid.uuid4().hex[:12]}"
     arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))[
-        "executionArn"]
+        "executionArn"
+    ]
     deadline = time.monotonic() + timeout_s
     while True:
         described = sfn.describe_execution(executionArn=arn)
@@ -456,5 +533,11 @@ def run_execution(sfn: Any, state_machine_arn: str, payload: dict[str, Any], nam
     for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
         history.extend(page["events"])
     output = described.get("output")
-    return ExecutionResult(arn, described["status"], json.loads(output) if output else None,
-                           described.get("error"), described.get("cause"), history)
+    return ExecutionResult(
+        arn,
+        described["status"],
+        json.loads(output) if output else None,
+        described.get("error"),
+        described.get("cause"),
+        history,
+    )

@@ -1,0 +1,147 @@
+"""A deployed stack as the CLI sees it: its name (samconfig.toml), its outputs, and AWS errors as one line.
+
+The commands that talk to real AWS (`ingest`, `pipeline`, `deploy`) find the bucket and the state machine
+here, so an explicit flag, an environment variable and the stack output agree on one order of precedence.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from medimage.core.errors import MedimageError
+
+DEFAULT_STACK = "medimage"
+BUCKET_ENV = "MEDIMAGE_BUCKET"
+STATE_MACHINE_ENV = "MEDIMAGE_STATE_MACHINE_ARN"
+STACK_ENV = "MEDIMAGE_STACK"
+
+
+class AwsProblem(MedimageError):
+    """AWS said no (credentials, region, a missing stack or bucket): one line for the person at the shell."""
+
+    code = "aws"
+
+
+def checkout_root() -> Path | None:
+    """The project checkout: the working directory when it holds template.yaml, else the one this package
+    was installed from in editable mode (src/medimage/ -> the root), else None."""
+    for candidate in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (candidate / "template.yaml").is_file() and (candidate / "samconfig.toml").is_file():
+            return candidate
+    return None
+
+
+def samconfig_stack_name(config_env: str = "default", root: Path | None = None) -> str | None:
+    """``stack_name`` of a samconfig.toml environment (``<env>.global.parameters`` or ``<env>.deploy``)."""
+    root = root or checkout_root()
+    if root is None or not (root / "samconfig.toml").is_file():
+        return None
+    with (root / "samconfig.toml").open("rb") as fh:
+        config = tomllib.load(fh)
+    env = config.get(config_env) or {}
+    for command in ("global", "deploy"):
+        name = ((env.get(command) or {}).get("parameters") or {}).get("stack_name")
+        if name:
+            return str(name)
+    return None
+
+
+def stack_name(explicit: str | None, config_env: str = "default", root: Path | None = None) -> str:
+    return explicit or os.environ.get(STACK_ENV) or samconfig_stack_name(config_env, root) or DEFAULT_STACK
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an AWS error, with what to do about the usual ones."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+        ProfileNotFound,
+    )
+
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return ("no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
+                "or run `aws configure` / `aws sso login`")
+    if isinstance(exc, ProfileNotFound):
+        return f"AWS profile not found: {exc}"
+    if isinstance(exc, NoRegionError):
+        return "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or use a profile that names one"
+    if isinstance(exc, EndpointConnectionError):
+        return f"cannot reach AWS: {exc}"
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code, message = str(err.get("Code", "")), str(err.get("Message", "")) or str(exc)
+        op = exc.operation_name
+        if code in {"NoSuchBucket"}:
+            bucket = err.get("BucketName")
+            where = f"bucket {bucket!r}" if bucket else "the bucket"
+            return f"{where} does not exist (check --bucket, ${BUCKET_ENV} or the stack's DataBucketName)"
+        if code in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "403"}:
+            return f"access denied ({op}): {message}"
+        if code in {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
+                    "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
+            return f"AWS credentials rejected ({code}): {message}"
+        return f"{op} failed ({code}): {message}"
+    return str(exc)
+
+
+@contextmanager
+def aws_errors() -> Iterator[None]:
+    """Turn botocore errors into AwsProblem, which `medimage` prints as one line."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        raise AwsProblem(describe(exc)) from exc
+
+
+def stack_outputs(name: str, cfn: Any | None = None) -> dict[str, str]:
+    """The outputs of a deployed stack, by key."""
+    from botocore.exceptions import ClientError
+
+    cfn = cfn or client("cloudformation")
+    try:
+        stacks = cfn.describe_stacks(StackName=name)["Stacks"]
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            region = cfn.meta.region_name
+            raise AwsProblem(
+                f"stack {name!r} not found in {region}: deploy it with `medimage deploy`, or pass --stack "
+                f"(or --bucket / --state-machine)"
+            ) from exc
+        raise
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+def resolve_output(
+    explicit: str | None, env_var: str, output_key: str, stack: str | None, config_env: str = "default"
+) -> str:
+    """A flag, else an environment variable, else the stack output ``output_key``."""
+    if explicit:
+        return explicit
+    if os.environ.get(env_var):
+        return os.environ[env_var]
+    name = stack_name(stack, config_env)
+    with aws_errors():
+        outputs = stack_outputs(name)
+    if not outputs.get(output_key):
+        raise AwsProblem(f"stack {name!r} has no output {output_key}: is it a medimage stack?")
+    return outputs[output_key]
+
+
+def client(service: str, max_pool_connections: int = 10) -> Any:
+    """A boto3 client with standard retries; the S3 pool is sized to the upload workers."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=max_pool_connections)
+    with aws_errors():
+        return boto3.client(service, config=config)

@@ -18,7 +18,7 @@ import pytest
 
 from medimage.core.manifests import CSV_FIELDS
 from medimage.core.presets import get_preset
-from medimage.local.functions import LocalFunction
+from medimage.local.functions import LocalFunction, template_functions
 from medimage.local.stepfunctions import (
     ExecutionResult,
     LocalSageMaker,
@@ -28,7 +28,6 @@ from medimage.local.stepfunctions import (
     local_training_workflow,
     run_execution,
     run_train_py,
-    template_functions,
 )
 from medimage.local.template import Resolver, load_template
 from medimage.synthetic import generate

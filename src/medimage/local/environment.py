@@ -21,7 +21,7 @@ from typing import Any
 
 import boto3
 
-from medimage.local.functions import LocalFunction, function_from_template
+from medimage.local.functions import LocalFunction, template_functions
 from medimage.local.template import Resolver, load_template, resources_of_type
 
 REGION = "us-east-1"
@@ -178,17 +178,12 @@ class LocalAws:
 
     def _create_functions(self) -> None:
         assert self.resolver is not None
-        globals_ = self.template.get("Globals", {}).get("Function", {})
-        global_env = self.resolver.resolve(globals_.get("Environment", {}).get("Variables", {}))
+        names = list(resources_of_type(self.template, "AWS::Serverless::Function"))
+        self.functions = template_functions(
+            self.root, self.template, self.resolver, names, {**LOCAL_ENV, **self.env_overrides}
+        )
         for logical, res in resources_of_type(self.template, "AWS::Serverless::Function").items():
-            props = res.get("Properties", {})
-            env = dict(global_env)
-            env.update(self.resolver.resolve(props.get("Environment", {}).get("Variables", {})))
-            env = {k: str(v) for k, v in env.items()}
-            env.update(LOCAL_ENV)
-            env.update(self.env_overrides)
-            self.functions[logical] = function_from_template(self.root, logical, res, env, globals_)
-            for event in props.get("Events", {}).values():
+            for event in res.get("Properties", {}).get("Events", {}).values():
                 if event.get("Type") == "SQS":
                     queue_arn = self.resolver.resolve(event["Properties"]["Queue"])
                     url = self.refs[

@@ -11,11 +11,13 @@ import importlib.util
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from medimage.local.template import Resolver, resources_of_type
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -109,3 +111,25 @@ def function_from_template(
         memory_mb=int(props.get("MemorySize", globals_.get("MemorySize", 512))),
         timeout_s=int(props.get("Timeout", globals_.get("Timeout", 60))),
     )
+
+
+def template_functions(
+    root: Path,
+    template: dict[str, Any],
+    resolver: Resolver,
+    names: list[str],
+    env_overrides: Mapping[str, str] | None = None,
+) -> dict[str, LocalFunction]:
+    """The named zip functions of the template by logical id (their local function names), each with its
+    environment (Globals + its own variables) resolved to the local resources."""
+    globals_ = template.get("Globals", {}).get("Function", {})
+    global_env = resolver.resolve(globals_.get("Environment", {}).get("Variables", {}))
+    functions = {}
+    for logical, res in resources_of_type(template, "AWS::Serverless::Function").items():
+        if logical not in names:
+            continue
+        own = resolver.resolve(res["Properties"].get("Environment", {}).get("Variables", {}))
+        env = {**global_env, **own}
+        env = {k: str(v) for k, v in env.items()} | dict(env_overrides or {})
+        functions[logical] = function_from_template(root, logical, res, env, globals_)
+    return functions

@@ -49,8 +49,7 @@ import boto3
 import moto
 from botocore.exceptions import ClientError
 
-from medimage.local.functions import LocalFunction, function_from_template
-from medimage.local.template import Resolver, resources_of_type
+from medimage.local.template import Resolver
 
 SUPPORTED_MOTO = "5.2."
 STATE_MACHINE_LOGICAL_ID = "TrainingStateMachine"
@@ -117,28 +116,6 @@ def route_lambda(invokers: Mapping[str, Invoker]) -> Iterator[None]:
         yield
     finally:
         LambdaSimpleBackend.invoke = original  # type: ignore[method-assign]
-
-
-def template_functions(
-    root: Path,
-    template: dict[str, Any],
-    resolver: Resolver,
-    names: list[str],
-    env_overrides: Mapping[str, str] | None = None,
-) -> dict[str, LocalFunction]:
-    """The named zip functions of the template by logical id (their local function names), each with its
-    environment (Globals + its own variables) resolved to the local resources."""
-    globals_ = template.get("Globals", {}).get("Function", {})
-    global_env = resolver.resolve(globals_.get("Environment", {}).get("Variables", {}))
-    functions = {}
-    for logical, res in resources_of_type(template, "AWS::Serverless::Function").items():
-        if logical not in names:
-            continue
-        own = resolver.resolve(res["Properties"].get("Environment", {}).get("Variables", {}))
-        env = {**global_env, **own}
-        env = {k: str(v) for k, v in env.items()} | dict(env_overrides or {})
-        functions[logical] = function_from_template(root, logical, res, env, globals_)
-    return functions
 
 
 # -------------------------------------------------------------------------------------------- SageMaker

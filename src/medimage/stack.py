@@ -19,6 +19,8 @@ DEFAULT_STACK = "medimage"
 BUCKET_ENV = "MEDIMAGE_BUCKET"
 STATE_MACHINE_ENV = "MEDIMAGE_STATE_MACHINE_ARN"
 STACK_ENV = "MEDIMAGE_STACK"
+_CREDENTIAL_CODES = {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
+                     "UnrecognizedClientException", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 
 
 class AwsProblem(MedimageError):
@@ -85,8 +87,7 @@ def describe(exc: BaseException) -> str:
             return f"{where} does not exist (check --bucket, ${BUCKET_ENV} or the stack's DataBucketName)"
         if code in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "403"}:
             return f"access denied ({op}): {message}"
-        if code in {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
-                    "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
+        if code in _CREDENTIAL_CODES:
             return f"AWS credentials rejected ({code}): {message}"
         return f"{op} failed ({code}): {message}"
     return str(exc)
@@ -142,6 +143,7 @@ def client(service: str, max_pool_connections: int = 10) -> Any:
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=max_pool_connections)
+    config = Config(retries={"max_attempts": 5, "mode": "standard"},
+                    max_pool_connections=max_pool_connections)
     with aws_errors():
         return boto3.client(service, config=config)

@@ -19,6 +19,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "predict_cmd",
     "serve_cmd",
     "bench_cmd",
+    "ingest_cmd",
+    "pipeline_cmd",
+    "deploy_cmd",
 )
 
 

@@ -80,12 +80,13 @@ NO_RESOURCE_SCOPE = {
     "logs:DescribeLogGroups",
 }
 
-# AWS managed policies allowed: those SAM attaches by itself (logs, tracing, SQS polling), and API Gateway's
-# account-wide role for writing access logs (it takes no narrower policy).
+# AWS managed policies allowed: those SAM attaches by itself (logs, tracing), and API Gateway's account-wide
+# role for writing access logs (it takes no narrower policy). Not AWSLambdaSQSQueueExecutionRole, which SAM
+# attaches to `Type: SQS` events: it may poll every queue of the account, so the queues are wired with
+# explicit event source mappings and SQSPollerPolicy instead.
 MANAGED_POLICIES = {
     "service-role/AWSLambdaBasicExecutionRole",
     "AWSXrayWriteOnlyAccess",
-    "service-role/AWSLambdaSQSQueueExecutionRole",
     "service-role/AmazonAPIGatewayPushToCloudWatchLogs",
 }
 

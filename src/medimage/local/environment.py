@@ -182,16 +182,27 @@ class LocalAws:
         self.functions = template_functions(
             self.root, self.template, self.resolver, names, {**LOCAL_ENV, **self.env_overrides}
         )
-        for logical, res in resources_of_type(self.template, "AWS::Serverless::Function").items():
-            for event in res.get("Properties", {}).get("Events", {}).values():
-                if event.get("Type") == "SQS":
-                    queue_arn = self.resolver.resolve(event["Properties"]["Queue"])
-                    url = self.refs[
-                        next(k for (k, a), v in self.attrs.items() if a == "Arn" and v == queue_arn)
-                    ]
-                    self.sources.append(
-                        EventSource(logical, url, queue_arn, int(event["Properties"].get("BatchSize", 10)))
-                    )
+        mappings = [
+            (logical, event["Properties"]["Queue"], event["Properties"])
+            for logical, res in resources_of_type(self.template, "AWS::Serverless::Function").items()
+            for event in res.get("Properties", {}).get("Events", {}).values()
+            if event.get("Type") == "SQS"
+        ]
+        mappings += [
+            (self.resolver.resolve(props["FunctionName"]), props["EventSourceArn"], props)
+            for props in (
+                res["Properties"]
+                for res in resources_of_type(self.template, "AWS::Lambda::EventSourceMapping").values()
+            )
+        ]
+        for function, queue, props in mappings:
+            queue_arn = self.resolver.resolve(queue)
+            if function not in self.functions or not queue_arn.startswith("arn:aws:sqs:"):
+                continue
+            logical_queue = next(k for (k, a), v in self.attrs.items() if a == "Arn" and v == queue_arn)
+            self.sources.append(
+                EventSource(function, self.refs[logical_queue], queue_arn, int(props.get("BatchSize", 10)))
+            )
 
     def _create_state_machines(self) -> None:
         """Each state machine from its ASL file with the template's substitutions resolved. Call inside

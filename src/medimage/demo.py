@@ -253,6 +253,8 @@ def run_demo(opts: DemoOptions, report: Reporter | None = None) -> dict[str, Any
         api = _api_call(env, dataset, held_back or [f for f in uploads if f.label], report)
         _timed(state, "api", t)
 
+    if predictions.get("folder"):
+        artifacts["predictions"] = predictions["folder"]
     state.timings["total"] = round(time.perf_counter() - start_all, 2)
     summary = {
         "execution_status": status,

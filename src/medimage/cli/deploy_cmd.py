@@ -1,0 +1,64 @@
+"""`medimage deploy`: `sam build` + `sam deploy` with samconfig.toml, then upload the training source."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  make sam-install                              # once: the SAM CLI in its own virtual environment
+  medimage deploy                               # samconfig.toml's default environment (stack "medimage")
+  medimage deploy --config-env dev              # or prod (which asks to confirm the change set)
+  medimage deploy --config-env dev --guided     # answer SAM's questions, saved back to samconfig.toml
+  medimage deploy --config-env dev --source-only  # only re-upload training/ + src/medimage
+
+After the stack is up it packs training/ and src/medimage as sourcedir.tar.gz and uploads it to the
+stack's TrainingSourceUri (s3://<DataBucketName>/<TrainingSourceKey>), which the training state machine
+hands SageMaker as sagemaker_submit_directory. Needs Docker for the inference image (sam build) and the
+AWS permissions listed in the README ("Deploying to AWS").
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "deploy",
+        help="deploy the stack with SAM (samconfig.toml) and upload the training source",
+        description="Run `sam build` and `sam deploy --config-env ENV` from the checkout, then upload the "
+        "training source tarball.\n\n" + EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config-env", default="default",
+                        help="samconfig.toml environment: default, dev, prod")
+    parser.add_argument("--guided", action="store_true", help="run `sam deploy --guided`")
+    parser.add_argument("--no-build", action="store_true", help="skip `sam build` (use the last build)")
+    parser.add_argument("--source-only", action="store_true",
+                        help="no SAM: only pack and upload the training source to the deployed stack")
+    parser.add_argument("--stack", help="stack name (default: stack_name of --config-env in samconfig.toml)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medimage import deploy
+    from medimage.stack import aws_errors, checkout_root, client, stack_name, stack_outputs
+
+    root = checkout_root()
+    if root is None:
+        raise deploy.DeployProblem(
+            "run `medimage deploy` in the medimage checkout (template.yaml, samconfig.toml)"
+        )
+    if not args.source_only:
+        sam = deploy.sam_executable(root)
+        deploy.run_sam(root, deploy.sam_commands(sam, args.config_env, args.guided, build=not args.no_build))
+    name = stack_name(args.stack, args.config_env, root)  # read after --guided, which may have saved one
+    with aws_errors():
+        where = deploy.source_location(stack_outputs(name), root)
+        with tempfile.TemporaryDirectory(prefix="medimage-source-") as tmp:
+            tarball = deploy.pack_training_source(root, Path(tmp) / "sourcedir.tar.gz")
+            size, digest = tarball.stat().st_size, deploy.sha256_of(tarball)
+            deploy.upload_training_source(client("s3"), tarball, where)
+    print(f"training source: {where.uri} ({size / 1024:.0f} KiB, sha256 {digest[:12]})")
+    print(f"stack {name} is ready: `medimage ingest DIR --dataset NAME --stack {name} --commit` "
+          "uploads images and starts training")
+    return 0

@@ -1,0 +1,94 @@
+"""`medimage ingest`: upload a folder-per-label tree to a deployed stack's bucket."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  medimage ingest ChestXRay2017/train --dataset chestxray2017 --commit
+  medimage ingest OCT2017/train --dataset oct2017 --stack medimage-dev --workers 16
+  MEDIMAGE_BUCKET=my-bucket medimage ingest scans/ --dataset folders-demo
+
+Each sub-folder of DIR is a label folder: DIR/NORMAL/x.jpeg goes to
+incoming/labeled/<dataset>/NORMAL/x.jpeg. Run it again after an interruption: objects already there
+with the same size and checksum are skipped. --commit uploads incoming/labeled/<dataset>/_commit last
+(only when every upload succeeded), which makes the stack write a manifest version and start training.
+The bucket: --bucket, else $MEDIMAGE_BUCKET, else the DataBucketName output of the stack (--stack, else
+$MEDIMAGE_STACK, else stack_name of --config-env in samconfig.toml).
+"""
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", help="CloudFormation stack name (default: samconfig.toml's stack_name)")
+    parser.add_argument("--config-env", default="default",
+                        help="samconfig.toml environment whose stack_name to use (default: default)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "ingest",
+        help="upload a folder-per-label tree to a deployed stack (parallel, resumable)",
+        description="Upload labeled images to s3://<bucket>/incoming/labeled/<dataset>/.\n\n" + EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("dir", type=Path, metavar="DIR", help="folder with one sub-folder per label")
+    parser.add_argument("--dataset", required=True, help="dataset name in the bucket (e.g. chestxray2017)")
+    parser.add_argument("--bucket", help="data bucket (default: $MEDIMAGE_BUCKET or the stack output)")
+    add_stack_arguments(parser)
+    parser.add_argument("--commit", action="store_true", help="upload _commit at the end: start a split")
+    parser.add_argument("--workers", type=int, default=8, help="parallel uploads (default 8)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medimage import ingest as ing
+    from medimage.stack import BUCKET_ENV, aws_errors, client, resolve_output
+
+    if args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    plan = ing.plan_files(args.dir, args.dataset)  # a missing folder fails before any AWS call
+    files = plan[0]
+    if not files:
+        raise ing.IngestProblem(f"no files under label folders of {args.dir} (expected DIR/<label>/<file>)")
+    bucket = resolve_output(args.bucket, BUCKET_ENV, "DataBucketName", args.stack, args.config_env)
+    s3 = client("s3", max_pool_connections=max(10, args.workers))
+    print(f"uploading {len(files)} files to s3://{bucket}/{ing.labeled_prefix(args.dataset)} "
+          f"with {args.workers} workers", file=sys.stderr)
+    with aws_errors(), progress_display(len(files)) as progress:
+        result = ing.ingest(args.dir, args.dataset, bucket, s3, workers=args.workers, commit=args.commit,
+                            progress=progress, plan=plan)
+    for line in ing.summary_lines(result, args.commit):
+        print(line)
+    return 0 if result.ok else 1
+
+
+@contextmanager
+def progress_display(total: int) -> Iterator[Callable[[int, int, str], None]]:
+    """A rich progress bar on a terminal; elsewhere (CI logs, pipes) a plain line every few seconds."""
+    if sys.stderr.isatty():
+        try:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        except ImportError:
+            pass
+        else:
+            with Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                          console=Console(stderr=True)) as bar:
+                task = bar.add_task("ingest", total=total)
+                yield lambda done, _total, _outcome: bar.update(task, completed=done)
+            return
+    last = [0.0]
+
+    def plain(done: int, total_: int, _outcome: str) -> None:
+        now = time.monotonic()
+        if done == total_ or now - last[0] >= 5:
+            last[0] = now
+            print(f"ingest: {done}/{total_} files ({100 * done // max(total_, 1)}%)", file=sys.stderr)
+
+    yield plain

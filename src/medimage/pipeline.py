@@ -1,0 +1,260 @@
+"""Start and follow executions of the deployed training state machine (`medimage pipeline`).
+
+Uses the boto3 Step Functions client directly. The Step Functions Data Science SDK (`stepfunctions` 2.3.0,
+which needs `sagemaker<3`) was the original plan, but `sagemaker` 2.257 requires attrs<26, packaging<25 and
+protobuf<7 (and its `sagemaker-core` rich<15, its `graphene` graphql-core<3.3), all older than this project's
+pins; and the three calls needed here (start, describe + history, list) are plain API calls.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from medimage.core import layout
+from medimage.core.errors import MedimageError
+
+# Names of the states in statemachine/training.asl.json that this module reads outputs of.
+GATE_STATE = "Gate"
+JOB_STATES = ("ResolveJob", "ApplyHyperparameterOverrides")
+NAME_LIMIT = 80  # Step Functions execution names: at most 80 of [A-Za-z0-9-_]
+
+
+class PipelineProblem(MedimageError):
+    code = "pipeline"
+
+
+@dataclass
+class ExecutionView:
+    """What a person wants to know about one execution."""
+
+    arn: str
+    name: str
+    status: str
+    started: datetime | None = None
+    stopped: datetime | None = None
+    input: dict[str, Any] = field(default_factory=dict)
+    current_step: str | None = None
+    model_version: str | None = None
+    gate: dict[str, Any] | None = None  # the gate task's decision, enriched from gate.json when present
+    error: str | None = None
+
+    @property
+    def dataset(self) -> str | None:
+        return self.input.get("dataset")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "execution_arn": self.arn,
+            "name": self.name,
+            "status": self.status,
+            "started": self.started.isoformat() if self.started else None,
+            "stopped": self.stopped.isoformat() if self.stopped else None,
+            "dataset": self.dataset,
+            "manifest_version": self.input.get("manifest_version"),
+            "current_step": self.current_step,
+            "model_version": self.model_version,
+            "gate": self.gate,
+            "error": self.error,
+        }
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _get_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in {"NoSuchKey", "404", "NotFound"}:
+            return None
+        raise
+    return json.loads(body)
+
+
+def execution_input(
+    s3: Any,
+    bucket: str,
+    dataset: str,
+    preset: str | None = None,
+    hyperparameters: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The training execution input for the dataset's latest manifest (docs/CONTRACTS.md), as the split
+    Lambda builds it; the preset comes from the manifest's stats.json unless given."""
+    dataset = layout.check_dataset_name(dataset)
+    latest = _get_json(s3, bucket, layout.latest_manifest_key(dataset))
+    if not latest or not latest.get("version"):
+        raise PipelineProblem(
+            f"no manifest for dataset {dataset!r} in s3://{bucket}/{layout.latest_manifest_key(dataset)}: "
+            f"upload images with `medimage ingest DIR --dataset {dataset} --commit` first"
+        )
+    version = str(latest["version"])
+    prefix = layout.manifest_prefix(dataset, version)
+    if preset is None:
+        stats = _get_json(s3, bucket, f"{prefix}stats.json") or {}
+        preset = stats.get("preset")
+        if not preset:
+            raise PipelineProblem(f"s3://{bucket}/{prefix}stats.json names no preset: pass --preset")
+    payload: dict[str, Any] = {
+        "dataset": dataset,
+        "preset": preset,
+        "manifest_version": version,
+        "bucket": bucket,
+        "manifest_prefix": prefix,
+    }
+    if hyperparameters:
+        reserved = sorted(k for k in hyperparameters if k.startswith("sagemaker_"))
+        if reserved:
+            raise PipelineProblem(f"hyperparameters {reserved} are script settings, not overridable")
+        payload["hyperparameters"] = {k: str(v) for k, v in hyperparameters.items()}
+    return payload
+
+
+def name_prefix(dataset: str) -> str:
+    """Executions of a dataset are named ``<dataset>-<manifest version>…`` (split Lambda and `start`)."""
+    return f"{dataset}-".replace(".", "-")
+
+
+def manual_execution_name(dataset: str, version: str, now: datetime | None = None) -> str:
+    """Unique per start (a closed execution's name cannot be reused); it keeps the whole dataset prefix
+    (at most 63 characters + 16 of suffix) so that `list_executions` finds it, cutting the version instead."""
+    suffix = "-r" + (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+    return (name_prefix(dataset) + version.replace(".", "-"))[: NAME_LIMIT - len(suffix)] + suffix
+
+
+def start(sfn: Any, state_machine_arn: str, payload: dict[str, Any], name: str | None = None) -> str:
+    name = name or manual_execution_name(payload["dataset"], payload["manifest_version"])
+    res = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))
+    return str(res["executionArn"])
+
+
+def list_executions(sfn: Any, state_machine_arn: str, dataset: str, limit: int = 10,
+                    scan: int = 200) -> list[ExecutionView]:
+    """The dataset's most recent executions, newest first. Candidates are chosen by name (one list call
+    per 100 executions, at most ``scan``), then confirmed by their input's dataset."""
+    prefix = name_prefix(dataset)
+    candidates: list[dict[str, Any]] = []
+    seen = 0
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=state_machine_arn,
+                                                              PaginationConfig={"PageSize": 100}):
+        for item in page.get("executions", []):
+            seen += 1
+            # The split Lambda keeps the last 80 characters of a longer name: those are checked too.
+            if item["name"].startswith(prefix) or len(item["name"]) == NAME_LIMIT:
+                candidates.append(item)
+        if seen >= scan:
+            break
+    candidates.sort(key=lambda e: e.get("startDate") or datetime.min.replace(tzinfo=UTC), reverse=True)
+    views: list[ExecutionView] = []
+    for item in candidates:
+        view = _describe(sfn, item["executionArn"])
+        if view.dataset == dataset:
+            views.append(view)
+        if len(views) >= limit:
+            break
+    return views
+
+
+def latest_execution_arn(sfn: Any, state_machine_arn: str, dataset: str) -> str:
+    found = list_executions(sfn, state_machine_arn, dataset, limit=1)
+    if not found:
+        raise PipelineProblem(
+            f"no executions for dataset {dataset!r} on {state_machine_arn}: "
+            f"start one with `medimage pipeline start --dataset {dataset}`"
+        )
+    return found[0].arn
+
+
+def _describe(sfn: Any, arn: str) -> ExecutionView:
+    d = sfn.describe_execution(executionArn=arn)
+    view = ExecutionView(
+        arn=arn,
+        name=d["name"],
+        status=d["status"],
+        started=d.get("startDate"),
+        stopped=d.get("stopDate"),
+        input=_json(d.get("input")),
+    )
+    if d.get("error") or d.get("cause"):
+        view.error = ": ".join(str(x) for x in (d.get("error"), d.get("cause")) if x)
+    if d.get("output"):
+        output = _json(d["output"])
+        view.model_version = (output.get("job") or {}).get("job_name")
+        view.gate = (output.get("gate") or {}).get("decision")
+    return view
+
+
+def status(sfn: Any, s3: Any, arn: str, history_events: int = 200) -> ExecutionView:
+    """State, current (or last) step, model version and gate decision of one execution. The gate's
+    numbers come from gate.json in the bucket when it is there (the gate writes it also for rejections)."""
+    view = _describe(sfn, arn)
+    events = sfn.get_execution_history(executionArn=arn, reverseOrder=True,
+                                       maxResults=history_events).get("events", [])
+    events = sorted(events, key=lambda e: e.get("id", 0), reverse=True)
+    for event in events:
+        entered = event.get("stateEnteredEventDetails")
+        if entered and view.current_step is None:
+            view.current_step = entered.get("name")
+        exited = event.get("stateExitedEventDetails")
+        if not exited:
+            continue
+        output = _json(exited.get("output"))
+        if exited.get("name") == GATE_STATE and view.gate is None:
+            view.gate = (output.get("gate") or {}).get("decision")
+        if exited.get("name") in JOB_STATES and view.model_version is None:
+            view.model_version = (output.get("job") or {}).get("job_name")
+    view.model_version = view.model_version or (view.gate or {}).get("version")
+    bucket, dataset = view.input.get("bucket"), view.dataset
+    gate_key = (view.gate or {}).get("gate_key")
+    if not gate_key and dataset and view.model_version:
+        gate_key = layout.model_prefix(dataset, view.model_version) + "gate.json"
+    if bucket and gate_key:
+        record = _get_json(s3, bucket, gate_key)
+        if record is not None:
+            metrics = record.get("metrics") or {}
+            view.gate = {
+                **(view.gate or {}),
+                "passed": record.get("passed"),
+                "reasons": record.get("reasons", []),
+                "accuracy": metrics.get("accuracy"),
+                "recall": metrics.get("recall"),
+                "thresholds": record.get("thresholds"),
+                "champion_version": (record.get("champion") or {}).get("version"),
+                "gate_key": gate_key,
+            }
+    return view
+
+
+def describe_lines(view: ExecutionView) -> list[str]:
+    """A short human report of one execution."""
+    lines = [f"{view.name}: {view.status}"]
+    if view.dataset:
+        lines.append(f"  dataset {view.dataset}, manifest {view.input.get('manifest_version')}")
+    if view.started:
+        end = f", stopped {view.stopped:%Y-%m-%d %H:%M:%S}" if view.stopped else ""
+        lines.append(f"  started {view.started:%Y-%m-%d %H:%M:%S}{end}")
+    if view.current_step:
+        label = "current step" if view.status == "RUNNING" else "last step"
+        lines.append(f"  {label}: {view.current_step}")
+    if view.model_version:
+        lines.append(f"  model version: {view.model_version}")
+    if view.gate:
+        g = view.gate
+        verdict = {True: "passed", False: "rejected"}.get(g.get("passed"), "pending")
+        acc = g.get("accuracy")
+        lines.append(f"  gate: {verdict}" + (f", accuracy {acc:.4f}" if isinstance(acc, int | float) else ""))
+        for reason in g.get("reasons") or []:
+            lines.append(f"    - {reason}")
+    if view.error:
+        lines.append(f"  error: {view.error}")
+    lines.append(f"  {view.arn}")
+    return lines

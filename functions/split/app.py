@@ -11,6 +11,7 @@ from aws_lambda_powertools import Logger
 
 from medimage.adapters.catalog import DynamoCatalog
 from medimage.adapters.events import refs_from_event
+from medimage.adapters.queues import SqsBacklog
 from medimage.adapters.s3 import S3ObjectStore
 from medimage.adapters.workflow import StepFunctionsWorkflow
 from medimage.core import layout
@@ -29,6 +30,8 @@ def splitter_for(bucket: str) -> Splitter:
         resolver=DatasetResolver.from_json(os.environ.get("DATASET_PRESETS")),
         workflow=StepFunctionsWorkflow(arn) if arn else None,
         min_new_images=int(os.environ.get("MIN_NEW_IMAGES", "1")),
+        backlog=SqsBacklog(queue) if (queue := os.environ.get("ANNOTATE_QUEUE_URL")) else None,
+        wait_s=float(os.environ.get("ANNOTATION_WAIT_S", "0")),
     )
 
 

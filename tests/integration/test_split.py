@@ -170,3 +170,33 @@ def test_non_commit_keys_are_ignored(env, load_event):
     event = load_event("split-s3-commit-put.json", env.bucket)
     event["Records"][0]["s3"]["object"]["key"] = "incoming/labeled/chestxray2017/NORMAL/x.jpeg"
     assert env.functions["SplitFunction"].invoke(event)["results"][0]["status"] == "ignored"
+
+
+def test_a_commit_waits_for_uploads_still_being_annotated(env):
+    # GIVEN images whose S3 notifications are still queued for annotate, and a `_commit` right after
+    files = generate(get_preset("chestxray2017"), per_class=3, size=32)
+    for f in files:
+        s3().put_object(
+            Bucket=env.bucket, Key=f"incoming/labeled/chestxray2017/{f.folder}/{f.filename}", Body=f.data
+        )
+    s3().put_object(Bucket=env.bucket, Key="incoming/labeled/chestxray2017/_commit", Body=b"")
+    # WHEN split runs before annotate has drained its queue
+    from medimage.services.split import AnnotationInProgress
+
+    split = env.functions["SplitFunction"]
+    event = {
+        "source": "aws.s3",
+        "detail-type": "Object Created",
+        "detail": {
+            "bucket": {"name": env.bucket},
+            "object": {"key": "incoming/labeled/chestxray2017/_commit"},
+        },
+    }
+    with pytest.raises(AnnotationInProgress, match=r"\d+ uploads are still being annotated"):
+        split.invoke(event)
+    assert s3().list_objects_v2(Bucket=env.bucket, Prefix="manifests/").get("KeyCount") == 0
+    # THEN the retried commit, after annotation, includes every upload
+    report = env.pump()
+    [result] = [r for name, r in report.results if name == "SplitFunction"]
+    assert result["results"][0]["status"] == "written"
+    assert result["results"][0]["new_images"] == len(files)

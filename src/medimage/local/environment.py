@@ -38,7 +38,14 @@ LOCAL_ENV = {
     "AWS_SESSION_TOKEN": "testing",
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_TRACE_DISABLED": "true",
+    # Delivery here is one thread: a commit that finds annotation pending fails at once and is retried
+    # after the next round has drained the annotate queue, instead of sleeping.
+    "ANNOTATION_WAIT_S": "0",
 }
+
+# Attempts of an asynchronous (EventBridge) invocation before it counts as failed, as Lambda's default
+# of two retries after the first attempt.
+ASYNC_ATTEMPTS = 3
 
 
 def moto_config() -> dict[str, Any]:
@@ -63,6 +70,7 @@ class PumpReport:
     messages: int = 0
     failed_messages: int = 0
     results: list[tuple[str, Any]] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
 
 
 class LocalAws:
@@ -259,6 +267,10 @@ class LocalAws:
                 pattern = self.resolver.resolve(event["Properties"]["Pattern"])
                 queue = f"{logical}-{name}"
                 self._create_queue(queue)
+                # A failed asynchronous invocation is retried on the next delivery round.
+                self.client("sqs").set_queue_attributes(
+                    QueueUrl=self.refs[queue], Attributes={"VisibilityTimeout": "0"}
+                )
                 rule = f"{self.stack_name}-{logical}-{name}"
                 events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
                 events.put_targets(Rule=rule, Targets=[{"Id": "local", "Arn": self.attrs[(queue, "Arn")]}])
@@ -292,10 +304,21 @@ class LocalAws:
 
     # ------------------------------------------------------------------ delivery
     def pump(self, max_rounds: int = 1000) -> PumpReport:
-        """Deliver queued events to their functions until every queue is empty (or ``max_rounds``)."""
+        """Deliver queued events to their functions until every queue is empty (or ``max_rounds``).
+
+        Each round drains the SQS event sources first, then delivers the EventBridge targets: queue
+        consumers work in seconds, while an asynchronous retry comes minutes later, so a retried event
+        finds the queues as they will be by then."""
         report = PumpReport()
+        polled = [s for s in self.sources if not s.eventbridge]
         for _ in range(max_rounds):
-            delivered = sum(self._deliver(source, report) for source in self.sources)
+            delivered = 0
+            for _ in range(max_rounds):
+                drained = sum(self._deliver(source, report) for source in polled)
+                delivered += drained
+                if not drained:
+                    break
+            delivered += sum(self._deliver(source, report) for source in self.sources if source.eventbridge)
             if not delivered:
                 break
         return report
@@ -313,8 +336,16 @@ class LocalAws:
         function = self.functions[source.function]
         if source.eventbridge:
             for message in messages:
-                result = function.invoke(json.loads(message["Body"]))
-                report.results.append((source.function, result))
+                attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+                try:
+                    result = function.invoke(json.loads(message["Body"]))
+                except Exception as exc:
+                    report.errors.append((source.function, f"{type(exc).__name__}: {exc}"))
+                    if attempt < ASYNC_ATTEMPTS:
+                        continue  # visible again at once (local visibility timeout 0): the retry
+                    report.failed_messages += 1
+                else:
+                    report.results.append((source.function, result))
                 sqs.delete_message(QueueUrl=source.queue_url, ReceiptHandle=message["ReceiptHandle"])
             report.invocations += len(messages)
             report.messages += len(messages)

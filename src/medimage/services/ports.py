@@ -32,3 +32,7 @@ class Catalog(Protocol):
 
 class Workflow(Protocol):
     def start(self, name: str, payload: dict[str, Any]) -> str: ...
+
+
+class Backlog(Protocol):
+    def pending(self) -> int: ...

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from medimage.core import layout
+from medimage.core.errors import MedimageError
 from medimage.core.manifests import (
     CHANNEL_OF_SPLIT,
     plan_manifest,
@@ -16,7 +18,13 @@ from medimage.core.manifests import (
 )
 from medimage.core.presets import SPLITS
 from medimage.services.datasets import DatasetResolver
-from medimage.services.ports import Catalog, ObjectStore, Workflow
+from medimage.services.ports import Backlog, Catalog, ObjectStore, Workflow
+
+
+class AnnotationInProgress(MedimageError):
+    """Uploads before the `_commit` are still being annotated: retried, so the manifest includes them."""
+
+    code = "annotation_in_progress"
 
 
 @dataclass(frozen=True)
@@ -49,12 +57,18 @@ class Splitter:
         workflow: Workflow | None,
         min_new_images: int,
         clock: Any = None,
+        backlog: Backlog | None = None,
+        wait_s: float = 0.0,
+        sleep: Any = time.sleep,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.resolver = resolver
         self.workflow = workflow
         self.min_new_images = min_new_images
+        self.backlog = backlog
+        self.wait_s = wait_s
+        self._sleep = sleep
         self._clock = clock or (lambda: datetime.now(UTC))
 
     def previous_shas(self, dataset: str) -> tuple[str | None, set[str]]:
@@ -70,8 +84,23 @@ class Splitter:
             shas.update(row["sha256"] for row in read_csv(text))
         return latest["version"], shas
 
+    def wait_for_annotation(self) -> None:
+        """A commit closes what was uploaded before it: wait (up to ``wait_s``) until the annotate queue
+        is empty, else raise so that the event is retried instead of writing a manifest without them."""
+        if self.backlog is None:
+            return
+        waited = 0.0
+        while (pending := self.backlog.pending()) > 0:
+            if waited >= self.wait_s:
+                raise AnnotationInProgress(
+                    f"{pending} uploads are still being annotated after {waited:.0f} s; the commit is retried"
+                )
+            self._sleep(5.0)
+            waited += 5.0
+
     def commit(self, dataset: str) -> SplitResult:
         preset = self.resolver.preset_for(layout.check_dataset_name(dataset))
+        self.wait_for_annotation()
         snapshot = self.catalog.snapshot(dataset)
         previous_version, previous = self.previous_shas(dataset)
         classes = preset.classes_for({r.label for r in snapshot.records})

@@ -39,7 +39,9 @@ def test_function_is_one_image_with_one_entry_point():
     meta = RESOURCES["InferenceFunction"]["Metadata"]
     assert props["PackageType"] == "Image" and props["ImageConfig"]["Command"] == ["app.lambda_handler"]
     assert (TEMPLATE.parent / meta["Dockerfile"]).is_file()
-    assert props["Events"]["Unlabeled"]["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    mapping = RESOURCES["InferenceUnlabeledMapping"]["Properties"]
+    assert "InferenceFunction" in str(mapping["FunctionName"])
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
 def test_policies_are_scoped_to_prefixes():

@@ -47,10 +47,11 @@ def aws(raw_template) -> Iterator[dict[str, Any]]:
             "aws_access_key_id": "testing",
             "aws_secret_access_key": "testing",
         }
-        s3, ddb, sfn = (
+        s3, ddb, sfn, sqs = (
             boto3.client("s3", **kw),
             boto3.client("dynamodb", **kw),
             boto3.client("stepfunctions", **kw),
+            boto3.client("sqs", **kw),
         )
         s3.create_bucket(Bucket=BUCKET)
         table = raw_template["Resources"]["CatalogTable"]["Properties"]
@@ -65,7 +66,14 @@ def aws(raw_template) -> Iterator[dict[str, Any]]:
             definition=json.dumps({"StartAt": "Train", "States": {"Train": {"Type": "Pass", "End": True}}}),
             roleArn="arn:aws:iam::123456789012:role/medimage-training",
         )["stateMachineArn"]
-        names = {"DataBucket": BUCKET, "CatalogTable": TABLE, "TrainingStateMachine": machine}
+        # The queue split checks for annotation still in progress (empty here: no notifications).
+        annotate_queue = sqs.create_queue(QueueName="medimage-annotate")["QueueUrl"]
+        names = {
+            "DataBucket": BUCKET,
+            "CatalogTable": TABLE,
+            "TrainingStateMachine": machine,
+            "AnnotateQueue": annotate_queue,
+        }
         yield {
             "server": server,
             "s3": s3,

@@ -108,6 +108,13 @@ def _hold_back(files: list[UploadFile], share: float) -> tuple[list[UploadFile],
     return [f for f in files if id(f) not in held_ids], held
 
 
+def _duplicate_of(original: UploadFile) -> UploadFile:
+    """The same bytes under another name: the catalog must count it once, as a duplicate."""
+    copy = original.path.with_name(f"{original.path.stem}-copy{original.path.suffix}")
+    copy.write_bytes(original.path.read_bytes())
+    return UploadFile(original.folder, copy.name, copy, original.label)
+
+
 def _timed(state: DemoState, name: str, start: float) -> None:
     state.timings[name] = round(time.perf_counter() - start, 2)
 
@@ -130,13 +137,18 @@ def run_demo(opts: DemoOptions, report: Reporter | None = None) -> dict[str, Any
         )
         first_folder = generated[0].folder
         write_tree(data_dir, generated, bad_files(opts.synthetic_size), bad_folder=first_folder)
-        report.line(f"{SYNTHETIC_NOTE}: {len(generated)} images, {len(bad_files())} bad files -> {data_dir}")
+        report.line(
+            f"{SYNTHETIC_NOTE}: {len(generated)} images, {len(bad_files())} bad files and one "
+            f"duplicate -> {data_dir}"
+        )
     else:
         data_dir = opts.data.resolve()
         if not data_dir.is_dir():
             raise NotADirectoryError(f"--data {data_dir} is not a folder")
     files = _scan(data_dir, preset)
     uploads, held_back = _hold_back(files, opts.holdout_share)
+    if opts.data is None:
+        uploads.append(_duplicate_of(next(f for f in uploads if f.label)))
     report.line(
         f"{len(files)} files in {len({f.folder for f in files})} folders; "
         f"{len(held_back)} valid images held back for labeling ({opts.holdout_share:.0%} per class)"

@@ -24,6 +24,7 @@ def test_demo_trains_promotes_labels_and_serves(tmp_path):
     assert summary["model_version"]
     images = summary["images"]
     assert images["quarantined"] == 4
+    assert images["duplicates"] == 1
     assert images["uploaded"] == images["accepted"] + images["duplicates"] + images["quarantined"]
     assert images["held_back"] == 3 * 12
     assert summary["predictions"]["count"] == images["held_back"]

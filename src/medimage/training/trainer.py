@@ -73,7 +73,10 @@ class TrainConfig:
     dropout: float = 0.3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
-    patience: int = 6
+    # Half of the default 20-epoch cosine schedule: stopping earlier cuts training before the learning rate
+    # has decayed. Measured on chestxray2017 (3 classes): patience 6 stopped at epoch 13 with validation
+    # accuracy 0.795 and viral recall 0.30; the full schedule reached 0.817 and 0.68 (best weights kept).
+    patience: int = 10
     max_train_minutes: float = 25.0
     augment: bool = True
     horizontal_flip: bool = False

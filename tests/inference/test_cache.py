@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from medimage.serving.cache import ModelCache, ModelUnavailable, NoProductionModel, ProductionPointer
+from medimage.serving.cache import ModelCache, ModelUnavailable, NoProductionModel, ServingPointer
 
 
 class FakeSource:
@@ -34,7 +34,7 @@ class FakeSource:
             raise ConnectionError("registry unreachable")
         return self.pointer
 
-    def fetch(self, pointer: ProductionPointer) -> Path:
+    def fetch(self, pointer: ServingPointer) -> Path:
         self.fetches += 1
         return self.dirs[pointer.version]
 

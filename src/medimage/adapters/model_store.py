@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from medimage.adapters.aws import client as aws_client
 from medimage.core.layout import production_pointer_key
-from medimage.serving.cache import ProductionPointer
+from medimage.serving.cache import ServingPointer
 from medimage.serving.model import LABELS_TXT, MODEL_JSON, ModelError
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -49,7 +49,7 @@ class S3ModelStore:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ModelError(f"{production_pointer_key(dataset)} is not valid JSON: {exc}") from None
 
-    def fetch(self, pointer: ProductionPointer) -> Path:
+    def fetch(self, pointer: ServingPointer) -> Path:
         """Download the version once per container; older versions of the dataset are removed from disk."""
         dataset_dir = self.cache_dir / pointer.dataset
         target = dataset_dir / f"{pointer.version}-{pointer.model_sha256[:12]}"

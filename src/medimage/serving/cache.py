@@ -38,8 +38,9 @@ class ModelUnavailable(MedimageError):
 
 
 @dataclass(frozen=True)
-class ProductionPointer:
-    """The fields of ``production.json`` that serving needs (see docs/CONTRACTS.md)."""
+class ServingPointer:
+    """The serving view of ``production.json``: only the current model's fields, read leniently so the
+    inference image needs nothing of the registry's history rules (``medimage.core.registry``)."""
 
     dataset: str
     version: str
@@ -47,7 +48,7 @@ class ProductionPointer:
     model_sha256: str
 
     @classmethod
-    def from_dict(cls, data: Any, dataset: str) -> ProductionPointer:
+    def from_dict(cls, data: Any, dataset: str) -> ServingPointer:
         if not isinstance(data, dict):
             raise ModelError(f"production.json of '{dataset}' is not a JSON object")
         missing = [k for k in ("version", "model_key", "model_sha256") if not isinstance(data.get(k), str)]
@@ -67,7 +68,7 @@ class ModelSource(Protocol):
         """The parsed ``production.json`` of a dataset, or None when no model was ever promoted."""
         ...
 
-    def fetch(self, pointer: ProductionPointer) -> Path:
+    def fetch(self, pointer: ServingPointer) -> Path:
         """A local directory holding the pointer's model file, ``model.json`` and ``labels.txt``."""
         ...
 
@@ -80,7 +81,7 @@ class LoadedModel:
     classifier: TFLiteClassifier
 
 
-def load_verified(model_dir: Path, pointer: ProductionPointer) -> TFLiteClassifier:
+def load_verified(model_dir: Path, pointer: ServingPointer) -> TFLiteClassifier:
     """Load a fetched model only if its bytes are the ones the pointer names."""
     content = (model_dir / pointer.model_file).read_bytes()
     digest = hashlib.sha256(content).hexdigest()
@@ -125,7 +126,7 @@ class ModelCache:
         check_interval_s: float = 60.0,
         retry_refused_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
-        loader: Callable[[Path, ProductionPointer], TFLiteClassifier] | None = None,
+        loader: Callable[[Path, ServingPointer], TFLiteClassifier] | None = None,
     ) -> None:
         self.source = source
         self._loader = loader or load_verified
@@ -168,7 +169,7 @@ class ModelCache:
                 f"no production model for dataset '{dataset}' yet: train one and let the gate promote it"
             )
         try:
-            pointer = ProductionPointer.from_dict(raw, dataset)
+            pointer = ServingPointer.from_dict(raw, dataset)
         except ModelError as exc:
             self._refuse(entry, ("", ""), str(exc), now)
             return
@@ -220,5 +221,5 @@ class LocalModelSource:
             "model_sha256": digest,
         }
 
-    def fetch(self, pointer: ProductionPointer) -> Path:
+    def fetch(self, pointer: ServingPointer) -> Path:
         return self.model_path.parent

@@ -3,7 +3,9 @@
     python benchmarks/train_bench.py chestxray2017-binary [--data DIR] [--out DIR] [-H name=value ...]
 
 Prints one JSON object: validation (and carved test) metrics, wall time, training time, peak memory of
-the training process and model sizes. The data folder comes from --data, $MEDIMAGE_TRAIN_DATA or
+the training process, model sizes, the calibration, and the validation accuracy under acquisition
+shifts (``medimage.training.shifts``: the same images as another site's scanner would make them).
+The data folder comes from --data, $MEDIMAGE_TRAIN_DATA or
 ../shared/data/chestxray2017-224-train; where it is absent the benchmark prints a "skipped" JSON and
 exits 0. The official ChestXRay2017 test split is not used here (it is kept for independent checks).
 """
@@ -21,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from medimage.core.presets import get_preset
+from medimage.serving.model import TFLiteClassifier
 from medimage.training.runner import run_train_script, scan_tree, write_channels
+from medimage.training.shifts import robustness
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "chestxray2017-224-train"
+SHARED = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+DEFAULT_DATA = SHARED / "chestxray2017-224-train"
 
 
 def summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -32,9 +37,24 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
         "n": metrics["n"],
         "accuracy": metrics["accuracy"],
         "macro_auc": metrics["macro_auc"],
+        "ece": metrics.get("ece"),
         "recall": {label: m["recall"] for label, m in metrics["per_class"].items()},
         "precision": {label: m["precision"] for label, m in metrics["per_class"].items()},
         "confusion_matrix": metrics["confusion_matrix"],
+    }
+
+
+def shift_summary(model_dir: Path, images: list[Any]) -> dict[str, Any]:
+    """Validation accuracy clean, averaged over the acquisition shifts, and for each shift."""
+    classifier = TFLiteClassifier.from_dir(model_dir)
+    position = {label: k for k, label in enumerate(classifier.labels)}
+    truth = [position[i.label] for i in images]
+    report = robustness(classifier, [i.path.read_bytes() for i in images], truth)
+    return {
+        "clean_accuracy": report["clean"]["accuracy"],
+        "shifted_mean_accuracy": round(report["shifted_mean_accuracy"], 4),
+        "worst_shift": report["worst_shift"],
+        "accuracy": {name: r["accuracy"] for name, r in report["shifts"].items()},
     }
 
 
@@ -99,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         "export_checks": meta["export_checks"],
         "val": summary(evaluation["val"]),
         "carved_test": summary(evaluation["test"]),
+        "calibration": meta.get("calibration"),
+        "val_under_shifts": shift_summary(out, scan.split("val")),
         "model_dir": str(out),
     })
     print(json.dumps(result, indent=2))

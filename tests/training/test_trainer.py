@@ -15,7 +15,9 @@ pytestmark = pytest.mark.slow
 
 MODEL_FILES = ("model.tflite", "model-int8.tflite", "labels.txt", "model.json", "evaluation.json")
 OUTPUT_FILES = ("evaluation.json", "confusion_matrix.png", "training_curves.png")
-METRIC_FIELDS = {"n", "accuracy", "per_class", "macro_auc", "confusion_matrix", "labels"}
+METRIC_FIELDS = {
+    "n", "accuracy", "per_class", "macro_auc", "log_loss", "ece", "confusion_matrix", "labels"
+}
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +99,29 @@ def test_metric_lines_are_readable_by_the_metric_definitions(trained: dict[str, 
     assert metrics["test:accuracy"] == pytest.approx(evaluation["test"]["accuracy"], abs=1e-5)
     assert {"train:loss", "train:accuracy", "validation:loss"} <= set(metrics)
     assert sum(line.startswith("epoch ") for line in log) == 2
+
+
+def test_evaluate_shifts_reports_clean_and_shifted_accuracy_as_served(
+    trained: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the trained model and its validation images
+    evaluation = json.loads((trained["out"] / "evaluation.json").read_text())
+    # WHEN its robustness to two acquisition shifts is measured
+    code = cli(["evaluate", "--model", str(trained["out"] / "model.tflite"), "--data", str(trained["tree"]),
+                "--preset", "folders", "--split", "val", "--shifts", "gamma_1.5,pad_12"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    # THEN the clean figures are the trainer's validation figures, and each shift has its own
+    assert report["clean"]["accuracy"] == evaluation["val"]["accuracy"]
+    assert report["n"] == evaluation["val"]["n"]
+    assert set(report["shifts"]) == {"gamma_1.5", "pad_12"}
+    assert report["worst_shift"]["accuracy"] == min(s["accuracy"] for s in report["shifts"].values())
+
+
+def test_evaluate_rejects_an_unknown_shift(
+    trained: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli(["evaluate", "--model", str(trained["out"] / "model.tflite"), "--data", str(trained["tree"]),
+                "--preset", "folders", "--shifts", "gamma_1.5,fog"])
+    assert code != 0
+    assert "unknown shift(s) ['fog']" in capsys.readouterr().err

@@ -90,3 +90,20 @@ def test_confusion_matrix_rows_are_truth() -> None:
 def test_bad_shapes_and_empty_input_raise_value_error(truth: list[int], probs: np.ndarray) -> None:
     with pytest.raises(ValueError):
         evaluate(truth, probs, ["a", "b"])
+
+
+def test_calibration_error_and_log_loss_match_hand_computed_values() -> None:
+    # GIVEN two images at confidence 0.9 (one right, one wrong) and two at 0.6 (both right)
+    truth = np.array([0, 1, 1, 0])
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.6, 0.4]])
+    m = evaluate(truth, probs, ["a", "b"])
+    # THEN each bin is 0.4 away from its accuracy (0.9 vs 0.5, 0.6 vs 1.0), each holding half the images
+    assert m["ece"] == pytest.approx(0.4)
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.1, 0.6, 0.6])), abs=1e-6)
+
+
+def test_a_perfectly_calibrated_set_has_no_calibration_error() -> None:
+    # 80% confident and right 4 times out of 5
+    truth = np.array([0, 0, 0, 0, 1])
+    probs = np.tile([0.8, 0.2], (5, 1))
+    assert evaluate(truth, probs, ["a", "b"])["ece"] == pytest.approx(0.0)

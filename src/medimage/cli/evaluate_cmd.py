@@ -12,6 +12,7 @@ import numpy as np
 from medimage.core.errors import MedimageError, RejectedInput
 from medimage.core.metrics import evaluate
 from medimage.core.presets import SPLITS, get_preset
+from medimage.training.shifts import SHIFT_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +39,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="score only the images the preset's patient-aware split puts in this split",
     )
     parser.add_argument("--dataset", help="dataset name used to split (default: the preset name)")
+    parser.add_argument(
+        "--shifts",
+        nargs="?",
+        const="all",
+        metavar="NAMES",
+        help=(
+            "instead, a robustness report: the same images changed as another site's acquisition "
+            "would change them (gamma, contrast, blur, noise, compression, framing...), scored as "
+            "served; 'all' (the default when given without a value) or a comma-separated list of: "
+            + ", ".join(SHIFT_NAMES)
+        ),
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON to this file")
     parser.set_defaults(func=run)
 
@@ -55,14 +68,27 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise MedimageError(f"labels {unknown} are not among the model's labels {classifier.labels}")
     position = {label: k for k, label in enumerate(classifier.labels)}
-    probabilities = np.zeros((len(images), len(classifier.labels)))
-    for row, image in enumerate(images):
+    truth = [position[i.label] for i in images]
+    if args.shifts:
+        from medimage.training.shifts import get_shifts, robustness
+
         try:
-            prediction = classifier.predict_bytes(image.path.read_bytes())
+            shifts = get_shifts(None if args.shifts == "all" else args.shifts.split(","))
+        except ValueError as exc:
+            raise MedimageError(str(exc)) from None
+        try:
+            metrics = robustness(classifier, [i.path.read_bytes() for i in images], truth, shifts)
         except RejectedInput as exc:
-            raise MedimageError(f"{image.path}: {exc}") from None
-        probabilities[row] = [prediction.probabilities[label] for label in classifier.labels]
-    metrics = evaluate([position[i.label] for i in images], probabilities, classifier.labels)
+            raise MedimageError(f"an image of {args.data} cannot be scored: {exc}") from None
+    else:
+        probabilities = np.zeros((len(images), len(classifier.labels)))
+        for row, image in enumerate(images):
+            try:
+                prediction = classifier.predict_bytes(image.path.read_bytes())
+            except RejectedInput as exc:
+                raise MedimageError(f"{image.path}: {exc}") from None
+            probabilities[row] = [prediction.probabilities[label] for label in classifier.labels]
+        metrics = evaluate(truth, probabilities, classifier.labels)
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.out:

@@ -65,6 +65,30 @@ def macro_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
     return float(np.mean(aucs)) if aucs else None
 
 
+def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> float:
+    """How far the top-1 confidence is from the accuracy, averaged over equal-width confidence bins.
+
+    0 means "90% sure" is right 90% of the time; a model that says 0.99 and is right 80% of the time
+    has an ECE near 0.19. Weighted by the share of images in each bin (Guo et al., 2017).
+    """
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(error)
+
+
+def log_loss(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean negative log probability of the true class (clipped at 1e-7, so one certain miss is finite)."""
+    picked = np.clip(probabilities[np.arange(len(y_true)), y_true], 1e-7, 1.0)
+    return float(-np.mean(np.log(picked)))
+
+
 def evaluate(
     y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray, labels: Sequence[str]
 ) -> dict[str, Any]:
@@ -105,6 +129,8 @@ def evaluate(
         "accuracy": _round(np.trace(matrix) / len(truth)),
         "per_class": per_class,
         "macro_auc": _round(macro_auc(truth, probs)),
+        "log_loss": _round(log_loss(truth, probs)),
+        "ece": _round(expected_calibration_error(truth, probs)),
         "confusion_matrix": matrix.tolist(),
         "labels": labels,
     }

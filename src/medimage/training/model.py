@@ -1,7 +1,7 @@
 """The networks: a compact from-scratch CNN (the default), or an optional ImageNet backbone.
 
 Both take raw 0..255 pixels and rescale inside the model (CONTRACTS), so serving feeds exactly what
-``load_image_array`` returns. Augmentation is a separate block used only in the input pipeline, so the
+``load_image_array`` returns. Augmentation (``augment.py``) runs only in the input pipeline, so the
 exported graph holds nothing but inference ops.
 """
 
@@ -23,9 +23,24 @@ def _conv(x: keras.KerasTensor, filters: int, weight_decay: float, strides: int 
     return layers.ReLU()(x)
 
 
+@keras.saving.register_keras_serializable(package="medimage")
+class PerImageStandardization(layers.Layer):
+    """Each image to zero mean and unit variance: exposure and contrast settings drop out.
+
+    Images from another scanner or site differ first in their intensity distribution; a network that
+    sees standardised pixels cannot use overall brightness as a cue for the class. Inside the model, so
+    serving needs nothing new (TFLite runs it as MEAN, SUB, MUL, RSQRT).
+    """
+
+    def call(self, x: keras.KerasTensor) -> keras.KerasTensor:
+        mean = keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        variance = keras.ops.mean(keras.ops.square(x - mean), axis=(1, 2, 3), keepdims=True)
+        return (x - mean) * keras.ops.rsqrt(variance + 1e-4)
+
+
 def compact_cnn(
     image_size: int, channels: int, n_classes: int, width: int = 16, dropout: float = 0.3,
-    weight_decay: float = 1e-4,
+    weight_decay: float = 1e-4, standardize: bool = False,
 ) -> keras.Model:
     """About 0.6 M parameters at width 16: a strided stem, then conv blocks halving the resolution.
 
@@ -35,6 +50,8 @@ def compact_cnn(
     """
     inputs = keras.Input((image_size, image_size, channels), name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale_0_1")(inputs)
+    if standardize:
+        x = PerImageStandardization(name="per_image_standardization")(x)
     x = _conv(x, width, weight_decay, strides=2)
     x = _conv(x, 2 * width, weight_decay)
     x = layers.MaxPooling2D()(x)
@@ -70,21 +87,3 @@ def imagenet_backbone(image_size: int, channels: int, n_classes: int, dropout: f
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="medimage_mobilenetv3")
-
-
-def augmenter(seed: int, horizontal_flip: bool = False) -> keras.Sequential:
-    """Small geometric and photometric changes that real X-ray/OCT acquisitions show.
-
-    No horizontal flip by default: anatomy is not left-right symmetric (the heart sits on the left), and
-    a flipped chest is not an image the model will ever be asked about.
-    """
-    steps: list[layers.Layer] = [
-        layers.RandomRotation(0.03, fill_mode="constant", seed=seed),  # about ±11°
-        layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 1),
-        layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed + 2),
-        layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 3),
-        layers.RandomBrightness(0.1, value_range=(0, 255), seed=seed + 4),
-    ]
-    if horizontal_flip:
-        steps.insert(0, layers.RandomFlip("horizontal", seed=seed + 5))
-    return keras.Sequential(steps, name="augment")

@@ -78,8 +78,13 @@ class TrainConfig:
     # accuracy 0.795 and viral recall 0.30; the full schedule reached 0.817 and 0.68 (best weights kept).
     patience: int = 10
     max_train_minutes: float = 25.0
-    augment: bool = True
+    augment: bool = True  # geometric: rotation, translation, zoom, contrast, brightness
     horizontal_flip: bool = False
+    aspect_jitter: float = 0.1
+    acquisition_augment: bool = True  # gamma, blur/sharpen, noise
+    mixup: float = 0.2  # Beta(alpha, alpha); 0 turns it off
+    standardize: bool = True  # per-image standardisation inside the model
+    calibrate: bool = True  # temperature scaling fitted on the validation split
     class_weighting: bool = True
     threads: int = 0  # 0: TensorFlow decides
     int8_calibration_images: int = 200
@@ -115,7 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train-minutes", type=float, default=d.max_train_minutes)
     p.add_argument("--augment", type=_bool, default=d.augment)
     p.add_argument("--horizontal-flip", type=_bool, default=d.horizontal_flip)
+    p.add_argument("--aspect-jitter", type=float, default=d.aspect_jitter,
+                   help="independent x/y zoom (aspect-ratio change), as a fraction")
+    p.add_argument("--acquisition-augment", type=_bool, default=d.acquisition_augment,
+                   help="per-image gamma, blur or sharpening, and noise")
+    p.add_argument("--mixup", type=float, default=d.mixup, help="mixup Beta alpha (0: off)")
+    p.add_argument("--standardize", type=_bool, default=d.standardize,
+                   help="per-image standardisation inside the model")
     p.add_argument("--class-weighting", type=_bool, default=d.class_weighting)
+    p.add_argument("--calibrate", type=_bool, default=d.calibrate,
+                   help="fit a softmax temperature on the validation split (labels unchanged)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("MEDIMAGE_TF_THREADS", "0")))
     p.add_argument("--int8-calibration-images", type=int, default=d.int8_calibration_images)
     p.add_argument("--train-dir", default=None, help="default: $SM_CHANNEL_TRAIN")
@@ -152,6 +166,8 @@ def parse(argv: Sequence[str], env: dict[str, str]) -> tuple[TrainConfig, Paths,
     config = TrainConfig(**values)
     if config.epochs < 1 or config.batch_size < 1:
         raise ValueError("--epochs and --batch-size must be at least 1")
+    if config.mixup < 0 or not 0 <= config.aspect_jitter < 0.5:
+        raise ValueError("--mixup must be at least 0 and --aspect-jitter in [0, 0.5)")
     return config, paths, unknown
 
 
@@ -236,7 +252,8 @@ def _build_model(config: TrainConfig, spec: PreprocessSpec, n_classes: int) -> A
     if config.weights == "imagenet":
         return imagenet_backbone(spec.image_size, spec.channels, n_classes, config.dropout)
     return compact_cnn(
-        spec.image_size, spec.channels, n_classes, config.width, config.dropout, config.weight_decay
+        spec.image_size, spec.channels, n_classes, config.width, config.dropout, config.weight_decay,
+        config.standardize,
     )
 
 
@@ -277,17 +294,19 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
     )
     sample_weights = np.array([weights[k] for k in y["train"]], dtype=np.float32)
     one_hot = np.eye(len(labels), dtype=np.float32)[y["train"]]
-    augment = None
-    if config.augment:
-        from medimage.training.model import augmenter
+    from medimage.training.augment import AugmentConfig, batch_augmenter
 
-        augment = augmenter(config.seed, config.horizontal_flip)
-
-    def prepare(x: Any, target: Any, weight: Any) -> Any:
-        x = tf.cast(x, tf.float32)
-        if augment is not None:
-            x = tf.clip_by_value(augment(x, training=True), 0.0, 255.0)
-        return x, target, weight
+    prepare = batch_augmenter(
+        config.seed,
+        spec.channels,
+        AugmentConfig(
+            geometric=config.augment,
+            horizontal_flip=config.horizontal_flip,
+            aspect_jitter=config.aspect_jitter,
+            acquisition=config.acquisition_augment,
+            mixup_alpha=config.mixup,
+        ),
+    )
 
     batch_size = effective_batch_size(config.batch_size, len(x_train))
     train_ds = (
@@ -327,8 +346,10 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
         f"{training_seconds:.0f}s; best epoch {monitor.best_epoch} (val_loss={monitor.best_loss:.4f})"
     )
 
+    calibration = _calibrate(model, x_val, y["validation"], log) if config.calibrate else None
     evaluation = _export_and_evaluate(
-        model, config, preset.name, dataset, spec, labels, channels, y, paths, training_seconds, log
+        model, config, preset.name, dataset, spec, labels, channels, y, paths, training_seconds, log,
+        calibration,
     )
     from medimage.training import plots
 
@@ -351,6 +372,27 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
     return evaluation
 
 
+def _calibrate(model: Any, x_val: np.ndarray, y_val: np.ndarray, log: Log) -> dict[str, Any]:
+    """Fit the temperature on the validation split and fold it into the model."""
+    from medimage.core.metrics import expected_calibration_error, log_loss
+    from medimage.training.calibration import fit_temperature, fold_into_model, rescale
+
+    probs = model.predict(x_val, batch_size=64, verbose=0).astype(np.float64)
+    temperature = fit_temperature(probs, y_val)
+    fold_into_model(model, temperature)
+    after = rescale(probs, temperature)
+    result: dict[str, Any] = {
+        "temperature": round(temperature, 4),
+        "fitted_on": "validation",
+        "val_log_loss_before": round(log_loss(y_val, probs), 4),
+        "val_log_loss_after": round(log_loss(y_val, after), 4),
+        "val_ece_before": round(expected_calibration_error(y_val, probs), 4),
+        "val_ece_after": round(expected_calibration_error(y_val, after), 4),
+    }
+    log(format_metrics("calibration:", {k: v for k, v in result.items() if isinstance(v, float)}))
+    return result
+
+
 def _export_and_evaluate(
     model: Any,
     config: TrainConfig,
@@ -363,6 +405,7 @@ def _export_and_evaluate(
     paths: Paths,
     training_seconds: float,
     log: Log,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     import tensorflow as tf
 
@@ -413,6 +456,7 @@ def _export_and_evaluate(
         "architecture": model.name,
         "hyperparameters": asdict(config),
         "export_checks": checks,
+        "calibration": calibration,
     }
     (paths.model_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 

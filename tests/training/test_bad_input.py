@@ -67,6 +67,23 @@ def test_unknown_preset(channels: dict[str, Path], tmp_path: Path) -> None:
     assert_clean_failure(run_train(channels, tmp_path, "--preset", "nope"), "unknown preset 'nope'")
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--mixup", "-0.2"), "--mixup must be at least 0"),
+        (("--aspect-jitter", "0.7"), "--aspect-jitter in [0, 0.5)"),
+        (("--standardize", "maybe"), "expected true or false, got 'maybe'"),
+    ],
+)
+def test_out_of_range_robustness_hyperparameters(
+    channels: dict[str, Path], tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    result = run_train(channels, tmp_path, "--preset", "folders", *args)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert expected in result.stderr
+
+
 def test_failure_reason_reaches_sagemakers_failure_file(channels: dict[str, Path], tmp_path: Path) -> None:
     env_dir = tmp_path / "sm-output"
     env = dict(os.environ, SM_OUTPUT_DIR=str(env_dir), SM_MODEL_DIR=str(tmp_path / "m"),

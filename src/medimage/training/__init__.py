@@ -17,6 +17,7 @@ METRIC_DEFINITIONS: list[dict[str, str]] = [
     {"Name": "train:loss", "Regex": rf"\bloss={_NUMBER};"},
     {"Name": "train:accuracy", "Regex": rf"\baccuracy={_NUMBER};"},
     {"Name": "validation:loss", "Regex": rf"\bval_loss={_NUMBER};"},
+    {"Name": "validation:calibrated_loss", "Regex": rf"\bval_calibrated_loss={_NUMBER};"},
     {"Name": "validation:accuracy", "Regex": rf"\bval_accuracy={_NUMBER};"},
     {"Name": "validation:macro_auc", "Regex": rf"\bval_macro_auc={_NUMBER};"},
     {"Name": "test:accuracy", "Regex": rf"\btest_accuracy={_NUMBER};"},

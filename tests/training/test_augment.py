@@ -90,3 +90,16 @@ def test_folding_the_temperature_into_the_model_rescales_its_softmax() -> None:
     fold_into_model(model, 2.5)
     # THEN it predicts exactly what rescaling its old softmax by that temperature gives
     np.testing.assert_allclose(model(x).numpy(), rescale(before, 2.5), atol=1e-5)
+
+
+def test_acquisition_probability_leaves_some_images_as_acquired() -> None:
+    # GIVEN only the acquisition changes, applied to half the images
+    x, target, weight = _batch(n=32)
+    config = AugmentConfig(geometric=False, acquisition=True, acquisition_probability=0.5, mixup_alpha=0.0)
+    out = batch_augmenter(5, 1, config)(tf.constant(x), tf.constant(target), tf.constant(weight))[0].numpy()
+    unchanged = [np.array_equal(out[i], x[i].astype(np.float32)) for i in range(len(x))]
+    # THEN some images are untouched and the others changed
+    assert 4 <= sum(unchanged) <= 28
+    never = AugmentConfig(geometric=False, acquisition=True, acquisition_probability=0.0, mixup_alpha=0.0)
+    untouched = batch_augmenter(5, 1, never)(tf.constant(x), tf.constant(target), tf.constant(weight))[0]
+    np.testing.assert_array_equal(untouched.numpy(), x.astype(np.float32))

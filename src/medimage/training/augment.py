@@ -34,6 +34,7 @@ class AugmentConfig:
     horizontal_flip: bool = False
     aspect_jitter: float = 0.1  # independent zoom in x and y, up to this fraction
     acquisition: bool = True
+    acquisition_probability: float = 0.5  # share of images changed; the rest stay as acquired
     mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing weights; 0 turns mixup off
 
 
@@ -64,8 +65,12 @@ def _gaussian_kernel(sigma: float, channels: int) -> tf.Tensor:
 class AcquisitionJitter:
     """Per-image gamma, blur or sharpening, and noise on a batch of 0..255 float images."""
 
-    def __init__(self, seed: int, channels: int, max_gamma: float = 1.4, max_noise: float = 6.0) -> None:
+    def __init__(
+        self, seed: int, channels: int, probability: float = 1.0, max_gamma: float = 1.4,
+        max_noise: float = 6.0,
+    ) -> None:
         self.rng = tf.random.Generator.from_seed(seed)
+        self.probability = probability
         self.kernel = _gaussian_kernel(1.0, channels)
         self.pad = int(self.kernel.shape[0]) // 2
         self.log_gamma = float(np.log(max_gamma))
@@ -74,6 +79,7 @@ class AcquisitionJitter:
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         batch = tf.shape(x)[0]
         per_image = (batch, 1, 1, 1)
+        original = x
         gamma = tf.exp(self.rng.uniform(per_image, -self.log_gamma, self.log_gamma))
         x = 255.0 * tf.pow(tf.clip_by_value(x / 255.0, 1e-6, 1.0), gamma)
         padded = tf.pad(x, [[0, 0], [self.pad, self.pad], [self.pad, self.pad], [0, 0]], mode="REFLECT")
@@ -83,7 +89,10 @@ class AcquisitionJitter:
         x = x + amount * (blurred - x)
         sigma = self.rng.uniform(per_image, 0.0, self.max_noise)
         x = x + sigma * self.rng.normal(tf.shape(x))
-        return tf.clip_by_value(x, 0.0, 255.0)
+        # Some images stay as acquired: a network that never sees an unchanged image during training
+        # fits its batch-normalisation statistics to changed ones, and its validation accuracy swings.
+        changed = self.rng.uniform(per_image) < self.probability
+        return tf.where(changed, tf.clip_by_value(x, 0.0, 255.0), original)
 
 
 class Mixup:
@@ -113,7 +122,9 @@ class Mixup:
 def batch_augmenter(seed: int, channels: int, config: AugmentConfig) -> Any:
     """A ``(x, target, weight) -> (x, target, weight)`` function for ``tf.data.Dataset.map``."""
     geometric = geometric_augmenter(seed, config) if config.geometric else None
-    acquisition = AcquisitionJitter(seed + 10, channels) if config.acquisition else None
+    acquisition = (
+        AcquisitionJitter(seed + 10, channels, config.acquisition_probability) if config.acquisition else None
+    )
     mixup = Mixup(seed + 20, config.mixup_alpha) if config.mixup_alpha > 0 else None
 
     def apply(x: Any, target: Any, weight: Any) -> tuple[Any, Any, Any]:

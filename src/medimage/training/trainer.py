@@ -85,6 +85,7 @@ class TrainConfig:
     horizontal_flip: bool = False
     aspect_jitter: float = 0.1
     acquisition_augment: bool = True  # gamma, blur/sharpen, noise
+    acquisition_probability: float = 0.5
     mixup: float = 0.2  # Beta(alpha, alpha); 0 turns it off
     standardize: bool = False  # per-image standardisation inside the model (see model.py)
     calibrate: bool = True  # temperature scaling fitted on the validation split
@@ -127,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="independent x/y zoom (aspect-ratio change), as a fraction")
     p.add_argument("--acquisition-augment", type=_bool, default=d.acquisition_augment,
                    help="per-image gamma, blur or sharpening, and noise")
+    p.add_argument("--acquisition-probability", type=float, default=d.acquisition_probability,
+                   help="share of training images the acquisition augmentation changes")
     p.add_argument("--mixup", type=float, default=d.mixup, help="mixup Beta alpha (0: off)")
     p.add_argument("--standardize", type=_bool, default=d.standardize,
                    help="per-image standardisation inside the model")
@@ -171,6 +174,8 @@ def parse(argv: Sequence[str], env: dict[str, str]) -> tuple[TrainConfig, Paths,
         raise ValueError("--epochs and --batch-size must be at least 1")
     if config.mixup < 0 or not 0 <= config.aspect_jitter < 0.5:
         raise ValueError("--mixup must be at least 0 and --aspect-jitter in [0, 0.5)")
+    if not 0 <= config.acquisition_probability <= 1:
+        raise ValueError("--acquisition-probability must lie in [0, 1]")
     return config, paths, unknown
 
 
@@ -313,6 +318,7 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
             horizontal_flip=config.horizontal_flip,
             aspect_jitter=config.aspect_jitter,
             acquisition=config.acquisition_augment,
+            acquisition_probability=config.acquisition_probability,
             mixup_alpha=config.mixup,
         ),
     )

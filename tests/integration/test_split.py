@@ -70,6 +70,8 @@ def test_commit_writes_a_manifest_version_and_starts_training(env):
     assert sum(stats["totals"].values()) == len(files)
     assert stats["quarantined"] == {"empty": 1, "not_an_image": 1, "truncated": 1, "unreadable": 1}
     assert stats["classes"] == ["normal", "bacterial", "viral"]
+    # the synthetic images all share one shape: no class can be told by it
+    assert stats["shortcut_audit"]["n"] == len(files) and stats["shortcut_audit"]["warnings"] == []
     rows = [
         row for split in ("train", "val", "test") for row in read_csv(get_text(env, f"{prefix}{split}.csv"))
     ]

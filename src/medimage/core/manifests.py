@@ -19,6 +19,7 @@ from typing import Any
 
 from medimage.core.catalog import CatalogRecord
 from medimage.core.presets import SPLITS
+from medimage.core.shortcuts import audit_shapes
 
 CSV_FIELDS = ("key", "label", "sha256", "patient_id")
 CHANNEL_OF_SPLIT = {"train": "train", "val": "validation", "test": "test"}
@@ -71,6 +72,10 @@ def plan_manifest(
         "totals": {split: len(split_rows) for split, split_rows in rows.items()},
         "duplicates": duplicates,
         "quarantined": dict(sorted(quarantined.items())),
+        # Image shape as a label shortcut (aspect ratio, size): see medimage.core.shortcuts.
+        "shortcut_audit": audit_shapes(
+            [r.label for r in ordered], [r.width for r in ordered], [r.height for r in ordered], class_list
+        ),
     }
     version = version_for(ordered)
     stats["version"] = version

@@ -170,6 +170,7 @@ class Splitter:
             (
                 f"manifest {plan.version}: {stats['totals']} ({plan.new_images} new)"
                 + ("; training started" if execution_arn else "; no state machine configured")
+                + "".join(f"; WARNING: {w}" for w in stats["shortcut_audit"]["warnings"])
             ),
             version=plan.version,
             new_images=plan.new_images,

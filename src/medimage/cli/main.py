@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "presets_cmd",
     "train_cmd",
     "evaluate_cmd",
+    "audit_cmd",
     "model_cmd",
     "predict_cmd",
     "serve_cmd",

@@ -21,6 +21,10 @@ from medimage.core.metrics import binary_auc
 # |AUC - 0.5| above this: the property alone separates the class from the rest most of the time.
 WARN_MARGIN = 0.25
 MIN_PER_CLASS = 5
+ADVICE = {
+    "aspect_ratio": "squeezed to a square, it shows as a distortion: keep aspect-ratio augmentation on",
+    "megapixels": "resized, it shows as sharpness and noise: keep blur, sharpening and noise augmentation on",
+}
 
 
 def audit_shapes(
@@ -43,12 +47,14 @@ def audit_shapes(
                 "median": round(float(np.median(values[members])), 3),
                 "auc": None if auc is None else round(auc, 3),
             }
-            if auc is not None and abs(auc - 0.5) > WARN_MARGIN:
+            # With two classes the second one's AUC is 1 - the first's: one warning says it all.
+            already_warned = len(classes) == 2 and len(per_class) == 2
+            if auc is not None and abs(auc - 0.5) > WARN_MARGIN and not already_warned:
                 direction = "higher" if auc > 0.5 else "lower"
                 report["warnings"].append(
-                    f"{name} alone tells '{label}' from the other classes (AUC {auc:.2f}: '{label}' images "
-                    f"have {direction} {name.replace('_', ' ')}); the model may learn it instead of the "
-                    "anatomy. Keep aspect-ratio augmentation on, and check images from another source."
+                    f"{name} alone tells '{label}' from the rest (AUC {auc:.2f}, '{label}' "
+                    f"{direction}); the model may learn it instead of the anatomy ({ADVICE[name]}, and "
+                    "check the model on images from another source)"
                 )
         report[name] = per_class
     return report

@@ -103,3 +103,12 @@ def test_acquisition_probability_leaves_some_images_as_acquired() -> None:
     never = AugmentConfig(geometric=False, acquisition=True, acquisition_probability=0.0, mixup_alpha=0.0)
     untouched = batch_augmenter(5, 1, never)(tf.constant(x), tf.constant(target), tf.constant(weight))[0]
     np.testing.assert_array_equal(untouched.numpy(), x.astype(np.float32))
+
+
+def test_batch_norm_statistics_average_over_about_one_epoch() -> None:
+    from medimage.training.trainer import batch_norm_momentum
+
+    assert batch_norm_momentum(0.0, 8) == 0.9  # small datasets: statistics settle quickly
+    assert batch_norm_momentum(0.0, 50) == pytest.approx(0.98)
+    assert batch_norm_momentum(0.0, 133) == 0.99  # ChestXRay2017: capped
+    assert batch_norm_momentum(0.95, 133) == 0.95  # an explicit value wins

@@ -13,13 +13,14 @@ from keras import layers
 from medimage.training.data import TrainingInputError
 
 
-def _conv(x: keras.KerasTensor, filters: int, weight_decay: float, strides: int = 1) -> keras.KerasTensor:
+def _conv(
+    x: keras.KerasTensor, filters: int, weight_decay: float, bn_momentum: float, strides: int = 1
+) -> keras.KerasTensor:
     x = layers.Conv2D(
         filters, 3, strides=strides, padding="same", use_bias=False,
         kernel_regularizer=keras.regularizers.l2(weight_decay) if weight_decay else None,
     )(x)
-    # momentum 0.9: the moving statistics settle within an epoch even on small datasets.
-    x = layers.BatchNormalization(momentum=0.9)(x)
+    x = layers.BatchNormalization(momentum=bn_momentum)(x)
     return layers.ReLU()(x)
 
 
@@ -40,7 +41,7 @@ class PerImageStandardization(layers.Layer):
 
 def compact_cnn(
     image_size: int, channels: int, n_classes: int, width: int = 16, dropout: float = 0.3,
-    weight_decay: float = 1e-4, standardize: bool = False,
+    weight_decay: float = 1e-4, standardize: bool = False, bn_momentum: float = 0.9,
 ) -> keras.Model:
     """About 0.6 M parameters at width 16: a strided stem, then conv blocks halving the resolution.
 
@@ -52,14 +53,14 @@ def compact_cnn(
     x = layers.Rescaling(1.0 / 255.0, name="rescale_0_1")(inputs)
     if standardize:
         x = PerImageStandardization(name="per_image_standardization")(x)
-    x = _conv(x, width, weight_decay, strides=2)
-    x = _conv(x, 2 * width, weight_decay)
+    x = _conv(x, width, weight_decay, bn_momentum, strides=2)
+    x = _conv(x, 2 * width, weight_decay, bn_momentum)
     x = layers.MaxPooling2D()(x)
     for filters in (4 * width, 8 * width):
-        x = _conv(x, filters, weight_decay)
-        x = _conv(x, filters, weight_decay)
+        x = _conv(x, filters, weight_decay, bn_momentum)
+        x = _conv(x, filters, weight_decay, bn_momentum)
         x = layers.MaxPooling2D()(x)
-    x = _conv(x, 16 * width, weight_decay)
+    x = _conv(x, 16 * width, weight_decay, bn_momentum)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)

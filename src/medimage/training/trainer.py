@@ -42,6 +42,19 @@ INT8_MODEL_FILE = "model-int8.tflite"
 Log = Callable[[str], None]
 
 
+def batch_norm_momentum(requested: float, steps_per_epoch: int) -> float:
+    """``requested``, or (0) moving statistics that average over about one epoch, within [0.9, 0.99].
+
+    The moving statistics are what the exported model normalises with. Averaged over only ~10 batches
+    (momentum 0.9), they follow whichever augmented batches came last: measured on chestxray2017 with
+    the acquisition augmentation, validation accuracy still swung by 7 points between epochs 17 and 18
+    at a learning rate of 2e-4. Small datasets keep 0.9 so the statistics settle within a few epochs.
+    """
+    if requested:
+        return requested
+    return float(np.clip(1.0 - 1.0 / max(1, steps_per_epoch), 0.9, 0.99))
+
+
 def effective_batch_size(requested: int, n_train: int) -> int:
     """Small datasets get smaller batches (at least 8 steps an epoch, batches of at least 8), so batch
     normalisation statistics settle within a few epochs; large datasets use the requested size."""
@@ -83,12 +96,13 @@ class TrainConfig:
     max_train_minutes: float = 25.0
     augment: bool = True  # geometric: rotation, translation, zoom, contrast, brightness
     horizontal_flip: bool = False
-    aspect_jitter: float = 0.1
+    aspect_jitter: float = 0.25
     acquisition_augment: bool = True  # gamma, blur/sharpen, noise
     acquisition_probability: float = 0.5
     mixup: float = 0.2  # Beta(alpha, alpha); 0 turns it off
     standardize: bool = False  # per-image standardisation inside the model (see model.py)
     calibrate: bool = True  # temperature scaling fitted on the validation split
+    bn_momentum: float = 0.0  # 0: averaged over about one epoch (see batch_norm_momentum)
     class_weighting: bool = True
     threads: int = 0  # 0: TensorFlow decides
     int8_calibration_images: int = 200
@@ -134,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--standardize", type=_bool, default=d.standardize,
                    help="per-image standardisation inside the model")
     p.add_argument("--class-weighting", type=_bool, default=d.class_weighting)
+    p.add_argument("--bn-momentum", type=float, default=d.bn_momentum,
+                   help="batch-normalisation momentum (0: about one epoch, within 0.9..0.99)")
     p.add_argument("--calibrate", type=_bool, default=d.calibrate,
                    help="fit a softmax temperature on the validation split (labels unchanged)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("MEDIMAGE_TF_THREADS", "0")))
@@ -174,6 +190,8 @@ def parse(argv: Sequence[str], env: dict[str, str]) -> tuple[TrainConfig, Paths,
         raise ValueError("--epochs and --batch-size must be at least 1")
     if config.mixup < 0 or not 0 <= config.aspect_jitter < 0.5:
         raise ValueError("--mixup must be at least 0 and --aspect-jitter in [0, 0.5)")
+    if not 0 <= config.bn_momentum < 1:
+        raise ValueError("--bn-momentum must lie in [0, 1)")
     if not 0 <= config.acquisition_probability <= 1:
         raise ValueError("--acquisition-probability must lie in [0, 1]")
     return config, paths, unknown
@@ -260,14 +278,14 @@ def _configure_tensorflow(config: TrainConfig) -> Any:
     return tf
 
 
-def _build_model(config: TrainConfig, spec: PreprocessSpec, n_classes: int) -> Any:
+def _build_model(config: TrainConfig, spec: PreprocessSpec, n_classes: int, bn_momentum: float) -> Any:
     from medimage.training.model import compact_cnn, imagenet_backbone
 
     if config.weights == "imagenet":
         return imagenet_backbone(spec.image_size, spec.channels, n_classes, config.dropout)
     return compact_cnn(
         spec.image_size, spec.channels, n_classes, config.width, config.dropout, config.weight_decay,
-        config.standardize,
+        config.standardize, bn_momentum,
     )
 
 
@@ -298,9 +316,15 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
     tf = _configure_tensorflow(config)
     import keras
 
-    model = _build_model(config, spec, len(labels))
-    log(f"model: {model.name}, {model.count_params()} parameters, weights={config.weights}")
     x_train = channels["train"].x
+    batch_size = effective_batch_size(config.batch_size, len(x_train))
+    steps = max(1, int(np.ceil(len(x_train) / batch_size)))
+    bn_momentum = batch_norm_momentum(config.bn_momentum, steps)
+    model = _build_model(config, spec, len(labels), bn_momentum)
+    log(
+        f"model: {model.name}, {model.count_params()} parameters, weights={config.weights}, "
+        f"batch {batch_size} x {steps} steps/epoch, batch-norm momentum {bn_momentum:.3f}"
+    )
     weights = (
         channel_data.balanced_class_weights(y["train"], len(labels))
         if config.class_weighting
@@ -323,7 +347,6 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
         ),
     )
 
-    batch_size = effective_batch_size(config.batch_size, len(x_train))
     train_ds = (
         tf.data.Dataset.from_tensor_slices((x_train, one_hot, sample_weights))
         .shuffle(len(x_train), seed=config.seed, reshuffle_each_iteration=True)
@@ -332,7 +355,6 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
         .map(prepare)
         .prefetch(tf.data.AUTOTUNE)
     )
-    steps = max(1, int(np.ceil(len(x_train) / batch_size)))
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=steps * config.epochs, alpha=0.05
     )

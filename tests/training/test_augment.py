@@ -23,7 +23,7 @@ def _batch(n: int = 8, size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def test_augmented_images_stay_in_the_pixel_range_and_change() -> None:
     # GIVEN every augmentation turned on
     x, target, weight = _batch()
-    apply = batch_augmenter(7, 1, AugmentConfig(mixup_alpha=0.4))
+    apply = batch_augmenter(7, 1, AugmentConfig(acquisition=True, mixup_alpha=0.4))
     # WHEN a batch goes through it
     out, _, _ = apply(tf.constant(x), tf.constant(target), tf.constant(weight))
     out = out.numpy()
@@ -36,7 +36,7 @@ def test_augmented_images_stay_in_the_pixel_range_and_change() -> None:
 def test_the_same_seed_draws_the_same_augmentation() -> None:
     x, target, weight = _batch()
     runs = [
-        batch_augmenter(3, 1, AugmentConfig(mixup_alpha=0.2))(
+        batch_augmenter(3, 1, AugmentConfig(acquisition=True, mixup_alpha=0.2))(
             tf.constant(x), tf.constant(target), tf.constant(weight)
         )[0].numpy()
         for _ in range(2)

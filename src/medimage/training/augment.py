@@ -33,7 +33,7 @@ class AugmentConfig:
     geometric: bool = True
     horizontal_flip: bool = False
     aspect_jitter: float = 0.25  # independent zoom in x and y, up to this fraction
-    acquisition: bool = True
+    acquisition: bool = False
     acquisition_probability: float = 0.5  # share of images changed; the rest stay as acquired
     mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing weights; 0 turns mixup off
 

@@ -50,6 +50,9 @@ class Preset:
     gate: GateThresholds
     image_size: int
     channels: int
+    # Trainer defaults this dataset needs (``train.py`` option names without the dashes, e.g.
+    # ``"acquisition-augment": true``); explicit hyperparameters still win. Checked by the trainer.
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
 
     @property
     def folder_is_label(self) -> bool:
@@ -111,7 +114,19 @@ def _parse(raw: dict[str, Any]) -> Preset:
         ),
         image_size=int(training.get("image_size", 128)),
         channels=int(training.get("channels", 1)),
+        hyperparameters=_hyperparameters(raw["name"], training.get("hyperparameters", {})),
     )
+
+
+def _hyperparameters(preset: str, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict) or not all(isinstance(v, (bool, int, float, str)) for v in raw.values()):
+        raise ValueError(
+            f"preset {preset}: training.hyperparameters must map names to numbers, booleans or text"
+        )
+    reserved = {"preset", "dataset", "manifest-version", "image-size"} & set(raw)
+    if reserved:
+        raise ValueError(f"preset {preset}: training.hyperparameters cannot set {sorted(reserved)}")
+    return dict(raw)
 
 
 @cache

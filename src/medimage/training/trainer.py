@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from medimage.core.errors import MedimageError
+from medimage.core.errors import MedimageError, UnknownPreset
 from medimage.core.preprocess import PreprocessSpec
 from medimage.core.presets import get_preset
 from medimage.training import format_metrics
@@ -115,6 +115,9 @@ class TrainConfig:
     int8_calibration_images: int = 200
 
 
+_PATH_OPTIONS = ("train_dir", "validation_dir", "test_dir", "sm_model_dir", "output_data_dir")
+
+
 @dataclass(frozen=True)
 class Paths:
     channels: dict[str, Path]
@@ -126,7 +129,10 @@ class Paths:
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig(preset="")
     p = argparse.ArgumentParser(
-        prog="train.py", description="Train a medimage classifier (script mode).", allow_abbrev=False
+        prog="train.py",
+        description="Train a medimage classifier (script mode).",
+        epilog="A preset may set its own defaults (training.hyperparameters in its JSON); arguments win.",
+        allow_abbrev=False,
     )
     p.add_argument("--preset", required=True, help="dataset preset (classes, image size)")
     p.add_argument("--dataset", default="", help="dataset name (default: the preset name)")
@@ -170,14 +176,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def preset_hyperparameter_defaults(parser: argparse.ArgumentParser, preset_name: str) -> dict[str, Any]:
+    """The preset's own trainer defaults by parser destination; {} for an unknown preset (train() says so)."""
+    try:
+        preset = get_preset(preset_name)
+    except UnknownPreset:
+        return {}
+    actions = {a.dest: a for a in parser._actions}
+    defaults: dict[str, Any] = {}
+    for name, value in preset.hyperparameters.items():
+        dest = name.replace("-", "_")
+        action = actions.get(dest)
+        if action is None or not action.option_strings or dest in _PATH_OPTIONS:
+            raise ValueError(f"preset {preset.name}: unknown training hyperparameter '{name}'")
+        defaults[dest] = action.type(value) if isinstance(value, str) and callable(action.type) else value
+    return defaults
+
+
 def parse(argv: Sequence[str], env: dict[str, str]) -> tuple[TrainConfig, Paths, list[str]]:
-    """Config, paths and the arguments ignored (extra hyperparameters such as --model_dir s3://...)."""
-    args, unknown = build_parser().parse_known_args(list(argv))
+    """Config, paths and the arguments ignored (extra hyperparameters such as --model_dir s3://...).
+
+    Defaults come from TrainConfig, then from the preset's ``training.hyperparameters`` (what suits that
+    dataset), then the arguments given."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(list(argv))
+    preset_defaults = preset_hyperparameter_defaults(parser, args.preset)
+    if preset_defaults:
+        parser.set_defaults(**preset_defaults)
+        args, unknown = parser.parse_known_args(list(argv))
     values = vars(args)
-    path_args = {
-        k: values.pop(k)
-        for k in ("train_dir", "validation_dir", "test_dir", "sm_model_dir", "output_data_dir")
-    }
+    path_args = {k: values.pop(k) for k in _PATH_OPTIONS}
 
     def where(option: str | None, variable: str) -> Path:
         return Path(option or env.get(variable) or SAGEMAKER_DEFAULTS[variable])
@@ -306,6 +334,9 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
     spec = PreprocessSpec(image_size=config.image_size or preset.image_size, channels=preset.channels)
     if spec.image_size < 16:
         raise ValueError(f"--image-size must be at least 16, got {spec.image_size}")
+    if preset.hyperparameters:
+        given = ", ".join(f"{k}={v}" for k, v in preset.hyperparameters.items())
+        log(f"preset {preset.name} trainer defaults: {given} (arguments override them)")
 
     # Read and check every channel before the (slow) TensorFlow import, so bad input fails fast.
     for name in CHANNELS:

@@ -8,6 +8,7 @@ exported graph holds nothing but inference ops.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from medimage.training.data import TrainingInputError
@@ -65,6 +66,27 @@ def compact_cnn(
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="medimage_cnn")
+
+
+def reestimate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> int:
+    """Batch-norm statistics recomputed from these images with the current weights; returns the layers.
+
+    The moving averages kept during training mix weights from many steps and the augmented images'
+    statistics; recomputed on clean images with the weights now in the model (as stochastic weight
+    averaging does for its averaged weights), what the model computes at inference matches one set of
+    weights and untouched pixels. A cumulative average: batch k enters with momentum k/(k+1).
+    """
+    norms = [layer for layer in model._flatten_layers() if isinstance(layer, layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    try:
+        for k, start in enumerate(range(0, len(images), batch_size)):
+            for layer in norms:
+                layer.momentum = k / (k + 1)
+            model(images[start : start + batch_size], training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta, strict=True):
+            layer.momentum = momentum
+    return len(norms)
 
 
 def imagenet_backbone(image_size: int, channels: int, n_classes: int, dropout: float = 0.3) -> keras.Model:

@@ -110,6 +110,8 @@ class TrainConfig:
     standardize: bool = False  # per-image standardisation inside the model (see model.py)
     calibrate: bool = True  # temperature scaling fitted on the validation split
     bn_momentum: float = 0.0  # 0: averaged over about one epoch (see batch_norm_momentum)
+    ema: float = 0.0  # momentum of an exponential moving average of the weights, per step; 0 turns it off
+    bn_recompute: bool = False  # batch-norm statistics from clean training images at each epoch's end
     class_weighting: bool = True
     threads: int = 0  # 0: TensorFlow decides
     int8_calibration_images: int = 200
@@ -163,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-weighting", type=_bool, default=d.class_weighting)
     p.add_argument("--bn-momentum", type=float, default=d.bn_momentum,
                    help="batch-normalisation momentum (0: about one epoch, within 0.9..0.99)")
+    p.add_argument("--ema", type=float, default=d.ema,
+                   help="judge and keep a moving average of the weights, this momentum per step (0: off)")
+    p.add_argument("--bn-recompute", type=_bool, default=d.bn_recompute,
+                   help="recompute batch-norm statistics on clean training images at each epoch's end")
     p.add_argument("--calibrate", type=_bool, default=d.calibrate,
                    help="fit a softmax temperature on the validation split (labels unchanged)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("MEDIMAGE_TF_THREADS", "0")))
@@ -225,8 +231,8 @@ def parse(argv: Sequence[str], env: dict[str, str]) -> tuple[TrainConfig, Paths,
         raise ValueError("--epochs and --batch-size must be at least 1")
     if config.mixup < 0 or not 0 <= config.aspect_jitter < 0.5:
         raise ValueError("--mixup must be at least 0 and --aspect-jitter in [0, 0.5)")
-    if not 0 <= config.bn_momentum < 1:
-        raise ValueError("--bn-momentum must lie in [0, 1)")
+    if not 0 <= config.bn_momentum < 1 or not 0 <= config.ema < 1:
+        raise ValueError("--bn-momentum and --ema must lie in [0, 1)")
     if not 0 <= config.acquisition_probability <= 1:
         raise ValueError("--acquisition-probability must lie in [0, 1]")
     return config, paths, unknown
@@ -324,6 +330,26 @@ def _build_model(config: TrainConfig, spec: PreprocessSpec, n_classes: int, bn_m
     )
 
 
+BN_RECOMPUTE_IMAGES = 1024  # enough for per-channel means and variances; a few seconds an epoch on 2 cores
+
+
+def _bn_recompute_callback(model: Any, x_train: np.ndarray, seed: int) -> Any:
+    """Recomputes batch-norm statistics at each epoch's end (after any weight-average swap, before the
+    monitor judges the epoch) from one fixed, seeded sample of un-augmented training images."""
+    import keras
+
+    from medimage.training.model import reestimate_batch_norm
+
+    rng = np.random.default_rng(seed)
+    sample = x_train[np.sort(rng.permutation(len(x_train))[:BN_RECOMPUTE_IMAGES])].astype(np.float32)
+
+    class Recompute(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            reestimate_batch_norm(model, sample)
+
+    return Recompute()
+
+
 def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]:
     """Train, export, check and evaluate; returns ``evaluation.json``'s content."""
     from medimage.training import data as channel_data
@@ -396,8 +422,10 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=steps * config.epochs, alpha=0.05
     )
+    # With --ema every epoch is judged (and the best one kept) on the averaged weights: SwapEMAWeights puts
+    # them in the model at each epoch's end, before the monitor runs, and takes them out at the next start.
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        optimizer=keras.optimizers.Adam(schedule, use_ema=config.ema > 0, ema_momentum=config.ema or 0.99),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
@@ -412,7 +440,10 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
         log,
     )
     fit_started = time.monotonic()
-    model.fit(train_ds, epochs=config.epochs, verbose=0, callbacks=[monitor.callback()])
+    callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema > 0 else []
+    if config.bn_recompute:
+        callbacks.append(_bn_recompute_callback(model, x_train, config.seed))
+    model.fit(train_ds, epochs=config.epochs, verbose=0, callbacks=[*callbacks, monitor.callback()])
     training_seconds = time.monotonic() - fit_started
     if monitor.best_weights is not None:
         model.set_weights(monitor.best_weights)

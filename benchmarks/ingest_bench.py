@@ -182,6 +182,11 @@ def main() -> int:
     parser.add_argument("--split-sizes", default="2000,5000,20000")
     args = parser.parse_args()
     sizes = [int(s) for s in args.split_sizes.split(",") if s]
+    # stdout is for the one JSON result: the handlers print their CloudWatch metric lines (EMF) to
+    # stdout, here and in the split processes, so file descriptor 1 points at stderr until the end.
+    sys.stdout.flush()
+    result_stream = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     out = {
         "benchmark": "ingest",
         "machine": f"{os.cpu_count()} cores",
@@ -190,7 +195,8 @@ def main() -> int:
         "split": bench_split(sizes),
         "targets": {"split_20000_s": 20, "split_20000_mb": 256},
     }
-    print(json.dumps(out, indent=2))
+    sys.stdout.flush()
+    print(json.dumps(out, indent=2), file=result_stream, flush=True)
     return 0
 
 

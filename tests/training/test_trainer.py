@@ -125,3 +125,21 @@ def test_evaluate_rejects_an_unknown_shift(
                 "--preset", "folders", "--shifts", "gamma_1.5,fog"])
     assert code != 0
     assert "unknown shift(s) ['fog']" in capsys.readouterr().err
+
+
+def test_bench_inference_compares_litert_with_tensorflow_on_the_same_handler(
+    trained: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the trained model (no model.keras beside it: TensorFlow runs the .tflite with its own interpreter)
+    # WHEN the inference benchmark runs both runtimes through the handler
+    code = cli(["bench", "inference", "--model", str(trained["out"] / "model.tflite"),
+                "--images", str(trained["tree"] / "disk"), "--repeat", "1", "--batch", "4"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    # THEN both report the same labels and each its cold start, latency and size
+    assert set(report) == {"litert", "tensorflow"}
+    assert report["tensorflow"]["runtime"] == "tensorflow tf.lite.Interpreter"
+    assert report["litert"]["label_agreement_with_tensorflow"] == 1.0
+    for result in report.values():
+        assert 0 < result["cold_start_s"] < 120
+        assert result["warm_p50_ms_fullres"] > 0 and result["ship_mb"] > 0

@@ -252,7 +252,7 @@ def _use_tensorflow(module: Any, model_path: Path, dataset: str) -> str:
     import tensorflow as tf
 
     from medimage.core.preprocess import PreprocessSpec
-    from medimage.serving.cache import LocalModelSource, ModelCache, ProductionPointer
+    from medimage.serving.cache import LocalModelSource, ModelCache, ServingPointer
     from medimage.serving.model import TFLiteClassifier, read_model_json
     from medimage.serving.service import InferenceService, ServingConfig
 
@@ -263,7 +263,7 @@ def _use_tensorflow(module: Any, model_path: Path, dataset: str) -> str:
     class TensorFlowClassifier:
         to_prediction = TFLiteClassifier.to_prediction
 
-        def __init__(self, model_dir: Path, pointer: ProductionPointer) -> None:
+        def __init__(self, model_dir: Path, pointer: ServingPointer) -> None:
             self.meta = read_model_json(model_dir)
             self.labels = list(self.meta["labels"])
             self.spec = PreprocessSpec.from_dict(self.meta["preprocess"])

@@ -73,6 +73,8 @@ def test_unknown_preset(channels: dict[str, Path], tmp_path: Path) -> None:
         (("--mixup", "-0.2"), "--mixup must be at least 0"),
         (("--aspect-jitter", "0.7"), "--aspect-jitter in [0, 0.5)"),
         (("--standardize", "maybe"), "expected true or false, got 'maybe'"),
+        (("--ema", "1.0"), "--ema must lie in [0, 1)"),
+        (("--bn-recompute", "sometimes"), "expected true or false, got 'sometimes'"),
     ],
 )
 def test_out_of_range_robustness_hyperparameters(

@@ -313,8 +313,11 @@ def _configure_tensorflow(config: TrainConfig) -> Any:
     import tensorflow as tf
 
     if config.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(config.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(config.threads, 2))
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(config.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(config.threads, 2))
+        except RuntimeError:  # TensorFlow already ran in this process (train() in-process): keep its threads
+            pass
     keras.utils.set_random_seed(config.seed)
     return tf
 

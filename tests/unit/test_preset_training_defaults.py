@@ -8,7 +8,7 @@ import pytest
 
 from medimage.core.presets import _parse, get_preset, preset_names
 from medimage.training import trainer
-from medimage.training.trainer import TrainConfig, parse
+from medimage.training.trainer import TrainConfig, parse, weight_average_momentum
 
 RAW = {
     "name": "demo",
@@ -37,10 +37,23 @@ def test_arguments_override_preset_defaults(monkeypatch: pytest.MonkeyPatch) -> 
     assert (config.acquisition_augment, config.mixup) == (False, 0.0)
 
 
-def test_preset_defaults_are_range_checked_like_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
-    with_hyperparameters(monkeypatch, **{"aspect-jitter": 0.7})
-    with pytest.raises(ValueError, match="aspect-jitter"):
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("aspect-jitter", 0.7, "--aspect-jitter in [0, 0.5)"),
+        ("ema", 1.5, "training hyperparameter 'ema': --ema must lie in [0, 1)"),
+        ("augment", "maybe", "training hyperparameter 'augment': expected true or false"),
+        ("weights", "resnet", "training hyperparameter 'weights': expected one of none, imagenet"),
+        ("epochs", 2.5, "training hyperparameter 'epochs': invalid literal"),
+    ],
+)
+def test_preset_defaults_are_checked_like_arguments(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: object, message: str
+) -> None:
+    with_hyperparameters(monkeypatch, **{name: value})
+    with pytest.raises(ValueError) as err:
         parse(["--preset", "folders"], {})
+    assert message in str(err.value)
 
 
 @pytest.mark.parametrize("name", ["no-such-option", "train-dir", "sm-model-dir"])
@@ -61,7 +74,7 @@ def test_unknown_preset_is_left_for_train_to_report() -> None:
 def test_every_shipped_presets_defaults_parse(name: str) -> None:
     config, _, _ = parse(["--preset", name], {})
     for option, value in get_preset(name).hyperparameters.items():
-        assert getattr(config, option.replace("-", "_")) == value
+        assert getattr(config, option.replace("-", "_")) == value, option
 
 
 @pytest.mark.parametrize(
@@ -77,3 +90,26 @@ def test_preset_file_with_bad_hyperparameters_is_refused(hyperparameters: object
     with pytest.raises(ValueError) as err:
         _parse({**RAW, "training": {"hyperparameters": hyperparameters}})
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("setting", "steps", "epochs", "expected"),
+    [
+        ("off", 133, 20, 0.0),
+        (0.99, 133, 20, 0.99),
+        ("auto", 133, 20, 1 - 1 / 266),  # a tenth of the run (2660 steps) is shorter than 2.5 epochs
+        ("auto", 133, 40, 1 - 1 / 332.5),  # 2.5 epochs
+        ("auto", 8, 2, 0.375),  # tiny runs: 1.6 steps, barely any averaging
+        ("auto", 100_000, 20, 0.999),
+    ],
+)
+def test_weight_average_momentum(setting: float | str, steps: int, epochs: int, expected: float) -> None:
+    assert weight_average_momentum(setting, steps, epochs) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("auto", "auto"), ("OFF", "off"), ("0", "off"), ("0.995", 0.995)]
+)
+def test_ema_option_values(text: str, value: float | str) -> None:
+    config, _, _ = parse(["--preset", "folders", "--ema", text], {})
+    assert config.ema == value

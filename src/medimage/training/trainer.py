@@ -55,6 +55,33 @@ def batch_norm_momentum(requested: float, steps_per_epoch: int) -> float:
     return float(np.clip(1.0 - 1.0 / max(1, steps_per_epoch), 0.9, 0.99))
 
 
+def weight_average_momentum(requested: float | str, steps_per_epoch: int, epochs: int) -> float:
+    """``requested``, 0 for "off", or ("auto") a moving average of the weights over about 2.5 epochs and
+    at most a tenth of the run, so short runs (the demo, tests) still average recent weights only.
+
+    The per-step momentum m averages over about 1 / (1 - m) steps.
+    """
+    if requested == "off":
+        return 0.0
+    if requested != "auto":
+        return float(requested)
+    window = min(2.5 * steps_per_epoch, 0.1 * steps_per_epoch * epochs)
+    return float(np.clip(1.0 - 1.0 / max(window, 1.0), 0.0, 0.999))
+
+
+def _ema_setting(text: str) -> float | str:
+    value = text.strip().lower()
+    if value in ("auto", "off"):
+        return value
+    try:
+        momentum = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, off or a momentum, got {text!r}") from None
+    if not 0 <= momentum < 1:
+        raise argparse.ArgumentTypeError(f"--ema must lie in [0, 1), got {text!r}")
+    return "off" if momentum == 0 else momentum
+
+
 def effective_batch_size(requested: int, n_train: int) -> int:
     """Small datasets get smaller batches (at least 8 steps an epoch, batches of at least 8), so batch
     normalisation statistics settle within a few epochs; large datasets use the requested size."""
@@ -110,7 +137,7 @@ class TrainConfig:
     standardize: bool = False  # per-image standardisation inside the model (see model.py)
     calibrate: bool = True  # temperature scaling fitted on the validation split
     bn_momentum: float = 0.0  # 0: averaged over about one epoch (see batch_norm_momentum)
-    ema: float = 0.0  # momentum of an exponential moving average of the weights, per step; 0 turns it off
+    ema: float | str = "off"  # moving average of the weights: "auto", "off" or a momentum per step
     bn_recompute: bool = False  # batch-norm statistics from clean training images at each epoch's end
     class_weighting: bool = True
     threads: int = 0  # 0: TensorFlow decides
@@ -165,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-weighting", type=_bool, default=d.class_weighting)
     p.add_argument("--bn-momentum", type=float, default=d.bn_momentum,
                    help="batch-normalisation momentum (0: about one epoch, within 0.9..0.99)")
-    p.add_argument("--ema", type=float, default=d.ema,
-                   help="judge and keep a moving average of the weights, this momentum per step (0: off)")
+    p.add_argument("--ema", type=_ema_setting, default=d.ema,
+                   help="judge and keep a moving average of the weights: auto, off or a momentum per step")
     p.add_argument("--bn-recompute", type=_bool, default=d.bn_recompute,
                    help="recompute batch-norm statistics on clean training images at each epoch's end")
     p.add_argument("--calibrate", type=_bool, default=d.calibrate,
@@ -195,7 +222,14 @@ def preset_hyperparameter_defaults(parser: argparse.ArgumentParser, preset_name:
         action = actions.get(dest)
         if action is None or not action.option_strings or dest in _PATH_OPTIONS:
             raise ValueError(f"preset {preset.name}: unknown training hyperparameter '{name}'")
-        defaults[dest] = action.type(value) if isinstance(value, str) and callable(action.type) else value
+        # Through the option's own type and checks, as a string, as SageMaker passes hyperparameters.
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        try:
+            defaults[dest] = action.type(text) if callable(action.type) else text
+            if action.choices is not None and defaults[dest] not in action.choices:
+                raise ValueError(f"expected one of {', '.join(map(str, action.choices))}, got {text!r}")
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise ValueError(f"preset {preset.name}: training hyperparameter '{name}': {exc}") from None
     return defaults
 
 
@@ -231,8 +265,8 @@ def parse(argv: Sequence[str], env: dict[str, str]) -> tuple[TrainConfig, Paths,
         raise ValueError("--epochs and --batch-size must be at least 1")
     if config.mixup < 0 or not 0 <= config.aspect_jitter < 0.5:
         raise ValueError("--mixup must be at least 0 and --aspect-jitter in [0, 0.5)")
-    if not 0 <= config.bn_momentum < 1 or not 0 <= config.ema < 1:
-        raise ValueError("--bn-momentum and --ema must lie in [0, 1)")
+    if not 0 <= config.bn_momentum < 1:
+        raise ValueError("--bn-momentum must lie in [0, 1)")
     if not 0 <= config.acquisition_probability <= 1:
         raise ValueError("--acquisition-probability must lie in [0, 1]")
     return config, paths, unknown
@@ -387,10 +421,12 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
     batch_size = effective_batch_size(config.batch_size, len(x_train))
     steps = max(1, int(np.ceil(len(x_train) / batch_size)))
     bn_momentum = batch_norm_momentum(config.bn_momentum, steps)
+    ema = weight_average_momentum(config.ema, steps, config.epochs)
     model = _build_model(config, spec, len(labels), bn_momentum)
     log(
         f"model: {model.name}, {model.count_params()} parameters, weights={config.weights}, "
-        f"batch {batch_size} x {steps} steps/epoch, batch-norm momentum {bn_momentum:.3f}"
+        f"batch {batch_size} x {steps} steps/epoch, batch-norm momentum {bn_momentum:.3f}, "
+        f"weight average {f'momentum {ema:.4f}' if ema else 'off'}"
     )
     weights = (
         channel_data.balanced_class_weights(y["train"], len(labels))
@@ -428,7 +464,7 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
     # With --ema every epoch is judged (and the best one kept) on the averaged weights: SwapEMAWeights puts
     # them in the model at each epoch's end, before the monitor runs, and takes them out at the next start.
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule, use_ema=config.ema > 0, ema_momentum=config.ema or 0.99),
+        optimizer=keras.optimizers.Adam(schedule, use_ema=ema > 0, ema_momentum=ema or 0.99),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
@@ -443,7 +479,7 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
         log,
     )
     fit_started = time.monotonic()
-    callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema > 0 else []
+    callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema > 0 else []
     if config.bn_recompute:
         callbacks.append(_bn_recompute_callback(model, x_train, config.seed))
     model.fit(train_ds, epochs=config.epochs, verbose=0, callbacks=[*callbacks, monitor.callback()])

@@ -71,10 +71,10 @@ def compact_cnn(
 def reestimate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> int:
     """Batch-norm statistics recomputed from these images with the current weights; returns the layers.
 
-    The moving averages kept during training mix weights from many steps and the augmented images'
-    statistics; recomputed on clean images with the weights now in the model (as stochastic weight
-    averaging does for its averaged weights), what the model computes at inference matches one set of
-    weights and untouched pixels. A cumulative average: batch k enters with momentum k/(k+1).
+    The moving averages kept during training mix the statistics of many past weights (and, with a weight
+    average, of weights the model never had), so an epoch judged with them can be far off what its
+    weights can do. Recomputed as stochastic weight averaging does: a cumulative average in which batch k
+    enters with momentum k/(k+1).
     """
     norms = [layer for layer in model._flatten_layers() if isinstance(layer, layers.BatchNormalization)]
     momenta = [layer.momentum for layer in norms]

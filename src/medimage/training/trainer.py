@@ -138,7 +138,7 @@ class TrainConfig:
     calibrate: bool = True  # temperature scaling fitted on the validation split
     bn_momentum: float = 0.0  # 0: averaged over about one epoch (see batch_norm_momentum)
     ema: float | str = "off"  # moving average of the weights: "auto", "off" or a momentum per step
-    bn_recompute: bool = False  # batch-norm statistics recomputed at each epoch's end (augmented images)
+    bn_recompute: bool = False  # batch-norm statistics recomputed on clean images at each epoch's end
     class_weighting: bool = True
     threads: int = 0  # 0: TensorFlow decides
     int8_calibration_images: int = 200
@@ -370,32 +370,24 @@ def _build_model(config: TrainConfig, spec: PreprocessSpec, n_classes: int, bn_m
 BN_RECOMPUTE_IMAGES = 1024  # enough for per-channel means and variances; a few seconds an epoch on 2 cores
 
 
-def _bn_recompute_callback(
-    model: Any, x_train: np.ndarray, targets: np.ndarray, seed: int, augment: Callable[..., Any],
-    batch_size: int,
-) -> Any:
+def _bn_recompute_callback(model: Any, x_train: np.ndarray, seed: int) -> Any:
     """Recomputes batch-norm statistics at each epoch's end (after any weight-average swap, before the
-    monitor judges the epoch) with the weights then in the model, from a fixed, seeded sample of training
-    images augmented as in training (its own augmenter, so training's random stream is untouched).
+    monitor judges the epoch) with the weights then in the model, from a fixed, seeded sample of
+    un-augmented training images (the images the model will see at inference).
 
-    Augmented, as stochastic weight averaging does it: the layers after each normalisation were trained on
-    augmented batches. Measured on chestxray2017-binary, statistics from clean images shifted the logits:
-    macro AUC 0.999 but accuracy 0.948 (23 of 326 pneumonia X-rays called normal).
+    Measured with the weight average on chestxray2017-binary: statistics from training-style augmented
+    images were worse (validation accuracy 0.86 at epoch 11, against 0.94 with clean images).
     """
     import keras
 
     from medimage.training.model import reestimate_batch_norm
 
     rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.permutation(len(x_train))[:BN_RECOMPUTE_IMAGES])
-    sample, sample_targets = x_train[chosen], targets[chosen]
-    ones = np.ones(len(chosen), np.float32)
+    sample = x_train[np.sort(rng.permutation(len(x_train))[:BN_RECOMPUTE_IMAGES])].astype(np.float32)
 
     class Recompute(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            parts = [slice(i, i + batch_size) for i in range(0, len(sample), batch_size)]
-            images = [np.asarray(augment(sample[p], sample_targets[p], ones[p])[0]) for p in parts]
-            reestimate_batch_norm(model, np.concatenate(images), batch_size)
+            reestimate_batch_norm(model, sample)
 
     return Recompute()
 
@@ -491,10 +483,7 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
     fit_started = time.monotonic()
     callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema > 0 else []
     if config.bn_recompute:
-        recompute_augmenter = batch_augmenter(config.seed + 1000, spec.channels, augment)
-        callbacks.append(
-            _bn_recompute_callback(model, x_train, one_hot, config.seed, recompute_augmenter, batch_size)
-        )
+        callbacks.append(_bn_recompute_callback(model, x_train, config.seed))
     model.fit(train_ds, epochs=config.epochs, verbose=0, callbacks=[*callbacks, monitor.callback()])
     training_seconds = time.monotonic() - fit_started
     if monitor.best_weights is not None:

@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(BIN)/medimage demo $(DEMO_ARGS)
 
 lint: $(STAMP)
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/statelint statemachine/*.asl.json

@@ -68,8 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     if binary.is_file() and images.is_dir():
         results["inference"] = run(
             "inference",
-            [python, "-m", "medimage.cli.main", "bench", "inference", "--model", str(binary),
-             "--images", str(images)],
+            [
+                python,
+                "-m",
+                "medimage.cli.main",
+                "bench",
+                "inference",
+                "--model",
+                str(binary),
+                "--images",
+                str(images),
+            ],
             out,
         )
     print(json.dumps(results, indent=2))

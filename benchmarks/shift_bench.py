@@ -73,8 +73,18 @@ def main(argv: list[str] | None = None) -> int:
         }
         for r in results
     }
-    print(json.dumps({"benchmark": "shift", "preset": args.preset, "split": args.split,
-                      "summary": table, "models": results}, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "shift",
+                "preset": args.preset,
+                "split": args.split,
+                "summary": table,
+                "models": results,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("preset", help="e.g. chestxray2017-binary or chestxray2017")
     parser.add_argument(
-        "--data", type=Path, default=Path(os.environ.get("MEDIMAGE_TRAIN_DATA", DEFAULT_DATA)),
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("MEDIMAGE_TRAIN_DATA", DEFAULT_DATA)),
         help="folder-per-label tree (env MEDIMAGE_TRAIN_DATA)",
     )
     parser.add_argument("--out", type=Path, help="model directory to keep (default: a temporary one)")
@@ -89,8 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.progress and line.startswith(("epoch ", "data:", "training stopped", "final:")):
                 print(line, file=sys.stderr, flush=True)
 
-        run = run_train_script(channels, hyperparameters, out, out / "output", on_line=relay,
-                               log_path=out / "output" / "train.log")
+        run = run_train_script(
+            channels,
+            hyperparameters,
+            out,
+            out / "output",
+            on_line=relay,
+            log_path=out / "output" / "train.log",
+        )
     wall = time.monotonic() - started
     # ru_maxrss of terminated children: the training subprocess (KiB on Linux).
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -110,19 +118,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     meta = json.loads((out / "model.json").read_text())
     evaluation = json.loads((out / "evaluation.json").read_text())
-    result.update({
-        "training_seconds": meta["training_seconds"],
-        "epochs_run": sum(1 for line in run.log_tail if line.startswith("epoch ")),
-        "parameters": meta["parameters"],
-        "model_bytes": {"float": (out / "model.tflite").stat().st_size,
-                        "int8": (out / "model-int8.tflite").stat().st_size},
-        "export_checks": meta["export_checks"],
-        "val": summary(evaluation["val"]),
-        "carved_test": summary(evaluation["test"]),
-        "calibration": meta.get("calibration"),
-        "val_under_shifts": shift_summary(out, scan.split("val")),
-        "model_dir": str(out),
-    })
+    result.update(
+        {
+            "training_seconds": meta["training_seconds"],
+            "epochs_run": sum(1 for line in run.log_tail if line.startswith("epoch ")),
+            "parameters": meta["parameters"],
+            "model_bytes": {
+                "float": (out / "model.tflite").stat().st_size,
+                "int8": (out / "model-int8.tflite").stat().st_size,
+            },
+            "export_checks": meta["export_checks"],
+            "val": summary(evaluation["val"]),
+            "carved_test": summary(evaluation["test"]),
+            "calibration": meta.get("calibration"),
+            "val_under_shifts": shift_summary(out, scan.split("val")),
+            "model_dir": str(out),
+        }
+    )
     print(json.dumps(result, indent=2))
     return 0
 

@@ -22,8 +22,13 @@ logger = Logger(service="gate")
 
 def gate_service_for(bucket: str) -> GateService:
     store = S3ObjectStore(bucket)
-    return GateService(store=store, registry=S3RegistryStore(bucket), artifacts=S3ModelArtifacts(),
-                       evaluator=LiteRTChampionEvaluator(store), min_accuracy=min_accuracy_override())
+    return GateService(
+        store=store,
+        registry=S3RegistryStore(bucket),
+        artifacts=S3ModelArtifacts(),
+        evaluator=LiteRTChampionEvaluator(store),
+        min_accuracy=min_accuracy_override(),
+    )
 
 
 @logger.inject_lambda_context

@@ -23,8 +23,9 @@ logger = Logger(service="promote")
 
 
 def promote_service_for(bucket: str) -> PromoteService:
-    return PromoteService(store=S3ObjectStore(bucket), registry=S3RegistryStore(bucket),
-                          artifacts=S3ModelArtifacts())
+    return PromoteService(
+        store=S3ObjectStore(bucket), registry=S3RegistryStore(bucket), artifacts=S3ModelArtifacts()
+    )
 
 
 @logger.inject_lambda_context

@@ -159,7 +159,7 @@ def ingest(
     quarantined = layout.quarantine_key(dataset, prefix)
     for key, obj in list_remote(s3, bucket, quarantined).items():
         if not key.endswith(".reason.json"):
-            remote.setdefault(prefix + key[len(quarantined):], obj)
+            remote.setdefault(prefix + key[len(quarantined) :], obj)
     result = IngestResult(bucket=bucket, prefix=prefix, total=len(files), ignored=ignored)
     lock = threading.Lock()
     done = 0
@@ -208,8 +208,10 @@ def _one_line(exc: BaseException) -> str:
 
 def summary_lines(result: IngestResult, commit_requested: bool) -> Iterable[str]:
     where = f"s3://{result.bucket}/{result.prefix}"
-    yield (f"{where}: {result.uploaded} uploaded ({result.bytes_uploaded / 1e6:.1f} MB), "
-           f"{result.skipped} skipped (already there), {len(result.failed)} failed, of {result.total} files")
+    yield (
+        f"{where}: {result.uploaded} uploaded ({result.bytes_uploaded / 1e6:.1f} MB), "
+        f"{result.skipped} skipped (already there), {len(result.failed)} failed, of {result.total} files"
+    )
     if result.ignored:
         shown = ", ".join(result.ignored[:5]) + (" ..." if len(result.ignored) > 5 else "")
         yield f"left out {len(result.ignored)} files outside a label folder or hidden: {shown}"
@@ -218,8 +220,10 @@ def summary_lines(result: IngestResult, commit_requested: bool) -> Iterable[str]
     if len(result.failed) > 10:
         yield f"... and {len(result.failed) - 10} more failures"
     if result.committed:
-        yield (f"committed: s3://{result.bucket}/{result.prefix}{layout.COMMIT_MARKER} "
-               "(the split Lambda writes a manifest and starts training: "
-               "follow it with `medimage pipeline status`)")
+        yield (
+            f"committed: s3://{result.bucket}/{result.prefix}{layout.COMMIT_MARKER} "
+            "(the split Lambda writes a manifest and starts training: "
+            "follow it with `medimage pipeline status`)"
+        )
     elif commit_requested and result.failed:
         yield "not committed: some uploads failed; run the same command again to retry them and commit"

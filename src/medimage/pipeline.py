@@ -137,15 +137,17 @@ def start(sfn: Any, state_machine_arn: str, payload: dict[str, Any], name: str |
     return str(res["executionArn"])
 
 
-def list_executions(sfn: Any, state_machine_arn: str, dataset: str, limit: int = 10,
-                    scan: int = 200) -> list[ExecutionView]:
+def list_executions(
+    sfn: Any, state_machine_arn: str, dataset: str, limit: int = 10, scan: int = 200
+) -> list[ExecutionView]:
     """The dataset's most recent executions, newest first. Candidates are chosen by name (one list call
     per 100 executions, at most ``scan``), then confirmed by their input's dataset."""
     prefix = name_prefix(dataset)
     candidates: list[dict[str, Any]] = []
     seen = 0
-    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=state_machine_arn,
-                                                              PaginationConfig={"PageSize": 100}):
+    for page in sfn.get_paginator("list_executions").paginate(
+        stateMachineArn=state_machine_arn, PaginationConfig={"PageSize": 100}
+    ):
         for item in page.get("executions", []):
             seen += 1
             # The split Lambda keeps the last 80 characters of a longer name: those are checked too.
@@ -197,8 +199,9 @@ def status(sfn: Any, s3: Any, arn: str, history_events: int = 200) -> ExecutionV
     """State, current (or last) step, model version and gate decision of one execution. The gate's
     numbers come from gate.json in the bucket when it is there (the gate writes it also for rejections)."""
     view = _describe(sfn, arn)
-    events = sfn.get_execution_history(executionArn=arn, reverseOrder=True,
-                                       maxResults=history_events).get("events", [])
+    events = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=history_events).get(
+        "events", []
+    )
     events = sorted(events, key=lambda e: e.get("id", 0), reverse=True)
     for event in events:
         entered = event.get("stateEnteredEventDetails")

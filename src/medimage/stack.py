@@ -19,8 +19,14 @@ DEFAULT_STACK = "medimage"
 BUCKET_ENV = "MEDIMAGE_BUCKET"
 STATE_MACHINE_ENV = "MEDIMAGE_STATE_MACHINE_ARN"
 STACK_ENV = "MEDIMAGE_STACK"
-_CREDENTIAL_CODES = {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
-                     "UnrecognizedClientException", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+_CREDENTIAL_CODES = {
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+}
 
 
 class AwsProblem(MedimageError):
@@ -69,8 +75,10 @@ def describe(exc: BaseException) -> str:
     )
 
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return ("no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
-                "or run `aws configure` / `aws sso login`")
+        return (
+            "no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
+            "or run `aws configure` / `aws sso login`"
+        )
     if isinstance(exc, ProfileNotFound):
         return f"AWS profile not found: {exc}"
     if isinstance(exc, NoRegionError):
@@ -143,7 +151,8 @@ def client(service: str, max_pool_connections: int = 10) -> Any:
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"max_attempts": 5, "mode": "standard"},
-                    max_pool_connections=max_pool_connections)
+    config = Config(
+        retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=max_pool_connections
+    )
     with aws_errors():
         return boto3.client(service, config=config)

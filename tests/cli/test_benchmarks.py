@@ -18,7 +18,11 @@ def test_ingest_benchmark_prints_only_its_json(tmp_path: Path) -> None:
     # GIVEN the ingest benchmark on a few images (its handlers print CloudWatch metric lines to stdout)
     done = subprocess.run(
         [sys.executable, "benchmarks/ingest_bench.py", "--images", "6", "--split-sizes", "50"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     # THEN stdout parses as one JSON object with every part, and the metric lines went to stderr
     assert done.returncode == 0, done.stderr[-2000:]

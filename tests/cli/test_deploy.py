@@ -51,8 +51,13 @@ def test_tarball_has_train_py_at_its_root_and_medimage_beside_it(checkout: Path,
     with tarfile.open(tarball) as tar:
         names = set(tar.getnames())
         tar.extractall(tmp_path / "extracted", filter="data")
-    assert {"train.py", "requirements.txt", "medimage/__init__.py", "medimage/core/layout.py",
-            "medimage/presets/chestxray2017.json"} <= names
+    assert {
+        "train.py",
+        "requirements.txt",
+        "medimage/__init__.py",
+        "medimage/core/layout.py",
+        "medimage/presets/chestxray2017.json",
+    } <= names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
 
     # As SageMaker runs it: train.py's own import logic, no installed medimage (-S: no site-packages),
@@ -67,8 +72,14 @@ def test_tarball_has_train_py_at_its_root_and_medimage_beside_it(checkout: Path,
         "print(get_preset('chestxray2017').classes)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-S", "-c", probe, str(tmp_path / "extracted" / "train.py")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", probe, str(tmp_path / "extracted" / "train.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     module_file, classes = done.stdout.splitlines()
     assert Path(module_file).resolve() == (tmp_path / "extracted" / "medimage" / "__init__.py").resolve()
@@ -93,9 +104,13 @@ def test_missing_sam_cli_is_one_line(checkout: Path, cli: Any) -> None:
 def test_deploy_runs_sam_then_uploads_the_source(checkout: Path, s3: Any, cli: Any) -> None:
     fake_sam(checkout)
     cfn = boto3.client("cloudformation", region_name="us-east-1")
-    template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-                "Outputs": {"DataBucketName": {"Value": BUCKET},
-                            "TrainingSourceUri": {"Value": f"s3://{BUCKET}/code/custom/sourcedir.tar.gz"}}}
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {
+            "DataBucketName": {"Value": BUCKET},
+            "TrainingSourceUri": {"Value": f"s3://{BUCKET}/code/custom/sourcedir.tar.gz"},
+        },
+    }
     cfn.create_stack(StackName="medimage-dev", TemplateBody=json.dumps(template))
 
     run = cli("deploy", "--config-env", "dev")

@@ -7,7 +7,9 @@ import pytest
 from medimage.cli.main import COMMAND_MODULES, main
 
 COMMANDS = [[m.removesuffix("_cmd")] for m in COMMAND_MODULES] + [
-    ["pipeline", "start"], ["pipeline", "status"], ["pipeline", "list"],
+    ["pipeline", "start"],
+    ["pipeline", "status"],
+    ["pipeline", "list"],
 ]
 
 

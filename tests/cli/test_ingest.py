@@ -87,8 +87,9 @@ def test_files_quarantined_earlier_are_not_uploaded_again(tmp_path: Path, s3: An
     ing.ingest(tmp_path, "ds", BUCKET, s3)
     # What the annotate Lambda does with a bad file: copy to quarantine, write the reason, delete it.
     bad = PREFIX + "NORMAL/IM-0002-0001.jpeg"
-    s3.copy_object(Bucket=BUCKET, Key=layout.quarantine_key("ds", bad),
-                   CopySource={"Bucket": BUCKET, "Key": bad})
+    s3.copy_object(
+        Bucket=BUCKET, Key=layout.quarantine_key("ds", bad), CopySource={"Bucket": BUCKET, "Key": bad}
+    )
     s3.put_object(Bucket=BUCKET, Key=layout.quarantine_reason_key("ds", bad), Body=b"{}")
     s3.delete_object(Bucket=BUCKET, Key=bad)
     again = ing.ingest(tmp_path, "ds", BUCKET, s3)

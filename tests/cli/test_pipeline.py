@@ -58,8 +58,23 @@ def test_start_uses_the_latest_manifest(s3: Any, sfn: Any, cli: Any) -> None:
 def test_start_with_hyperparameters_and_preset(s3: Any, sfn: Any, cli: Any) -> None:
     write_manifest(s3)
     arn = trivial_state_machine(sfn)
-    run = cli("pipeline", "start", "--dataset", "ds", "--bucket", BUCKET, "--state-machine", arn, "--json",
-              "--preset", "chestxray2017-binary", "-H", "epochs=3", "-H", "batch-size=16")
+    run = cli(
+        "pipeline",
+        "start",
+        "--dataset",
+        "ds",
+        "--bucket",
+        BUCKET,
+        "--state-machine",
+        arn,
+        "--json",
+        "--preset",
+        "chestxray2017-binary",
+        "-H",
+        "epochs=3",
+        "-H",
+        "batch-size=16",
+    )
     payload = run.json()["input"]
     assert payload["preset"] == "chestxray2017-binary"
     assert payload["hyperparameters"] == {"epochs": "3", "batch-size": "16"}
@@ -68,8 +83,18 @@ def test_start_with_hyperparameters_and_preset(s3: Any, sfn: Any, cli: Any) -> N
 def test_start_refuses_script_settings(s3: Any, sfn: Any, cli: Any) -> None:
     write_manifest(s3)
     arn = trivial_state_machine(sfn)
-    run = cli("pipeline", "start", "--dataset", "ds", "--bucket", BUCKET, "--state-machine", arn,
-              "-H", "sagemaker_program=evil.py")
+    run = cli(
+        "pipeline",
+        "start",
+        "--dataset",
+        "ds",
+        "--bucket",
+        BUCKET,
+        "--state-machine",
+        arn,
+        "-H",
+        "sagemaker_program=evil.py",
+    )
     assert run.code == 2 and "not overridable" in run.err
     assert sfn.list_executions(stateMachineArn=arn)["executions"] == []
 
@@ -86,8 +111,11 @@ def test_list_shows_only_the_dataset_newest_first(s3: Any, sfn: Any, cli: Any) -
     arn = trivial_state_machine(sfn)
     runs = [("ds-v1", "ds"), ("ds-extra-v1", "ds-extra"), ("other-v1", "other"), ("ds-v2", "ds")]
     for name, dataset in runs:
-        sfn.start_execution(stateMachineArn=arn, name=name,
-                            input=json.dumps({"dataset": dataset, "manifest_version": name[-2:]}))
+        sfn.start_execution(
+            stateMachineArn=arn,
+            name=name,
+            input=json.dumps({"dataset": dataset, "manifest_version": name[-2:]}),
+        )
         time.sleep(0.01)
     run = cli("pipeline", "list", "--dataset", "ds", "--state-machine", arn, "--json")
     assert run.code == 0, run.err
@@ -120,19 +148,43 @@ def test_status_reports_the_gate_decision_from_gate_json(executing: None, cli: A
     s3.create_bucket(Bucket=BUCKET)
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     gate_key = layout.model_prefix("ds", JOB) + "gate.json"
-    put_json(s3, gate_key, {
-        "passed": False, "reasons": ["accuracy 0.71 < 0.85"], "metrics": {"accuracy": 0.71, "recall": {}},
-        "thresholds": {"min_accuracy": 0.85, "min_recall": 0.5}, "champion": None,
-    })
+    put_json(
+        s3,
+        gate_key,
+        {
+            "passed": False,
+            "reasons": ["accuracy 0.71 < 0.85"],
+            "metrics": {"accuracy": 0.71, "recall": {}},
+            "thresholds": {"min_accuracy": 0.85, "min_recall": 0.5},
+            "champion": None,
+        },
+    )
     # The real state names, each Pass standing in for its task.
-    definition = {"StartAt": "ResolveJob", "States": {
-        "ResolveJob": {"Type": "Pass", "Result": {"job_name": JOB}, "ResultPath": "$.job", "Next": "Gate"},
-        "Gate": {"Type": "Pass", "ResultPath": "$.gate", "Next": "Rejected",
-                 "Result": {"decision": {"passed": False, "version": JOB, "gate_key": gate_key}}},
-        "Rejected": {"Type": "Succeed"},
-    }}
-    payload = {"dataset": "ds", "preset": "chestxray2017", "manifest_version": VERSION, "bucket": BUCKET,
-               "manifest_prefix": f"manifests/ds/{VERSION}/"}
+    definition = {
+        "StartAt": "ResolveJob",
+        "States": {
+            "ResolveJob": {
+                "Type": "Pass",
+                "Result": {"job_name": JOB},
+                "ResultPath": "$.job",
+                "Next": "Gate",
+            },
+            "Gate": {
+                "Type": "Pass",
+                "ResultPath": "$.gate",
+                "Next": "Rejected",
+                "Result": {"decision": {"passed": False, "version": JOB, "gate_key": gate_key}},
+            },
+            "Rejected": {"Type": "Succeed"},
+        },
+    }
+    payload = {
+        "dataset": "ds",
+        "preset": "chestxray2017",
+        "manifest_version": VERSION,
+        "bucket": BUCKET,
+        "manifest_prefix": f"manifests/ds/{VERSION}/",
+    }
     arn = finished_execution(sfn, definition, payload)
     sm_arn = arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0]
 
@@ -153,8 +205,12 @@ def test_status_reports_the_gate_decision_from_gate_json(executing: None, cli: A
 
 def test_status_of_a_failed_execution_shows_the_error(executing: None) -> None:
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
-    definition = {"StartAt": "Train", "States": {"Train": {"Type": "Fail", "Error": "TrainFailed",
-                                                           "Cause": "AlgorithmError: out of memory"}}}
+    definition = {
+        "StartAt": "Train",
+        "States": {
+            "Train": {"Type": "Fail", "Error": "TrainFailed", "Cause": "AlgorithmError: out of memory"}
+        },
+    }
     arn = finished_execution(sfn, definition, {"dataset": "ds"})
     view = pipeline.status(sfn, None, arn)
     assert view.status == "FAILED"
@@ -172,8 +228,10 @@ def test_status_without_executions_is_one_line(sfn: Any, cli: Any) -> None:
 def test_state_machine_from_the_stack_output(s3: Any, sfn: Any, cli: Any) -> None:
     arn = trivial_state_machine(sfn)
     cfn = boto3.client("cloudformation", region_name="us-east-1")
-    template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-                "Outputs": {"TrainingStateMachineArn": {"Value": arn}, "DataBucketName": {"Value": BUCKET}}}
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"TrainingStateMachineArn": {"Value": arn}, "DataBucketName": {"Value": BUCKET}},
+    }
     cfn.create_stack(StackName="medimage", TemplateBody=json.dumps(template))
     write_manifest(s3)
     assert cli("pipeline", "start", "--dataset", "ds").code == 0  # samconfig.toml's default stack

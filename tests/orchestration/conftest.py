@@ -39,14 +39,21 @@ REPO = Path(__file__).resolve().parents[2]
 REGION, ACCOUNT = "us-east-1", "123456789012"
 PRESET = "chestxray2017-binary"
 # Tiny and quick; a fixed seed makes two runs with the same inputs give the same model.
-GOOD = {"epochs": "12", "image-size": "32", "batch-size": "4", "learning-rate": "0.001", "patience": "20",
-        "seed": "1"}
+GOOD = {
+    "epochs": "12",
+    "image-size": "32",
+    "batch-size": "4",
+    "learning-rate": "0.001",
+    "patience": "20",
+    "seed": "1",
+}
 # A learning rate of 0 leaves the network as initialised: a deterministic, useless model.
 BAD = {**GOOD, "epochs": "1", "learning-rate": "0"}
 
 
-def write_dataset(s3: Any, bucket: str, dataset: str, version: str, per_class: int = 20,
-                  size: int = 32, seed: int = 7) -> dict[str, str]:
+def write_dataset(
+    s3: Any, bucket: str, dataset: str, version: str, per_class: int = 20, size: int = 32, seed: int = 7
+) -> dict[str, str]:
     """Synthetic labeled uploads plus a manifest version (CSV + ManifestFile per split); every split has
     every class (round robin), so recall is defined for each. Returns the execution input."""
     preset = get_preset(PRESET)
@@ -66,8 +73,13 @@ def write_dataset(s3: Any, bucket: str, dataset: str, version: str, per_class: i
         s3.put_object(Bucket=bucket, Key=f"{prefix}{split}.csv", Body=out.getvalue().encode())
         manifest = [{"prefix": f"s3://{bucket}/"}, f"{prefix}{split}.csv", *(r[0] for r in split_rows)]
         s3.put_object(Bucket=bucket, Key=f"{prefix}{split}.manifest", Body=json.dumps(manifest).encode())
-    return {"dataset": dataset, "preset": PRESET, "manifest_version": version, "bucket": bucket,
-            "manifest_prefix": prefix}
+    return {
+        "dataset": dataset,
+        "preset": PRESET,
+        "manifest_version": version,
+        "bucket": bucket,
+        "manifest_prefix": prefix,
+    }
 
 
 @dataclass
@@ -79,8 +91,9 @@ class MemoTrainer:
     runs: int = 0
     cache: dict[str, tuple[Path, Path, TrainingOutcome]] = field(default_factory=dict)
 
-    def __call__(self, channels: dict[str, Path], hyperparameters: dict[str, str], model_dir: Path,
-                 output_dir: Path) -> TrainingOutcome:
+    def __call__(
+        self, channels: dict[str, Path], hyperparameters: dict[str, str], model_dir: Path, output_dir: Path
+    ) -> TrainingOutcome:
         digest = hashlib.sha256(json.dumps(hyperparameters, sort_keys=True).encode())
         for name in sorted(channels):
             for path in sorted(channels[name].rglob("*")):
@@ -131,11 +144,18 @@ class Orchestration:
 
 def local_resolver(template: dict[str, Any], bucket: str, topic_arn: str) -> Resolver:
     """Local names for what the state machine and the two functions reference."""
-    refs = {"DataBucket": bucket, "TrainingFailureTopic": topic_arn, "CatalogTable": "medimage-catalog",
-            "GateFunction": "GateFunction", "PromoteFunction": "PromoteFunction"}
-    attrs = {("SageMakerTrainingRole", "Arn"): f"arn:aws:iam::{ACCOUNT}:role/medimage-sagemaker",
-             ("GateFunction", "Arn"): f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:GateFunction",
-             ("PromoteFunction", "Arn"): f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:PromoteFunction"}
+    refs = {
+        "DataBucket": bucket,
+        "TrainingFailureTopic": topic_arn,
+        "CatalogTable": "medimage-catalog",
+        "GateFunction": "GateFunction",
+        "PromoteFunction": "PromoteFunction",
+    }
+    attrs = {
+        ("SageMakerTrainingRole", "Arn"): f"arn:aws:iam::{ACCOUNT}:role/medimage-sagemaker",
+        ("GateFunction", "Arn"): f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:GateFunction",
+        ("PromoteFunction", "Arn"): f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:PromoteFunction",
+    }
     return Resolver(template, refs, attrs, {}, REGION, ACCOUNT)
 
 
@@ -155,10 +175,12 @@ def orchestration(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orchestr
         s3.create_bucket(Bucket=bucket)
         topic_arn = sns.create_topic(Name="training-failures")["TopicArn"]
         queue_url = sqs.create_queue(QueueName="failure-inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
-                      Attributes={"RawMessageDelivery": "true"})
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(
+            TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+        )
         template = load_template(REPO / "template.yaml")
         resolver = local_resolver(template, bucket, topic_arn)
         functions = template_functions(REPO, template, resolver, ["GateFunction", "PromoteFunction"])

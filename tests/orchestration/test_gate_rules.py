@@ -10,8 +10,13 @@ from medimage.core.presets import get_preset
 CONFIG = GateConfig(min_accuracy=0.9, min_recall={"normal": 0.6, "pneumonia": 0.9})
 
 
-def metrics(accuracy: float, normal: float | None = 0.9, pneumonia: float | None = 0.95,
-            version: str = "v1", n: int = 100) -> TestMetrics:
+def metrics(
+    accuracy: float,
+    normal: float | None = 0.9,
+    pneumonia: float | None = 0.95,
+    version: str = "v1",
+    n: int = 100,
+) -> TestMetrics:
     recall = {"normal": normal, "pneumonia": pneumonia}
     return TestMetrics(version, accuracy, recall, ("normal", "pneumonia"), n)
 
@@ -71,8 +76,12 @@ def test_thresholds_come_from_the_preset_and_min_accuracy_can_be_overridden():
 
 
 def test_metrics_are_read_from_an_evaluation_split_and_round_trip():
-    split = {"n": 10, "accuracy": 0.9, "labels": ["normal", "pneumonia"],
-             "per_class": {"normal": {"recall": 0.8}, "pneumonia": {"recall": None}}}
+    split = {
+        "n": 10,
+        "accuracy": 0.9,
+        "labels": ["normal", "pneumonia"],
+        "per_class": {"normal": {"recall": 0.8}, "pneumonia": {"recall": None}},
+    }
     parsed = TestMetrics.from_evaluation(split, "v1")
     assert parsed.recall == {"normal": 0.8, "pneumonia": None}
     assert TestMetrics.from_dict(parsed.to_dict()) == parsed

@@ -25,19 +25,41 @@ LABELS = ["normal", "bacterial", "viral"]
 
 
 def evaluation(accuracy: float, pneumonia_recall: float) -> dict[str, Any]:
-    per_class = {label: {"precision": 0.9, "recall": pneumonia_recall if label != "normal" else 0.9,
-                         "f1": 0.9, "support": 10} for label in LABELS}
-    split = {"n": 30, "accuracy": accuracy, "per_class": per_class, "macro_auc": 0.95,
-             "confusion_matrix": [[10, 0, 0], [0, 10, 0], [0, 0, 10]], "labels": LABELS}
+    per_class = {
+        label: {
+            "precision": 0.9,
+            "recall": pneumonia_recall if label != "normal" else 0.9,
+            "f1": 0.9,
+            "support": 10,
+        }
+        for label in LABELS
+    }
+    split = {
+        "n": 30,
+        "accuracy": accuracy,
+        "per_class": per_class,
+        "macro_auc": 0.95,
+        "confusion_matrix": [[10, 0, 0], [0, 10, 0], [0, 0, 10]],
+        "labels": LABELS,
+    }
     return {"val": split, "test": split}
 
 
 def model_tar(accuracy: float = 0.91, recall: float = 0.8) -> bytes:
-    files = {"model.tflite": b"float model bytes", "model-int8.tflite": b"int8 model bytes",
-             "labels.txt": "\n".join(LABELS).encode(),
-             "evaluation.json": json.dumps(evaluation(accuracy, recall)).encode(),
-             "model.json": json.dumps({"format_version": 1, "labels": LABELS, "model_file": "model.tflite",
-                                       "manifest_version": "20261125T190500Z-1a2b3c4d"}).encode()}
+    files = {
+        "model.tflite": b"float model bytes",
+        "model-int8.tflite": b"int8 model bytes",
+        "labels.txt": "\n".join(LABELS).encode(),
+        "evaluation.json": json.dumps(evaluation(accuracy, recall)).encode(),
+        "model.json": json.dumps(
+            {
+                "format_version": 1,
+                "labels": LABELS,
+                "model_file": "model.tflite",
+                "manifest_version": "20261125T190500Z-1a2b3c4d",
+            }
+        ).encode(),
+    }
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w:gz") as tar:
         for name, data in files.items():
@@ -48,8 +70,9 @@ def model_tar(accuracy: float = 0.91, recall: float = 0.8) -> bytes:
 
 
 def handler(name: str, **env: str) -> LocalFunction:
-    return LocalFunction(name, REPO / "functions" / name, "app.lambda_handler",
-                         {"POWERTOOLS_SERVICE_NAME": name, **env})
+    return LocalFunction(
+        name, REPO / "functions" / name, "app.lambda_handler", {"POWERTOOLS_SERVICE_NAME": name, **env}
+    )
 
 
 @pytest.fixture
@@ -135,9 +158,11 @@ def test_a_registry_that_keeps_changing_gives_up_with_a_retryable_error(s3):
     def change(current):
         n = next(counter)
         S3RegistryStore(EVENT_BUCKET, s3=s3).update(
-            "ds", lambda c: promote(c, "ds", ModelEntry(f"r{n}", "k", "0" * 64, "t"), c and c.version))
-        return promote(store.pointer("ds"), "ds", ModelEntry(f"mine{n}", "k", "1" * 64, "t"),
-                       store.pointer("ds").version)
+            "ds", lambda c: promote(c, "ds", ModelEntry(f"r{n}", "k", "0" * 64, "t"), c and c.version)
+        )
+        return promote(
+            store.pointer("ds"), "ds", ModelEntry(f"mine{n}", "k", "1" * 64, "t"), store.pointer("ds").version
+        )
 
     with pytest.raises(RegistryConflict):
         store.update("ds", change)
@@ -148,8 +173,16 @@ def test_the_definition_substitutes_every_arn_name_and_image_and_hard_codes_no_a
     definition = json.loads(text)
     assert not re.search(r"\d{12}", text) and "us-east-1" not in text
     assert set(re.findall(r"\$\{(\w+)\}", text)) == {
-        "TrainingSourceUri", "Region", "TrainingEpochs", "SageMakerRoleArn", "TrainingImage",
-        "TrainingInstanceType", "GateFunctionArn", "PromoteFunctionArn", "FailureTopicArn"}
+        "TrainingSourceUri",
+        "Region",
+        "TrainingEpochs",
+        "SageMakerRoleArn",
+        "TrainingImage",
+        "TrainingInstanceType",
+        "GateFunctionArn",
+        "PromoteFunctionArn",
+        "FailureTopicArn",
+    }
     train = definition["States"]["Train"]["Parameters"]
     assert train["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
     assert [c["ChannelName"] for c in train["InputDataConfig"]] == ["train", "validation", "test"]

@@ -16,8 +16,13 @@ from medimage.core.registry import (
 
 
 def entry(version: str) -> ModelEntry:
-    return ModelEntry(version, f"models/ds/{version}/model.tflite", sha256_hex(version.encode()),
-                      f"2026-01-0{version[-1]}T00:00:00+00:00", {"accuracy": 0.9})
+    return ModelEntry(
+        version,
+        f"models/ds/{version}/model.tflite",
+        sha256_hex(version.encode()),
+        f"2026-01-0{version[-1]}T00:00:00+00:00",
+        {"accuracy": 0.9},
+    )
 
 
 def promoted(*versions: str) -> ProductionPointer:

@@ -104,10 +104,21 @@ def test_a_good_first_model_is_promoted_and_the_pointer_names_it(orchestration, 
     assert pointer["model_key"] == prefix + "model.tflite"
     assert [h["version"] for h in pointer["history"]] == [version]
     assert pointer["metrics"]["accuracy"] >= 0.9 and pointer["metrics"]["manifest_version"] == VERSION
-    keys = {o["Key"] for o in orchestration.s3.list_objects_v2(Bucket=orchestration.bucket,
-                                                               Prefix=prefix)["Contents"]}
-    assert {prefix + n for n in ("model.tflite", "model-int8.tflite", "labels.txt", "model.json",
-                                 "evaluation.json", "gate.json")} <= keys
+    keys = {
+        o["Key"]
+        for o in orchestration.s3.list_objects_v2(Bucket=orchestration.bucket, Prefix=prefix)["Contents"]
+    }
+    assert {
+        prefix + n
+        for n in (
+            "model.tflite",
+            "model-int8.tflite",
+            "labels.txt",
+            "model.json",
+            "evaluation.json",
+            "gate.json",
+        )
+    } <= keys
     model = orchestration.s3.get_object(Bucket=orchestration.bucket, Key=pointer["model_key"])["Body"].read()
     assert hashlib.sha256(model).hexdigest() == pointer["model_sha256"]
 
@@ -137,8 +148,13 @@ def test_a_training_failure_takes_the_failure_path_and_records_why(orchestration
     step = steps["training-crashes"]
     assert step.result.status == "FAILED"
     assert step.result.error == "TrainingPipelineFailed"
-    assert step.result.states_entered()[-5:] == ["TrainFailed", "DescribeFailure", "RecordFailure",
-                                                  "NotifyFailure", "Failed"]
+    assert step.result.states_entered()[-5:] == [
+        "TrainFailed",
+        "DescribeFailure",
+        "RecordFailure",
+        "NotifyFailure",
+        "Failed",
+    ]
     assert "Gate" not in step.result.states_entered()
     record = orchestration.get_json(f"training/{DATASET}/failures/training-crashes.json")
     assert record["failed_state"] == "Train" and record["error"] == "States.TaskFailed"

@@ -31,7 +31,10 @@ def synthetic_image(label: str, rng: np.random.Generator, size: int) -> np.ndarr
 
 
 def make_tree(
-    root: Path, per_class: int = 24, size: int = 24, labels: tuple[str, ...] = ("bars", "disk", "dim"),
+    root: Path,
+    per_class: int = 24,
+    size: int = 24,
+    labels: tuple[str, ...] = ("bars", "disk", "dim"),
     seed: int = 0,
 ) -> Path:
     """``root/<label>/<label>_<i>.png``: distinct content per image, so the content-hash split varies."""

@@ -47,9 +47,9 @@ def test_the_same_seed_draws_the_same_augmentation() -> None:
 def test_mixup_targets_stay_distributions_led_by_the_first_image() -> None:
     x, target, weight = _batch(n=16)
     apply = batch_augmenter(1, 1, AugmentConfig(geometric=False, acquisition=False, mixup_alpha=0.4))
-    mixed_x, mixed_target, mixed_weight = (t.numpy() for t in apply(
-        tf.constant(x), tf.constant(target), tf.constant(weight)
-    ))
+    mixed_x, mixed_target, mixed_weight = (
+        t.numpy() for t in apply(tf.constant(x), tf.constant(target), tf.constant(weight))
+    )
     np.testing.assert_allclose(mixed_target.sum(axis=1), 1.0, atol=1e-6)
     # Each example keeps at least half of its own label, and its weight lies between the two it mixed.
     assert np.all((mixed_target * target).sum(axis=1) >= 0.5 - 1e-6)

@@ -26,8 +26,13 @@ def run_train(channels: dict[str, Path], tmp_path: Path, *args: str) -> subproce
     env = dict(os.environ)
     env.update({f"SM_CHANNEL_{name.upper()}": str(path) for name, path in channels.items()})
     env.update({"SM_MODEL_DIR": str(tmp_path / "model"), "SM_OUTPUT_DATA_DIR": str(tmp_path / "output")})
-    return subprocess.run([sys.executable, str(default_train_script()), *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(default_train_script()), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess[str], expected: str) -> None:
@@ -88,11 +93,19 @@ def test_out_of_range_robustness_hyperparameters(
 
 def test_failure_reason_reaches_sagemakers_failure_file(channels: dict[str, Path], tmp_path: Path) -> None:
     env_dir = tmp_path / "sm-output"
-    env = dict(os.environ, SM_OUTPUT_DIR=str(env_dir), SM_MODEL_DIR=str(tmp_path / "m"),
-               SM_OUTPUT_DATA_DIR=str(tmp_path / "o"),
-               **{f"SM_CHANNEL_{n.upper()}": str(p) for n, p in channels.items()})
-    subprocess.run([sys.executable, str(default_train_script()), "--preset", "nope"], env=env,
-                   capture_output=True, timeout=120)
+    env = dict(
+        os.environ,
+        SM_OUTPUT_DIR=str(env_dir),
+        SM_MODEL_DIR=str(tmp_path / "m"),
+        SM_OUTPUT_DATA_DIR=str(tmp_path / "o"),
+        **{f"SM_CHANNEL_{n.upper()}": str(p) for n, p in channels.items()},
+    )
+    subprocess.run(
+        [sys.executable, str(default_train_script()), "--preset", "nope"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
     assert "unknown preset 'nope'" in (env_dir / "failure").read_text()
 
 

@@ -23,8 +23,20 @@ def _arguments(tmp_path: Path, tree_maker: Callable[..., Path]) -> tuple[list[st
     channels = write_channels(scan_tree(tree, get_preset("folders")), tmp_path / "channels")
     env = {f"SM_CHANNEL_{name.upper()}": str(path) for name, path in channels.items()}
     env |= {"SM_MODEL_DIR": str(tmp_path / "model"), "SM_OUTPUT_DATA_DIR": str(tmp_path / "output")}
-    argv = ["--preset", "folders", "--weights", "imagenet", "--epochs", "1", "--image-size", "32",
-            "--batch-size", "8", "--int8-calibration-images", "8"]
+    argv = [
+        "--preset",
+        "folders",
+        "--weights",
+        "imagenet",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--int8-calibration-images",
+        "8",
+    ]
     return argv, env
 
 
@@ -60,7 +72,9 @@ def test_imagenet_backbone_trains_and_exports_on_grayscale(
 
 
 def test_failed_weight_download_is_one_clear_error(
-    tmp_path: Path, tree_maker: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    tree_maker: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import keras

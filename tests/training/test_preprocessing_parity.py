@@ -46,9 +46,9 @@ def test_agreement_check_catches_a_preprocessing_mismatch(channel_dir: Path) -> 
     model = compact_cnn(32, 1, 3, width=4)
     classifier = TFLiteClassifier(to_tflite_float(model), ["a", "b", "c"], SPEC, {})
     channel = load_channel("train", channel_dir, SPEC)
-    served = np.stack([
-        [classifier.predict_bytes(p.read_bytes()).probabilities[k] for k in "abc"] for p in channel.paths
-    ])
+    served = np.stack(
+        [[classifier.predict_bytes(p.read_bytes()).probabilities[k] for k in "abc"] for p in channel.paths]
+    )
     # The trainer's own arrays: Keras and the served model agree.
     same = model.predict(channel.x.astype(np.float32), verbose=0)
     assert check_agreement(same, served)["max_abs_diff"] <= 1e-3
@@ -57,6 +57,7 @@ def test_agreement_check_catches_a_preprocessing_mismatch(channel_dir: Path) -> 
     scaled = model.predict(channel.x.astype(np.float32) / 255.0, verbose=0)
     with pytest.raises(ExportError, match="preprocess"):
         check_agreement(scaled, served)
+
     def bicubic_array(path: Path) -> np.ndarray:
         image = Image.open(path).convert("L").resize((32, 32), Image.Resampling.BICUBIC)
         return np.asarray(image, np.float32)[..., None]

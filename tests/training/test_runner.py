@@ -54,8 +54,12 @@ def test_metric_regexes_tell_accuracy_from_val_accuracy() -> None:
     line = format_metrics("epoch 2/5:", values)
     assert line == "epoch 2/5: loss=0.5; accuracy=0.75; val_loss=0.25; val_accuracy=0.9;"
     assert parse_metrics([line, "final: test_accuracy=0.8; test_macro_auc=1e-05;"]) == {
-        "train:loss": 0.5, "train:accuracy": 0.75, "validation:loss": 0.25, "validation:accuracy": 0.9,
-        "test:accuracy": 0.8, "test:macro_auc": 1e-05,
+        "train:loss": 0.5,
+        "train:accuracy": 0.75,
+        "validation:loss": 0.25,
+        "validation:accuracy": 0.9,
+        "test:accuracy": 0.8,
+        "test:macro_auc": 1e-05,
     }
     for definition in METRIC_DEFINITIONS:  # SageMaker's limits: name <= 255, regex <= 500 chars
         assert len(definition["Name"]) <= 255 and len(definition["Regex"]) <= 500

@@ -15,9 +15,7 @@ pytestmark = pytest.mark.slow
 
 MODEL_FILES = ("model.tflite", "model-int8.tflite", "labels.txt", "model.json", "evaluation.json")
 OUTPUT_FILES = ("evaluation.json", "confusion_matrix.png", "training_curves.png")
-METRIC_FIELDS = {
-    "n", "accuracy", "per_class", "macro_auc", "log_loss", "ece", "confusion_matrix", "labels"
-}
+METRIC_FIELDS = {"n", "accuracy", "per_class", "macro_auc", "log_loss", "ece", "confusion_matrix", "labels"}
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +23,23 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tree_maker: Callable[..., 
     root = tmp_path_factory.mktemp("trained")
     tree = tree_maker(root / "tree", per_class=30, size=24)
     out = root / "model"
-    code = cli(["train", "--data", str(tree), "--preset", "folders", "--out", str(out), "--epochs", "2",
-                "--image-size", "32", "-H", "batch-size=8"])
+    code = cli(
+        [
+            "train",
+            "--data",
+            str(tree),
+            "--preset",
+            "folders",
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--image-size",
+            "32",
+            "-H",
+            "batch-size=8",
+        ]
+    )
     assert code == 0, (out / "output" / "train.log").read_text()
     return {"tree": tree, "out": out}
 
@@ -46,7 +59,10 @@ def test_model_json_and_evaluation_follow_the_contract(trained: dict[str, Path])
     assert meta["format_version"] == 1
     assert meta["labels"] == ["bars", "dim", "disk"] == (out / "labels.txt").read_text().split()
     assert meta["preprocess"] == {
-        "image_size": 32, "channels": 1, "resize": "bilinear", "input_range": [0.0, 255.0]
+        "image_size": 32,
+        "channels": 1,
+        "resize": "bilinear",
+        "input_range": [0.0, 255.0],
     }
     assert meta["model_file"] == "model.tflite" and meta["int8_model_file"] == "model-int8.tflite"
     assert (meta["preset"], meta["dataset"], meta["manifest_version"]) == ("folders", "folders", "local")
@@ -83,9 +99,21 @@ def test_evaluate_reproduces_the_trainers_test_and_val_metrics(
     evaluation = json.loads((trained["out"] / "evaluation.json").read_text())
     for split, key in (("test", "test"), ("val", "val")):
         target = tmp_path / f"{split}.json"
-        code = cli(["evaluate", "--model", str(trained["out"] / "model.tflite"),
-                    "--data", str(trained["tree"]), "--preset", "folders", "--split", split,
-                    "--out", str(target)])
+        code = cli(
+            [
+                "evaluate",
+                "--model",
+                str(trained["out"] / "model.tflite"),
+                "--data",
+                str(trained["tree"]),
+                "--preset",
+                "folders",
+                "--split",
+                split,
+                "--out",
+                str(target),
+            ]
+        )
         assert code == 0
         printed = json.loads(capsys.readouterr().out)
         assert printed == json.loads(target.read_text()) == evaluation[key]
@@ -107,8 +135,21 @@ def test_evaluate_shifts_reports_clean_and_shifted_accuracy_as_served(
     # GIVEN the trained model and its validation images
     evaluation = json.loads((trained["out"] / "evaluation.json").read_text())
     # WHEN its robustness to two acquisition shifts is measured
-    code = cli(["evaluate", "--model", str(trained["out"] / "model.tflite"), "--data", str(trained["tree"]),
-                "--preset", "folders", "--split", "val", "--shifts", "gamma_1.5,pad_12"])
+    code = cli(
+        [
+            "evaluate",
+            "--model",
+            str(trained["out"] / "model.tflite"),
+            "--data",
+            str(trained["tree"]),
+            "--preset",
+            "folders",
+            "--split",
+            "val",
+            "--shifts",
+            "gamma_1.5,pad_12",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     # THEN the clean figures are the trainer's validation figures, and each shift has its own
@@ -121,8 +162,19 @@ def test_evaluate_shifts_reports_clean_and_shifted_accuracy_as_served(
 def test_evaluate_rejects_an_unknown_shift(
     trained: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = cli(["evaluate", "--model", str(trained["out"] / "model.tflite"), "--data", str(trained["tree"]),
-                "--preset", "folders", "--shifts", "gamma_1.5,fog"])
+    code = cli(
+        [
+            "evaluate",
+            "--model",
+            str(trained["out"] / "model.tflite"),
+            "--data",
+            str(trained["tree"]),
+            "--preset",
+            "folders",
+            "--shifts",
+            "gamma_1.5,fog",
+        ]
+    )
     assert code != 0
     assert "unknown shift(s) ['fog']" in capsys.readouterr().err
 
@@ -132,8 +184,20 @@ def test_bench_inference_compares_litert_with_tensorflow_on_the_same_handler(
 ) -> None:
     # GIVEN the trained model (no model.keras beside it: TensorFlow runs the .tflite with its own interpreter)
     # WHEN the inference benchmark runs both runtimes through the handler
-    code = cli(["bench", "inference", "--model", str(trained["out"] / "model.tflite"),
-                "--images", str(trained["tree"] / "disk"), "--repeat", "1", "--batch", "4"])
+    code = cli(
+        [
+            "bench",
+            "inference",
+            "--model",
+            str(trained["out"] / "model.tflite"),
+            "--images",
+            str(trained["tree"] / "disk"),
+            "--repeat",
+            "1",
+            "--batch",
+            "4",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     # THEN both report the same labels and each its cold start, latency and size

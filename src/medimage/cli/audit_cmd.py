@@ -48,9 +48,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise MedimageError(f"{image.path}: cannot read the image header: {exc}") from None
     classes = list(preset.classes) if preset.classes else sorted({i.label for i in images})
-    report = audit_shapes(
-        [i.label for i in images], [w for w, _ in sizes], [h for _, h in sizes], classes
-    )
+    report = audit_shapes([i.label for i in images], [w for w, _ in sizes], [h for _, h in sizes], classes)
     print(json.dumps(report, indent=2))
     for warning in report["warnings"]:
         print(f"WARNING: {warning}", file=sys.stderr)

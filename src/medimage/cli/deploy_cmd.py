@@ -29,12 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "training source tarball.\n\n" + EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config-env", default="default",
-                        help="samconfig.toml environment: default, dev, prod")
+    parser.add_argument(
+        "--config-env", default="default", help="samconfig.toml environment: default, dev, prod"
+    )
     parser.add_argument("--guided", action="store_true", help="run `sam deploy --guided`")
     parser.add_argument("--no-build", action="store_true", help="skip `sam build` (use the last build)")
-    parser.add_argument("--source-only", action="store_true",
-                        help="no SAM: only pack and upload the training source to the deployed stack")
+    parser.add_argument(
+        "--source-only",
+        action="store_true",
+        help="no SAM: only pack and upload the training source to the deployed stack",
+    )
     parser.add_argument("--stack", help="stack name (default: stack_name of --config-env in samconfig.toml)")
     parser.set_defaults(func=run)
 
@@ -59,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
             size, digest = tarball.stat().st_size, deploy.sha256_of(tarball)
             deploy.upload_training_source(client("s3"), tarball, where)
     print(f"training source: {where.uri} ({size / 1024:.0f} KiB, sha256 {digest[:12]})")
-    print(f"stack {name} is ready: `medimage ingest DIR --dataset NAME --stack {name} --commit` "
-          "uploads images and starts training")
+    print(
+        f"stack {name} is ready: `medimage ingest DIR --dataset NAME --stack {name} --commit` "
+        "uploads images and starts training"
+    )
     return 0

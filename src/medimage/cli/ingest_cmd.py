@@ -26,8 +26,11 @@ $MEDIMAGE_STACK, else stack_name of --config-env in samconfig.toml).
 
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", help="CloudFormation stack name (default: samconfig.toml's stack_name)")
-    parser.add_argument("--config-env", default="default",
-                        help="samconfig.toml environment whose stack_name to use (default: default)")
+    parser.add_argument(
+        "--config-env",
+        default="default",
+        help="samconfig.toml environment whose stack_name to use (default: default)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,11 +61,22 @@ def run(args: argparse.Namespace) -> int:
         raise ing.IngestProblem(f"no files under label folders of {args.dir} (expected DIR/<label>/<file>)")
     bucket = resolve_output(args.bucket, BUCKET_ENV, "DataBucketName", args.stack, args.config_env)
     s3 = client("s3", max_pool_connections=max(10, args.workers))
-    print(f"uploading {len(files)} files to s3://{bucket}/{ing.labeled_prefix(args.dataset)} "
-          f"with {args.workers} workers", file=sys.stderr)
+    print(
+        f"uploading {len(files)} files to s3://{bucket}/{ing.labeled_prefix(args.dataset)} "
+        f"with {args.workers} workers",
+        file=sys.stderr,
+    )
     with aws_errors(), progress_display(len(files)) as progress:
-        result = ing.ingest(args.dir, args.dataset, bucket, s3, workers=args.workers, commit=args.commit,
-                            progress=progress, plan=plan)
+        result = ing.ingest(
+            args.dir,
+            args.dataset,
+            bucket,
+            s3,
+            workers=args.workers,
+            commit=args.commit,
+            progress=progress,
+            plan=plan,
+        )
     for line in ing.summary_lines(result, args.commit):
         print(line)
     return 0 if result.ok else 1
@@ -78,8 +92,13 @@ def progress_display(total: int) -> Iterator[Callable[[int, int, str], None]]:
         except ImportError:
             pass
         else:
-            with Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                          console=Console(stderr=True)) as bar:
+            with Progress(
+                TextColumn("ingest"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            ) as bar:
                 task = bar.add_task("ingest", total=total)
                 yield lambda done, _total, _outcome: bar.update(task, completed=done)
             return

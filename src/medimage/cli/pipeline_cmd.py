@@ -38,8 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def common(name: str, help_: str) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_, description=help_ + ".\n\n" + EXAMPLES,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = actions.add_parser(
+            name,
+            help=help_,
+            description=help_ + ".\n\n" + EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.add_argument("--dataset", required=name != "status", help="dataset name (e.g. chestxray2017)")
         p.add_argument("--state-machine", help="training state machine ARN (default: the stack output)")
         p.add_argument("--bucket", help="data bucket (default: $MEDIMAGE_BUCKET or the stack output)")
@@ -49,8 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     start = common("start", "start a training execution on the dataset's latest manifest")
     start.add_argument("--preset", help="preset (default: the one in the manifest's stats.json)")
-    start.add_argument("-H", "--hyperparameter", action="append", default=[], metavar="NAME=VALUE",
-                       help="override a training hyperparameter (repeatable): epochs, batch-size, ...")
+    start.add_argument(
+        "-H",
+        "--hyperparameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a training hyperparameter (repeatable): epochs, batch-size, ...",
+    )
     start.add_argument("--follow", action="store_true", help="then follow it until it ends")
     start.set_defaults(func=run_start)
 
@@ -68,8 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _state_machine(args: argparse.Namespace) -> str:
     from medimage.stack import STATE_MACHINE_ENV, resolve_output
 
-    return resolve_output(args.state_machine, STATE_MACHINE_ENV, "TrainingStateMachineArn", args.stack,
-                          args.config_env)
+    return resolve_output(
+        args.state_machine, STATE_MACHINE_ENV, "TrainingStateMachineArn", args.stack, args.config_env
+    )
 
 
 def _bucket(args: argparse.Namespace) -> str:

@@ -74,13 +74,22 @@ class TestMetrics:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TestMetrics:
         """The inverse of ``to_dict`` (as stored in gate.json and the registry's entries)."""
-        return cls(str(data["manifest_version"]), float(data["accuracy"]),
-                   {k: _optional_float(v) for k, v in data["recall"].items()}, tuple(data["labels"]),
-                   int(data["n"]))
+        return cls(
+            str(data["manifest_version"]),
+            float(data["accuracy"]),
+            {k: _optional_float(v) for k, v in data["recall"].items()},
+            tuple(data["labels"]),
+            int(data["n"]),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"manifest_version": self.manifest_version, "accuracy": self.accuracy,
-                "recall": dict(self.recall), "labels": list(self.labels), "n": self.n}
+        return {
+            "manifest_version": self.manifest_version,
+            "accuracy": self.accuracy,
+            "recall": dict(self.recall),
+            "labels": list(self.labels),
+            "n": self.n,
+        }
 
 
 @dataclass(frozen=True)
@@ -121,8 +130,9 @@ class GateDecision:
             "checks": [c.to_dict() for c in self.checks],
             "metrics": self.metrics.to_dict(),
             "thresholds": self.config.to_dict(),
-            "champion": None if self.champion is None else {
-                "version": self.champion.version, "metrics": self.champion.metrics.to_dict()},
+            "champion": None
+            if self.champion is None
+            else {"version": self.champion.version, "metrics": self.champion.metrics.to_dict()},
         }
 
 
@@ -141,16 +151,24 @@ def decide(challenger: TestMetrics, config: GateConfig, champion: Champion | Non
 def _accuracy_check(challenger: TestMetrics, config: GateConfig) -> Check:
     ok = challenger.accuracy + _TOLERANCE >= config.min_accuracy
     relation = ">=" if ok else "<"
-    return Check("min_accuracy", ok, f"test accuracy {challenger.accuracy:.4f} {relation} "
-                                     f"min_accuracy {config.min_accuracy:.4f} (n={challenger.n})")
+    return Check(
+        "min_accuracy",
+        ok,
+        f"test accuracy {challenger.accuracy:.4f} {relation} "
+        f"min_accuracy {config.min_accuracy:.4f} (n={challenger.n})",
+    )
 
 
 def _recall_check(challenger: TestMetrics, label: str, floor: float) -> Check:
     recall = challenger.recall.get(label)
     name = f"min_recall:{label}"
     if recall is None:
-        return Check(name, False, f"recall of '{label}' is undefined (no '{label}' images in the test "
-                                  f"split), so its floor {floor:.4f} cannot be verified")
+        return Check(
+            name,
+            False,
+            f"recall of '{label}' is undefined (no '{label}' images in the test "
+            f"split), so its floor {floor:.4f} cannot be verified",
+        )
     ok = recall + _TOLERANCE >= floor
     relation = ">=" if ok else "<"
     return Check(name, ok, f"recall of '{label}' {recall:.4f} {relation} floor {floor:.4f}")
@@ -161,9 +179,13 @@ def _champion_check(challenger: TestMetrics, champion: Champion | None) -> Check
         return Check("champion", True, "no production model yet: nothing to compare against")
     theirs = champion.metrics
     if theirs.labels != challenger.labels:
-        return Check("champion", True, f"production model {champion.version} has classes "
-                                       f"{list(theirs.labels)}, not {list(challenger.labels)}: "
-                                       "not comparable, thresholds only")
+        return Check(
+            "champion",
+            True,
+            f"production model {champion.version} has classes "
+            f"{list(theirs.labels)}, not {list(challenger.labels)}: "
+            "not comparable, thresholds only",
+        )
     if theirs.manifest_version != challenger.manifest_version or theirs.n != challenger.n:
         raise ValueError(
             f"the champion's metrics are on test manifest {theirs.manifest_version} (n={theirs.n}), the "
@@ -171,6 +193,10 @@ def _champion_check(challenger: TestMetrics, champion: Champion | None) -> Check
         )
     ok = challenger.accuracy + _TOLERANCE >= theirs.accuracy
     relation = "not worse than" if ok else "worse than"
-    return Check("champion", ok, f"test accuracy {challenger.accuracy:.4f} is {relation} production model "
-                                 f"{champion.version} ({theirs.accuracy:.4f}) on manifest "
-                                 f"{challenger.manifest_version}")
+    return Check(
+        "champion",
+        ok,
+        f"test accuracy {challenger.accuracy:.4f} is {relation} production model "
+        f"{champion.version} ({theirs.accuracy:.4f}) on manifest "
+        f"{challenger.manifest_version}",
+    )

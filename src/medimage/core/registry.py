@@ -50,15 +50,26 @@ class ModelEntry:
     action: str = "promote"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "model_sha256": self.model_sha256, "promoted_at": self.promoted_at,
-                "metrics": self.metrics, "model_key": self.model_key, "action": self.action}
+        return {
+            "version": self.version,
+            "model_sha256": self.model_sha256,
+            "promoted_at": self.promoted_at,
+            "metrics": self.metrics,
+            "model_key": self.model_key,
+            "action": self.action,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelEntry:
         try:
-            return cls(version=str(data["version"]), model_key=str(data["model_key"]),
-                       model_sha256=str(data["model_sha256"]), promoted_at=str(data["promoted_at"]),
-                       metrics=dict(data.get("metrics") or {}), action=str(data.get("action", "promote")))
+            return cls(
+                version=str(data["version"]),
+                model_key=str(data["model_key"]),
+                model_sha256=str(data["model_sha256"]),
+                promoted_at=str(data["promoted_at"]),
+                metrics=dict(data.get("metrics") or {}),
+                action=str(data.get("action", "promote")),
+            )
         except KeyError as exc:
             raise RegistryError(f"a registry entry lacks {exc}") from None
 
@@ -100,13 +111,16 @@ class ProductionPointer:
             raise RegistryError("production.json is not a pointer object with a 'dataset'")
         history = tuple(ModelEntry.from_dict(e) for e in data.get("history") or [])
         if history and history[0].version != data.get("version"):
-            raise RegistryError(f"production.json names {data.get('version')} but its history starts with "
-                                f"{history[0].version}")
+            raise RegistryError(
+                f"production.json names {data.get('version')} but its history starts with "
+                f"{history[0].version}"
+            )
         return cls(str(data["dataset"]), history, tuple(data.get("rolled_back") or []))
 
 
-def promote(current: ProductionPointer | None, dataset: str, entry: ModelEntry,
-            expected_champion: str | None) -> ProductionPointer:
+def promote(
+    current: ProductionPointer | None, dataset: str, entry: ModelEntry, expected_champion: str | None
+) -> ProductionPointer:
     """The pointer after promoting ``entry`` (history newest first, capped at MAX_HISTORY).
 
     ``expected_champion`` is the production version the gate compared against (None: there was none);
@@ -115,8 +129,10 @@ def promote(current: ProductionPointer | None, dataset: str, entry: ModelEntry,
         return current
     found = None if current is None else current.version
     if found != expected_champion:
-        raise ChampionChanged(f"the gate compared {entry.version} against production version "
-                              f"{expected_champion}, but production is now {found}")
+        raise ChampionChanged(
+            f"the gate compared {entry.version} against production version "
+            f"{expected_champion}, but production is now {found}"
+        )
     older = () if current is None else tuple(e for e in current.history if e.version != entry.version)
     rolled_back = () if current is None else current.rolled_back
     return ProductionPointer(dataset, ((entry, *older))[:MAX_HISTORY], rolled_back)
@@ -138,7 +154,12 @@ def rollback(current: ProductionPointer | None, now: str, to: str | None = None)
     else:
         raise RegistryError(f"{to} is not in the history of '{current.dataset}': {', '.join(versions)}")
     target = replace(current.history[index], promoted_at=now, action=f"rollback from {current.version}")
-    withdrawn = tuple({"version": e.version, "model_sha256": e.model_sha256, "rolled_back_at": now}
-                      for e in current.history[:index])
-    return ProductionPointer(current.dataset, (target, *current.history[index + 1:]),
-                             (*withdrawn, *current.rolled_back)[:MAX_HISTORY])
+    withdrawn = tuple(
+        {"version": e.version, "model_sha256": e.model_sha256, "rolled_back_at": now}
+        for e in current.history[:index]
+    )
+    return ProductionPointer(
+        current.dataset,
+        (target, *current.history[index + 1 :]),
+        (*withdrawn, *current.rolled_back)[:MAX_HISTORY],
+    )

@@ -113,8 +113,9 @@ class PromoteService:
         }
 
 
-def rollback_production(store: ObjectStore, registry: PointerStore, dataset: str, to: str | None,
-                        now: datetime | None = None) -> ProductionPointer:
+def rollback_production(
+    store: ObjectStore, registry: PointerStore, dataset: str, to: str | None, now: datetime | None = None
+) -> ProductionPointer:
     """Swap production back to the previous version (or ``to``), after checking its model file is still
     there with the bytes the registry recorded, so a rollback never points serving at nothing."""
     when = (now or datetime.now(UTC)).isoformat()

@@ -66,7 +66,11 @@ class AcquisitionJitter:
     """Per-image gamma, blur or sharpening, and noise on a batch of 0..255 float images."""
 
     def __init__(
-        self, seed: int, channels: int, probability: float = 1.0, max_gamma: float = 1.4,
+        self,
+        seed: int,
+        channels: int,
+        probability: float = 1.0,
+        max_gamma: float = 1.4,
         max_noise: float = 6.0,
     ) -> None:
         self.rng = tf.random.Generator.from_seed(seed)

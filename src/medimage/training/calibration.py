@@ -28,6 +28,7 @@ def rescale(probabilities: np.ndarray, temperature: float) -> np.ndarray:
 
 def fit_temperature(probabilities: np.ndarray, y_true: np.ndarray) -> float:
     """The T in [0.05, 20] that minimises the log loss (golden-section search on log T; it is unimodal)."""
+
     def loss(log_t: float) -> float:
         return log_loss(y_true, rescale(probabilities, float(np.exp(log_t))))
 

@@ -62,11 +62,13 @@ def ensure_interpreter_available() -> None:
     """
     try:
         import ai_edge_litert.interpreter  # noqa: F401
+
         return
     except ImportError:
         pass
     try:
         import tflite_runtime.interpreter  # noqa: F401
+
         return
     except ImportError:
         pass

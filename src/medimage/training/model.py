@@ -18,7 +18,11 @@ def _conv(
     x: keras.KerasTensor, filters: int, weight_decay: float, bn_momentum: float, strides: int = 1
 ) -> keras.KerasTensor:
     x = layers.Conv2D(
-        filters, 3, strides=strides, padding="same", use_bias=False,
+        filters,
+        3,
+        strides=strides,
+        padding="same",
+        use_bias=False,
         kernel_regularizer=keras.regularizers.l2(weight_decay) if weight_decay else None,
     )(x)
     x = layers.BatchNormalization(momentum=bn_momentum)(x)
@@ -41,8 +45,14 @@ class PerImageStandardization(layers.Layer):
 
 
 def compact_cnn(
-    image_size: int, channels: int, n_classes: int, width: int = 16, dropout: float = 0.3,
-    weight_decay: float = 1e-4, standardize: bool = False, bn_momentum: float = 0.9,
+    image_size: int,
+    channels: int,
+    n_classes: int,
+    width: int = 16,
+    dropout: float = 0.3,
+    weight_decay: float = 1e-4,
+    standardize: bool = False,
+    bn_momentum: float = 0.9,
 ) -> keras.Model:
     """About 0.6 M parameters at width 16: a strided stem, then conv blocks halving the resolution.
 
@@ -98,8 +108,11 @@ def imagenet_backbone(image_size: int, channels: int, n_classes: int, dropout: f
     x = layers.Concatenate(name="gray_to_rgb")([inputs] * 3) if channels == 1 else inputs
     try:
         backbone = keras.applications.MobileNetV3Small(
-            input_shape=(image_size, image_size, 3), include_top=False, weights="imagenet",
-            include_preprocessing=True, pooling="avg",
+            input_shape=(image_size, image_size, 3),
+            include_top=False,
+            weights="imagenet",
+            include_preprocessing=True,
+            pooling="avg",
         )
     except Exception as exc:  # the download fails in many ways (no network, proxy, HTTP error)
         raise TrainingInputError(

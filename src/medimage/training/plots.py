@@ -40,8 +40,14 @@ def confusion_matrices(evaluation: dict[str, dict[str, Any]], path: Path) -> Non
         top = max((max(row) for row in matrix), default=0)
         for i, row in enumerate(matrix):
             for j, count in enumerate(row):
-                ax.text(j, i, str(count), ha="center", va="center",
-                        color="white" if top and count > top / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    color="white" if top and count > top / 2 else "black",
+                )
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
         ax.set_yticks(range(len(labels)), labels)
         ax.set_xlabel("predicted")

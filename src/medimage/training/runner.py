@@ -165,15 +165,17 @@ def run_train_script(
     failure_dir = Path(tempfile.mkdtemp(prefix="medimage-sm-output-"))  # SageMaker's /opt/ml/output
     env = dict(os.environ)
     env.update({f"SM_CHANNEL_{name.upper()}": str(path) for name, path in channels.items()})
-    env.update({
-        "SM_CHANNELS": json.dumps(sorted(channels)),
-        "SM_HPS": json.dumps({k: str(v) for k, v in hyperparameters.items()}),
-        "SM_MODEL_DIR": str(model_dir),
-        "SM_OUTPUT_DATA_DIR": str(output_data_dir),
-        "SM_OUTPUT_DIR": str(failure_dir),
-        "SM_NUM_CPUS": str(os.cpu_count() or 1),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "SM_CHANNELS": json.dumps(sorted(channels)),
+            "SM_HPS": json.dumps({k: str(v) for k, v in hyperparameters.items()}),
+            "SM_MODEL_DIR": str(model_dir),
+            "SM_OUTPUT_DATA_DIR": str(output_data_dir),
+            "SM_OUTPUT_DIR": str(failure_dir),
+            "SM_NUM_CPUS": str(os.cpu_count() or 1),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra_env or {})
     command = [sys.executable, str(script), *hyperparameter_args(hyperparameters)]
     started = time.monotonic()
@@ -181,7 +183,12 @@ def run_train_script(
     lines: list[str] = []
     log_file = log_path.open("w", encoding="utf-8") if log_path else None
     process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
         cwd=script.parent,
     )
     try:

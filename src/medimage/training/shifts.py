@@ -91,7 +91,8 @@ SHIFTS: tuple[Shift, ...] = (
         "blur", "softer detector (Gaussian, 0.5% of the image)", _relative(ImageFilter.GaussianBlur, 0.005)
     ),
     Shift(
-        "sharpen", "vendor edge enhancement (unsharp mask)",
+        "sharpen",
+        "vendor edge enhancement (unsharp mask)",
         _relative(lambda r: ImageFilter.UnsharpMask(radius=r, percent=150, threshold=0), 0.01),
     ),
     Shift("noise", "quantum noise (Gaussian, sigma 10 grey levels)", _noise(10.0)),
@@ -148,14 +149,16 @@ def robustness(
     labels = list(classifier.labels)
 
     def score(contents: Sequence[bytes]) -> dict[str, Any]:
-        probabilities = np.array([
-            [classifier.predict_bytes(data).probabilities[label] for label in labels] for data in contents
-        ])
+        probabilities = np.array(
+            [[classifier.predict_bytes(data).probabilities[label] for label in labels] for data in contents]
+        )
         return evaluate(list(truth), probabilities, labels)
 
     clean = score(files)
-    results = {shift.name: _summary(score([shifted_bytes(data, shift) for data in files]))
-               for shift in (shifts if shifts is not None else SHIFTS)}
+    results = {
+        shift.name: _summary(score([shifted_bytes(data, shift) for data in files]))
+        for shift in (shifts if shifts is not None else SHIFTS)
+    }
     accuracies = {name: result["accuracy"] for name, result in results.items()}
     worst = min(accuracies, key=accuracies.__getitem__) if accuracies else None
     return {

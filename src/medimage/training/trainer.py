@@ -182,24 +182,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train-minutes", type=float, default=d.max_train_minutes)
     p.add_argument("--augment", type=_bool, default=d.augment)
     p.add_argument("--horizontal-flip", type=_bool, default=d.horizontal_flip)
-    p.add_argument("--aspect-jitter", type=float, default=d.aspect_jitter,
-                   help="independent x/y zoom (aspect-ratio change), as a fraction")
-    p.add_argument("--acquisition-augment", type=_bool, default=d.acquisition_augment,
-                   help="per-image gamma, blur or sharpening, and noise")
-    p.add_argument("--acquisition-probability", type=float, default=d.acquisition_probability,
-                   help="share of training images the acquisition augmentation changes")
+    p.add_argument(
+        "--aspect-jitter",
+        type=float,
+        default=d.aspect_jitter,
+        help="independent x/y zoom (aspect-ratio change), as a fraction",
+    )
+    p.add_argument(
+        "--acquisition-augment",
+        type=_bool,
+        default=d.acquisition_augment,
+        help="per-image gamma, blur or sharpening, and noise",
+    )
+    p.add_argument(
+        "--acquisition-probability",
+        type=float,
+        default=d.acquisition_probability,
+        help="share of training images the acquisition augmentation changes",
+    )
     p.add_argument("--mixup", type=float, default=d.mixup, help="mixup Beta alpha (0: off)")
-    p.add_argument("--standardize", type=_bool, default=d.standardize,
-                   help="per-image standardisation inside the model")
+    p.add_argument(
+        "--standardize", type=_bool, default=d.standardize, help="per-image standardisation inside the model"
+    )
     p.add_argument("--class-weighting", type=_bool, default=d.class_weighting)
-    p.add_argument("--bn-momentum", type=float, default=d.bn_momentum,
-                   help="batch-normalisation momentum (0: about one epoch, within 0.9..0.99)")
-    p.add_argument("--ema", type=_ema_setting, default=d.ema,
-                   help="judge and keep a moving average of the weights: auto, off or a momentum per step")
-    p.add_argument("--bn-recompute", type=_bool, default=d.bn_recompute,
-                   help="recompute batch-norm statistics with the current weights at each epoch's end")
-    p.add_argument("--calibrate", type=_bool, default=d.calibrate,
-                   help="fit a softmax temperature on the validation split (labels unchanged)")
+    p.add_argument(
+        "--bn-momentum",
+        type=float,
+        default=d.bn_momentum,
+        help="batch-normalisation momentum (0: about one epoch, within 0.9..0.99)",
+    )
+    p.add_argument(
+        "--ema",
+        type=_ema_setting,
+        default=d.ema,
+        help="judge and keep a moving average of the weights: auto, off or a momentum per step",
+    )
+    p.add_argument(
+        "--bn-recompute",
+        type=_bool,
+        default=d.bn_recompute,
+        help="recompute batch-norm statistics with the current weights at each epoch's end",
+    )
+    p.add_argument(
+        "--calibrate",
+        type=_bool,
+        default=d.calibrate,
+        help="fit a softmax temperature on the validation split (labels unchanged)",
+    )
     p.add_argument("--threads", type=int, default=int(os.environ.get("MEDIMAGE_TF_THREADS", "0")))
     p.add_argument("--int8-calibration-images", type=int, default=d.int8_calibration_images)
     p.add_argument("--train-dir", default=None, help="default: $SM_CHANNEL_TRAIN")
@@ -364,8 +393,14 @@ def _build_model(config: TrainConfig, spec: PreprocessSpec, n_classes: int, bn_m
     if config.weights == "imagenet":
         return imagenet_backbone(spec.image_size, spec.channels, n_classes, config.dropout)
     return compact_cnn(
-        spec.image_size, spec.channels, n_classes, config.width, config.dropout, config.weight_decay,
-        config.standardize, bn_momentum,
+        spec.image_size,
+        spec.channels,
+        n_classes,
+        config.width,
+        config.dropout,
+        config.weight_decay,
+        config.standardize,
+        bn_momentum,
     )
 
 
@@ -498,7 +533,17 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
 
     calibration = _calibrate(model, x_val, y["validation"], log) if config.calibrate else None
     evaluation = _export_and_evaluate(
-        model, config, preset.name, dataset, spec, labels, channels, y, paths, training_seconds, log,
+        model,
+        config,
+        preset.name,
+        dataset,
+        spec,
+        labels,
+        channels,
+        y,
+        paths,
+        training_seconds,
+        log,
         calibration,
     )
     from medimage.training import plots

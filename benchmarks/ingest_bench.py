@@ -35,7 +35,7 @@ def _images(n: int) -> tuple[str, list[tuple[str, str, bytes]]]:
         )
         return "chestxray2017-224-train", [(p.parent.name, p.name, p.read_bytes()) for p in paths]
     from medimage.core.presets import get_preset
-    from medimage.synthetic import generate
+    from medimage.local.synthetic import generate
 
     files = generate(get_preset("chestxray2017"), per_class=n // 3 + 1, size=224)[:n]
     return "synthetic-224", [(f.folder, f.filename, f.data) for f in files]

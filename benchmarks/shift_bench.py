@@ -4,7 +4,7 @@
         [--data DIR] [--split val] [--fullres DIR]
 
 For each model directory (``model.tflite`` + ``model.json``), scores the preset's patient-grouped split
-of --data clean and under every shift of ``medimage.training.shifts`` (gamma, contrast, equalisation,
+of --data clean and under every shift of ``medimage.evaluation.shifts`` (gamma, contrast, equalisation,
 blur, sharpening, noise, JPEG, field of view, aspect ratio, rotation), through the serving classifier;
 and, where --fullres is given, the official full-resolution validation X-rays. Prints one JSON object.
 Where the data folder is absent it prints a "skipped" JSON and exits 0.
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from medimage.core.presets import SPLITS, get_preset
-from medimage.serving.model import TFLiteClassifier
+from medimage.evaluation.shifts import robustness
+from medimage.inference.model import TFLiteClassifier
 from medimage.training.runner import scan_tree
-from medimage.training.shifts import robustness
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))

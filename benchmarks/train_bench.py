@@ -4,7 +4,7 @@
 
 Prints one JSON object: validation (and carved test) metrics, wall time, training time, peak memory of
 the training process, model sizes, the calibration, and the validation accuracy under acquisition
-shifts (``medimage.training.shifts``: the same images as another site's scanner would make them).
+shifts (``medimage.evaluation.shifts``: the same images as another site's scanner would make them).
 The data folder comes from --data, $MEDIMAGE_TRAIN_DATA or
 ../shared/data/chestxray2017-224-train; where it is absent the benchmark prints a "skipped" JSON and
 exits 0. The official ChestXRay2017 test split is not used here (it is kept for independent checks).
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from medimage.core.presets import get_preset
-from medimage.serving.model import TFLiteClassifier
+from medimage.evaluation.shifts import robustness
+from medimage.inference.model import TFLiteClassifier
 from medimage.training.runner import run_train_script, scan_tree, write_channels
-from medimage.training.shifts import robustness
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))

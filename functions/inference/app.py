@@ -4,7 +4,7 @@
 * API Gateway REST proxy events -> `POST /predict`, `GET /health`, `GET /` (the upload page);
 * SQS records wrapping S3 `ObjectCreated` events for ``incoming/unlabeled/<dataset>/`` -> drop-to-label,
   answered with partial batch failures.
-The handler only parses and shapes; `medimage.serving` holds the logic, `medimage.adapters.model_store`
+The handler only parses and shapes; `medimage.inference` holds the logic, `medimage.adapters.model_store`
 the S3 access. The model is loaded once per container and follows the production pointer.
 """
 
@@ -25,12 +25,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medimage.core.errors import MedimageError
 from medimage.core.layout import decode_event_key
-from medimage.serving.api import ApiError, error_body, parse_predict_request
-from medimage.serving.cache import LocalModelSource, ModelCache, ModelSource
-from medimage.serving.labeling import DropLabeler, LabelOutcome, ObjectRef, batch_id
-from medimage.serving.page import INDEX_HTML
-from medimage.serving.service import InferenceService, ServingConfig
-from medimage.serving.telemetry import log_fields, record_prediction, record_rejection
+from medimage.inference.api import ApiError, error_body, parse_predict_request
+from medimage.inference.cache import LocalModelSource, ModelCache, ModelSource
+from medimage.inference.drop_to_label import DropLabeler, LabelOutcome, ObjectRef, batch_id
+from medimage.inference.page import INDEX_HTML
+from medimage.inference.service import InferenceService, ServingConfig
+from medimage.inference.telemetry import log_fields, record_prediction, record_rejection
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "inference"))
 tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "inference"))

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from medimage import deploy
+from medimage.ops import deploy
 
 from .conftest import BUCKET
 

@@ -9,8 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
-from medimage import ingest as ing
 from medimage.core import layout
+from medimage.ops import ingest as ing
 
 from .conftest import BUCKET
 
@@ -133,7 +133,7 @@ def test_failed_uploads_are_counted_not_committed_and_exit_non_zero(
 ) -> None:
     make_tree(tmp_path)
     flaky = Recording(s3, fail=("person1_bacteria_1",))
-    monkeypatch.setattr("medimage.stack.client", lambda service, **_: flaky)
+    monkeypatch.setattr("medimage.ops.stack.client", lambda service, **_: flaky)
     run = cli("ingest", str(tmp_path), "--dataset", "ds", "--bucket", BUCKET, "--commit")
     assert run.code == 1
     assert "3 uploaded" in run.out and "1 failed" in run.out
@@ -143,7 +143,7 @@ def test_failed_uploads_are_counted_not_committed_and_exit_non_zero(
     assert layout.commit_key("ds") not in keys(s3)
 
     # The retry uploads only the one that failed, then commits.
-    monkeypatch.setattr("medimage.stack.client", lambda service, **_: s3)
+    monkeypatch.setattr("medimage.ops.stack.client", lambda service, **_: s3)
     retry = cli("ingest", str(tmp_path), "--dataset", "ds", "--bucket", BUCKET, "--commit")
     assert retry.code == 0
     assert "1 uploaded" in retry.out and "3 skipped" in retry.out

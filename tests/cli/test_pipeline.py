@@ -11,8 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from medimage import pipeline
 from medimage.core import layout
+from medimage.ops import executions as pipeline
 
 from .conftest import BUCKET, trivial_state_machine
 

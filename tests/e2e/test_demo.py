@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from medimage.demo import DemoOptions, Reporter, run_demo
+from medimage.local.demo import DemoOptions, Reporter, run_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 

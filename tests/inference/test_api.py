@@ -12,7 +12,7 @@ import pytest
 
 from medimage.cli.serve_cmd import load_handler_module
 from medimage.core.preprocess import PreprocessSpec, load_image_array
-from medimage.serving.decode import decode_image
+from medimage.inference.decode import decode_image
 
 from .conftest import BUCKET, DATASET, LABELS, api_event, call_api, invoke, jpeg_bytes, load_event, publish
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from medimage.serving.cache import ModelCache, ModelUnavailable, NoProductionModel, ServingPointer
+from medimage.inference.cache import ModelCache, ModelUnavailable, NoProductionModel, ServingPointer
 
 
 class FakeSource:

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from medimage.serving.api import BINARY_MEDIA_TYPES
+from medimage.inference.api import BINARY_MEDIA_TYPES
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 

@@ -9,7 +9,7 @@ import pytest
 
 from medimage.adapters.catalog import DynamoCatalog
 from medimage.core.presets import get_preset
-from medimage.synthetic import bad_files, generate
+from medimage.local.synthetic import bad_files, generate
 
 S3 = "s3"
 

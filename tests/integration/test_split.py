@@ -11,7 +11,7 @@ from moto import mock_aws
 from medimage.core.manifests import read_csv
 from medimage.core.presets import get_preset
 from medimage.local.environment import LocalAws
-from medimage.synthetic import bad_files, generate
+from medimage.local.synthetic import bad_files, generate
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ from medimage.local.stepfunctions import (
     run_execution,
     run_train_py,
 )
+from medimage.local.synthetic import generate
 from medimage.local.template import Resolver, load_template
-from medimage.synthetic import generate
 
 os.environ.setdefault("MEDIMAGE_TF_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -201,7 +201,7 @@ def test_the_champion_is_measured_with_litert_when_the_manifest_differs(orchestr
 def test_rollback_restores_the_previous_version_and_serving_follows(orchestration, steps, tmp_path, capsys):
     from medimage.adapters.model_store import S3ModelStore
     from medimage.cli.main import main
-    from medimage.serving.cache import ModelCache
+    from medimage.inference.cache import ModelCache
 
     first, second = version_of(steps["good-first-model"]), version_of(steps["equal-challenger"])
     cache = ModelCache(S3ModelStore(orchestration.bucket, cache_dir=tmp_path), check_interval_s=0)

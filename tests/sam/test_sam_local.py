@@ -70,7 +70,7 @@ def test_annotate_quarantines_a_bad_one(sam, aws):
 # ---------------------------------------------------------------- split
 def test_split_writes_manifests_and_starts_training(sam, aws):
     from medimage.core.presets import get_preset
-    from medimage.synthetic import generate
+    from medimage.local.synthetic import generate
 
     files = generate(get_preset(DATASET), per_class=4, size=32, seed=3)
     keys = []

@@ -38,7 +38,7 @@ def test_trainer_arrays_equal_the_serving_preprocessing(channel_dir: Path) -> No
 def test_agreement_check_catches_a_preprocessing_mismatch(channel_dir: Path) -> None:
     import keras
 
-    from medimage.serving.model import TFLiteClassifier
+    from medimage.inference.model import TFLiteClassifier
     from medimage.training.export import ExportError, check_agreement, to_tflite_float
     from medimage.training.model import compact_cnn
 

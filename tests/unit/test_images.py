@@ -11,7 +11,7 @@ from PIL import Image
 
 from medimage.core.errors import RejectedInput
 from medimage.core.images import ImageLimits, check_size, inspect_image
-from medimage.synthetic import bad_files, encode, render
+from medimage.local.synthetic import bad_files, encode, render
 
 
 def jpeg(size=(64, 48), mode="L") -> bytes:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medimage.training.shifts import SHIFT_NAMES, SHIFTS, Shift, get_shifts, robustness, shifted_bytes
+from medimage.evaluation.shifts import SHIFT_NAMES, SHIFTS, Shift, get_shifts, robustness, shifted_bytes
 
 
 def _png(pixels: np.ndarray) -> bytes:

@@ -1,6 +1,6 @@
 """S3 access of the inference function: the model registry, and the objects drop-to-label touches.
 
-`S3ModelStore` is the `medimage.serving.cache.ModelSource` of the Lambda: it reads
+`S3ModelStore` is the `medimage.inference.cache.ModelSource` of the Lambda: it reads
 ``models/<dataset>/production.json`` and downloads a version's ``model.tflite`` (or whichever file the
 pointer's ``model_key`` names), ``model.json`` and ``labels.txt`` to local disk (``/tmp`` in Lambda).
 Drop-to-label's object access is `medimage.adapters.s3.S3ObjectStore`.
@@ -19,8 +19,8 @@ from botocore.exceptions import ClientError
 
 from medimage.adapters.aws import client as aws_client
 from medimage.core.layout import production_pointer_key
-from medimage.serving.cache import ServingPointer
-from medimage.serving.model import LABELS_TXT, MODEL_JSON, ModelError
+from medimage.inference.cache import ServingPointer
+from medimage.inference.model import LABELS_TXT, MODEL_JSON, ModelError
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 

@@ -27,6 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from medimage.checkout import PACKAGE_DIR
+
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 # The Lambda Python base image already holds these (boto3 and its dependencies).
 BASE_IMAGE_PACKAGES = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"}
@@ -102,8 +104,7 @@ def ship_bytes(roots: list[str]) -> tuple[int, list[str]]:
             path = Path(str(dist.locate_file(file)))
             if path.is_file():
                 total += path.stat().st_size
-    src = Path(__file__).resolve().parents[1]
-    total += sum(p.stat().st_size for p in src.rglob("*.py"))
+    total += sum(p.stat().st_size for p in PACKAGE_DIR.rglob("*.py"))
     return total, sorted(seen)
 
 
@@ -252,9 +253,9 @@ def _use_tensorflow(module: Any, model_path: Path, dataset: str) -> str:
     import tensorflow as tf
 
     from medimage.core.preprocess import PreprocessSpec
-    from medimage.serving.cache import LocalModelSource, ModelCache, ServingPointer
-    from medimage.serving.model import TFLiteClassifier, read_model_json
-    from medimage.serving.service import InferenceService, ServingConfig
+    from medimage.inference.cache import LocalModelSource, ModelCache, ServingPointer
+    from medimage.inference.model import TFLiteClassifier, read_model_json
+    from medimage.inference.service import InferenceService, ServingConfig
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)

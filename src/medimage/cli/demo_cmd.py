@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medimage.demo import DemoOptions, run_demo
+    from medimage.local.demo import DemoOptions, run_demo
 
     summary = run_demo(
         DemoOptions(

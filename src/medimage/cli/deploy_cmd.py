@@ -44,8 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medimage import deploy
-    from medimage.stack import aws_errors, checkout_root, client, stack_name, stack_outputs
+    from medimage.ops import deploy
+    from medimage.ops.stack import aws_errors, checkout_root, client, stack_name, stack_outputs
 
     root = checkout_root()
     if root is None:

@@ -12,7 +12,7 @@ import numpy as np
 from medimage.core.errors import MedimageError, RejectedInput
 from medimage.core.metrics import evaluate
 from medimage.core.presets import SPLITS, get_preset
-from medimage.training.shifts import SHIFT_NAMES
+from medimage.evaluation.shifts import SHIFT_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medimage.serving.model import TFLiteClassifier
+    from medimage.inference.model import TFLiteClassifier
     from medimage.training.runner import scan_tree
 
     classifier = TFLiteClassifier.from_file(args.model)
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     position = {label: k for k, label in enumerate(classifier.labels)}
     truth = [position[i.label] for i in images]
     if args.shifts:
-        from medimage.training.shifts import get_shifts, robustness
+        from medimage.evaluation.shifts import get_shifts, robustness
 
         try:
             shifts = get_shifts(None if args.shifts == "all" else args.shifts.split(","))

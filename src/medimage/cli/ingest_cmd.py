@@ -50,8 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medimage import ingest as ing
-    from medimage.stack import BUCKET_ENV, aws_errors, client, resolve_output
+    from medimage.ops import ingest as ing
+    from medimage.ops.stack import BUCKET_ENV, aws_errors, client, resolve_output
 
     if args.workers < 1:
         raise ValueError("--workers must be at least 1")

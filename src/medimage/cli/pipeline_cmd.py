@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from medimage.cli.ingest_cmd import add_stack_arguments
 
 if TYPE_CHECKING:
-    from medimage.pipeline import ExecutionView
+    from medimage.ops.executions import ExecutionView
 
 EXAMPLES = """\
 examples:
@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _state_machine(args: argparse.Namespace) -> str:
-    from medimage.stack import STATE_MACHINE_ENV, resolve_output
+    from medimage.ops.stack import STATE_MACHINE_ENV, resolve_output
 
     return resolve_output(
         args.state_machine, STATE_MACHINE_ENV, "TrainingStateMachineArn", args.stack, args.config_env
@@ -84,7 +84,7 @@ def _state_machine(args: argparse.Namespace) -> str:
 
 
 def _bucket(args: argparse.Namespace) -> str:
-    from medimage.stack import BUCKET_ENV, resolve_output
+    from medimage.ops.stack import BUCKET_ENV, resolve_output
 
     return resolve_output(args.bucket, BUCKET_ENV, "DataBucketName", args.stack, args.config_env)
 
@@ -100,8 +100,8 @@ def _hyperparameters(pairs: list[str]) -> dict[str, str]:
 
 
 def run_start(args: argparse.Namespace) -> int:
-    from medimage import pipeline
-    from medimage.stack import aws_errors, client
+    from medimage.ops import executions as pipeline
+    from medimage.ops.stack import aws_errors, client
 
     hyperparameters = _hyperparameters(args.hyperparameter)
     arn = _state_machine(args)
@@ -120,8 +120,8 @@ def run_start(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from medimage import pipeline
-    from medimage.stack import aws_errors, client
+    from medimage.ops import executions as pipeline
+    from medimage.ops.stack import aws_errors, client
 
     if not args.execution and not args.dataset:
         raise ValueError("give --dataset (its latest execution) or --execution ARN")
@@ -138,8 +138,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from medimage import pipeline
-    from medimage.stack import aws_errors, client
+    from medimage.ops import executions as pipeline
+    from medimage.ops.stack import aws_errors, client
 
     arn = _state_machine(args)
     with aws_errors():
@@ -157,7 +157,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _show(view: ExecutionView, as_json: bool) -> None:
-    from medimage.pipeline import describe_lines
+    from medimage.ops.executions import describe_lines
 
     if as_json:
         print(json.dumps(view.to_dict(), indent=2))
@@ -167,8 +167,8 @@ def _show(view: ExecutionView, as_json: bool) -> None:
 
 def _follow(execution_arn: str, as_json: bool, interval: float) -> int:
     """Poll until the execution ends, printing each new step; exit 1 when it did not succeed."""
-    from medimage import pipeline
-    from medimage.stack import aws_errors, client
+    from medimage.ops import executions as pipeline
+    from medimage.ops.stack import aws_errors, client
 
     last_step = None
     sfn, s3 = client("stepfunctions"), client("s3")

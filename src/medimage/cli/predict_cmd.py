@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from medimage.core.errors import RejectedInput
-from medimage.serving.decode import decode_image
-from medimage.serving.model import TFLiteClassifier
+from medimage.inference.decode import decode_image
+from medimage.inference.model import TFLiteClassifier
 
 
 def register(sub: argparse._SubParsersAction) -> None:

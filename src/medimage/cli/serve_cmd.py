@@ -17,16 +17,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from medimage.checkout import project_file
 from medimage.local.apigateway import to_proxy_event
 from medimage.local.functions import LambdaContext
 
 MAX_API_BODY = 10 * 1024 * 1024  # API Gateway's own payload limit
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def load_handler_module(path: str | Path | None = None) -> ModuleType:
     """Import ``functions/inference/app.py`` (not a package: it is the image's task root)."""
-    path = Path(path or os.environ.get("MEDIMAGE_INFERENCE_APP") or REPO_ROOT / "functions/inference/app.py")
+    path = Path(
+        path or os.environ.get("MEDIMAGE_INFERENCE_APP") or project_file("functions/inference/app.py")
+    )
     spec = importlib.util.spec_from_file_location("medimage_inference_app", path)
     if spec is None or spec.loader is None:
         raise FileNotFoundError(f"cannot import the inference handler from {path}")
@@ -108,7 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def configure_env(model: str | None, dataset: str | None, bucket: str | None, emf: bool = False) -> None:
     """The environment the handler reads, as template.yaml sets it for the deployed function."""
     if model:
-        from medimage.serving.model import read_model_json
+        from medimage.inference.model import read_model_json
 
         path = Path(model)
         meta = read_model_json(path if path.is_dir() else path.parent)

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from medimage.serving.api import BINARY_MEDIA_TYPES
+from medimage.inference.api import BINARY_MEDIA_TYPES
 
 
 def is_binary(content_type: str | None) -> bool:

@@ -21,13 +21,18 @@ from typing import Any
 
 import boto3
 
+from medimage.checkout import project_file
 from medimage.local.functions import LocalFunction, template_functions
 from medimage.local.template import Resolver, load_template, resources_of_type
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_TEMPLATE = Path(os.environ.get("MEDIMAGE_TEMPLATE", REPO_ROOT / "template.yaml"))
+
+
+def default_template() -> Path:
+    """``$MEDIMAGE_TEMPLATE``, else the checkout's ``template.yaml``."""
+    return Path(os.environ.get("MEDIMAGE_TEMPLATE") or project_file("template.yaml"))
+
 
 # Settings that only local mode adds: quiet, metric-free handlers with fake credentials.
 LOCAL_ENV = {
@@ -78,11 +83,12 @@ class LocalAws:
 
     def __init__(
         self,
-        template_path: Path = DEFAULT_TEMPLATE,
+        template_path: Path | None = None,
         parameters: dict[str, str] | None = None,
         env_overrides: dict[str, str] | None = None,
         stack_name: str = "medimage-local",
     ) -> None:
+        template_path = template_path or default_template()
         self.root = template_path.resolve().parent
         self.template = load_template(template_path)
         self.stack_name = stack_name

@@ -191,7 +191,7 @@ class LiteRTChampionEvaluator:
 
     def evaluate(self, entry: ModelEntry, manifest_prefix: str, manifest_version: str) -> TestMetrics:
         from medimage.core.preprocess import load_image_array
-        from medimage.serving.model import TFLiteClassifier
+        from medimage.inference.model import TFLiteClassifier
 
         rows = read_csv(self._text(manifest_prefix + "test.csv"))
         if not rows:

@@ -58,7 +58,7 @@ def ensure_interpreter_available() -> None:
 
     The SageMaker TensorFlow container may lack ``ai-edge-litert`` (``requirements.txt`` asks for it);
     TensorFlow's own interpreter has the same API, so it is registered as the legacy fallback module
-    that ``medimage.serving.model`` already knows.
+    that ``medimage.inference.model`` already knows.
     """
     try:
         import ai_edge_litert.interpreter  # noqa: F401

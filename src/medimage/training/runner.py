@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import medimage
+from medimage.checkout import project_file
 from medimage.core.errors import RejectedInput
 from medimage.core.layout import LABELED_PREFIX, check_dataset_name
 from medimage.core.manifests import CHANNEL_OF_SPLIT, CSV_FIELDS
@@ -118,8 +118,7 @@ def write_channels(scan: TreeScan, work_dir: Path) -> dict[str, Path]:
 def default_train_script() -> Path:
     """``training/train.py`` of this checkout (or ``$MEDIMAGE_TRAIN_SCRIPT``)."""
     configured = os.environ.get(TRAIN_SCRIPT_ENV)
-    checkout = Path(medimage.__file__).resolve().parents[2]
-    script = Path(configured) if configured else checkout / "training" / "train.py"
+    script = Path(configured) if configured else project_file("training/train.py")
     if not script.is_file():
         raise FileNotFoundError(f"training script {script} not found; set {TRAIN_SCRIPT_ENV}")
     return script

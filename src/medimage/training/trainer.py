@@ -608,7 +608,7 @@ def _export_and_evaluate(
     from medimage.training import export
 
     export.ensure_interpreter_available()
-    from medimage.serving.model import TFLiteClassifier
+    from medimage.inference.model import TFLiteClassifier
 
     paths.model_dir.mkdir(parents=True, exist_ok=True)
     float_bytes = export.to_tflite_float(model)

@@ -28,7 +28,7 @@ from medimage.core.errors import MedimageError, RejectedInput
 from medimage.core.images import inspect_image
 from medimage.core.presets import Preset, get_preset
 from medimage.local.environment import LocalAws
-from medimage.synthetic import SYNTHETIC_NOTE, bad_files, generate, write_tree
+from medimage.local.synthetic import SYNTHETIC_NOTE, bad_files, generate, write_tree
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 

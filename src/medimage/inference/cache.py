@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from medimage.core.errors import MedimageError
 from medimage.core.preprocess import PreprocessSpec
-from medimage.serving.model import LABELS_TXT, ModelError, TFLiteClassifier, read_model_json
+from medimage.inference.model import LABELS_TXT, ModelError, TFLiteClassifier, read_model_json
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from medimage.checkout import checkout_root
 from medimage.core.errors import MedimageError
 
 DEFAULT_STACK = "medimage"
@@ -33,15 +34,6 @@ class AwsProblem(MedimageError):
     """AWS said no (credentials, region, a missing stack or bucket): one line for the person at the shell."""
 
     code = "aws"
-
-
-def checkout_root() -> Path | None:
-    """The project checkout: the working directory when it holds template.yaml, else the one this package
-    was installed from in editable mode (src/medimage/ -> the root), else None."""
-    for candidate in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        if (candidate / "template.yaml").is_file() and (candidate / "samconfig.toml").is_file():
-            return candidate
-    return None
 
 
 def samconfig_stack_name(config_env: str = "default", root: Path | None = None) -> str | None:

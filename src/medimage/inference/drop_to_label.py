@@ -34,7 +34,7 @@ from medimage.core.layout import (
     quarantine_key,
     quarantine_reason_key,
 )
-from medimage.serving.service import InferenceService, PredictionResult
+from medimage.inference.service import InferenceService, PredictionResult
 
 BATCH_FILE = "prediction_output.txt"
 

@@ -201,7 +201,7 @@ def ingest(
 
 
 def _one_line(exc: BaseException) -> str:
-    from medimage.stack import describe
+    from medimage.ops.stack import describe
 
     return " ".join(describe(exc).split())
 

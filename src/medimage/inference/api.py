@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from medimage.core.errors import MedimageError, RejectedInput
-from medimage.serving.cache import ModelUnavailable, NoProductionModel
-from medimage.serving.model import ModelError
+from medimage.inference.cache import ModelUnavailable, NoProductionModel
+from medimage.inference.model import ModelError
 
 # Lambda's synchronous payload limit is 6 MB for the whole event, with the body base64-encoded.
 DEFAULT_MAX_REQUEST_BYTES = 4_000_000

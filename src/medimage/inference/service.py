@@ -15,9 +15,9 @@ from medimage.core.errors import RejectedInput
 from medimage.core.images import ImageLimits
 from medimage.core.layout import check_dataset_name
 from medimage.core.presets import preset_names
-from medimage.serving.api import DEFAULT_MAX_REQUEST_BYTES
-from medimage.serving.cache import ModelCache
-from medimage.serving.decode import decode_image
+from medimage.inference.api import DEFAULT_MAX_REQUEST_BYTES
+from medimage.inference.cache import ModelCache
+from medimage.inference.decode import decode_image
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Talking to a deployed stack: its outputs, deploys, uploads and training executions."""

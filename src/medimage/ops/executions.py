@@ -15,11 +15,17 @@ from typing import Any
 
 from medimage.core import layout
 from medimage.core.errors import MedimageError
+from medimage.core.executions import (
+    TERMINAL_STATUSES,
+    BadExecutionInput,
+    manual_execution_name,
+    may_belong_to,
+)
+from medimage.core.executions import execution_input as contract_input
 
 # Names of the states in statemachine/training.asl.json that this module reads outputs of.
 GATE_STATE = "Gate"
 JOB_STATES = ("ResolveJob", "ApplyHyperparameterOverrides")
-NAME_LIMIT = 80  # Step Functions execution names: at most 80 of [A-Za-z0-9-_]
 
 
 class PipelineProblem(MedimageError):
@@ -104,31 +110,10 @@ def execution_input(
         preset = stats.get("preset")
         if not preset:
             raise PipelineProblem(f"s3://{bucket}/{prefix}stats.json names no preset: pass --preset")
-    payload: dict[str, Any] = {
-        "dataset": dataset,
-        "preset": preset,
-        "manifest_version": version,
-        "bucket": bucket,
-        "manifest_prefix": prefix,
-    }
-    if hyperparameters:
-        reserved = sorted(k for k in hyperparameters if k.startswith("sagemaker_"))
-        if reserved:
-            raise PipelineProblem(f"hyperparameters {reserved} are script settings, not overridable")
-        payload["hyperparameters"] = {k: str(v) for k, v in hyperparameters.items()}
-    return payload
-
-
-def name_prefix(dataset: str) -> str:
-    """Executions of a dataset are named ``<dataset>-<manifest version>…`` (split Lambda and `start`)."""
-    return f"{dataset}-".replace(".", "-")
-
-
-def manual_execution_name(dataset: str, version: str, now: datetime | None = None) -> str:
-    """Unique per start (a closed execution's name cannot be reused); it keeps the whole dataset prefix
-    (at most 63 characters + 16 of suffix) so that `list_executions` finds it, cutting the version instead."""
-    suffix = "-r" + (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
-    return (name_prefix(dataset) + version.replace(".", "-"))[: NAME_LIMIT - len(suffix)] + suffix
+    try:
+        return contract_input(dataset, preset, version, bucket, prefix, hyperparameters)
+    except BadExecutionInput as exc:
+        raise PipelineProblem(exc.message) from None
 
 
 def start(sfn: Any, state_machine_arn: str, payload: dict[str, Any], name: str | None = None) -> str:
@@ -142,7 +127,6 @@ def list_executions(
 ) -> list[ExecutionView]:
     """The dataset's most recent executions, newest first. Candidates are chosen by name (one list call
     per 100 executions, at most ``scan``), then confirmed by their input's dataset."""
-    prefix = name_prefix(dataset)
     candidates: list[dict[str, Any]] = []
     seen = 0
     for page in sfn.get_paginator("list_executions").paginate(
@@ -150,8 +134,7 @@ def list_executions(
     ):
         for item in page.get("executions", []):
             seen += 1
-            # The split Lambda keeps the last 80 characters of a longer name: those are checked too.
-            if item["name"].startswith(prefix) or len(item["name"]) == NAME_LIMIT:
+            if may_belong_to(item["name"], dataset):
                 candidates.append(item)
         if seen >= scan:
             break
@@ -261,3 +244,21 @@ def describe_lines(view: ExecutionView) -> list[str]:
         lines.append(f"  error: {view.error}")
     lines.append(f"  {view.arn}")
     return lines
+
+
+def wait_for_execution(
+    sfn: Any, arn: str, timeout_s: float = 3600.0, poll_s: float = 0.5, sleep: Any = None
+) -> dict[str, Any]:
+    """Poll DescribeExecution until the execution ends; its last description. TimeoutError after
+    ``timeout_s`` while it still runs."""
+    import time
+
+    pause = sleep or time.sleep
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] in TERMINAL_STATUSES:
+            return dict(described)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"execution {arn} still {described['status']} after {timeout_s:.0f} s")
+        pause(poll_s)

@@ -9,6 +9,7 @@ from typing import Any
 
 from medimage.core import layout
 from medimage.core.errors import MedimageError
+from medimage.core.executions import commit_execution_name, execution_input
 from medimage.core.manifests import (
     CHANNEL_OF_SPLIT,
     plan_manifest,
@@ -40,12 +41,6 @@ class SplitResult:
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if v not in (None, {})}
         return data
-
-
-def execution_name(dataset: str, version: str) -> str:
-    """Step Functions names are at most 80 characters of [A-Za-z0-9-_]."""
-    name = f"{dataset}-{version}".replace(".", "-")
-    return name[-80:]
 
 
 class Splitter:
@@ -151,14 +146,8 @@ class Splitter:
         execution_arn = None
         if self.workflow is not None:
             execution_arn = self.workflow.start(
-                execution_name(dataset, plan.version),
-                {
-                    "dataset": dataset,
-                    "preset": preset.name,
-                    "manifest_version": plan.version,
-                    "bucket": self.store.bucket,
-                    "manifest_prefix": prefix,
-                },
+                commit_execution_name(dataset, plan.version),
+                execution_input(dataset, preset.name, plan.version, self.store.bucket, prefix),
             )
         # Written last: until it exists, a retried commit redoes the same version (same names) in full.
         self.store.put_json(

@@ -4,7 +4,6 @@ Thin: parses the event and shapes the response; the logic is medimage.services.a
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -13,24 +12,23 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from medimage.adapters.catalog import DynamoCatalog
-from medimage.adapters.events import refs_from_sqs_body
 from medimage.adapters.s3 import S3ObjectStore
-from medimage.core.images import ImageLimits
+from medimage.core.events import refs_from_sqs_body
 from medimage.services.annotate import Annotator
-from medimage.services.datasets import DatasetResolver
+from medimage.services.settings import AnnotateSettings
 
-logger = Logger(service="annotate")
-metrics = Metrics(service="annotate")
+logger = Logger()
+metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def annotator_for(bucket: str) -> Annotator:
-    limits = ImageLimits(max_bytes=int(os.environ.get("MAX_IMAGE_BYTES", ImageLimits.max_bytes)))
+    settings = AnnotateSettings.from_env()
     return Annotator(
         store=S3ObjectStore(bucket),
-        catalog=DynamoCatalog(os.environ["CATALOG_TABLE"]),
-        resolver=DatasetResolver.from_json(os.environ.get("DATASET_PRESETS")),
-        limits=limits,
+        catalog=DynamoCatalog(settings.common.catalog_table),
+        resolver=settings.common.resolver(),
+        limits=settings.limits,
     )
 
 

@@ -15,9 +15,11 @@ from medimage.adapters.model_artifacts import S3ModelArtifacts
 from medimage.adapters.registry_store import S3RegistryStore
 from medimage.adapters.s3 import S3ObjectStore
 from medimage.adapters.transient import transient_aws_errors
-from medimage.services.gate import GateRequest, GateService, LiteRTChampionEvaluator, min_accuracy_override
+from medimage.evaluation.champion import LiteRTChampionEvaluator
+from medimage.services.gate import GateRequest, GateService
+from medimage.services.settings import GateSettings
 
-logger = Logger(service="gate")
+logger = Logger()
 
 
 def gate_service_for(bucket: str) -> GateService:
@@ -27,7 +29,7 @@ def gate_service_for(bucket: str) -> GateService:
         registry=S3RegistryStore(bucket),
         artifacts=S3ModelArtifacts(),
         evaluator=LiteRTChampionEvaluator(store),
-        min_accuracy=min_accuracy_override(),
+        min_accuracy=GateSettings.from_env().min_accuracy_override,
     )
 
 

@@ -12,29 +12,30 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medimage.core.errors import MedimageError
-from medimage.core.layout import decode_event_key
+from medimage.core.events import refs_from_sqs_body
+from medimage.core.objects import ObjectRef, batch_id
 from medimage.inference.api import ApiError, error_body, parse_predict_request
-from medimage.inference.cache import LocalModelSource, ModelCache, ModelSource
-from medimage.inference.drop_to_label import DropLabeler, LabelOutcome, ObjectRef, batch_id
+from medimage.inference.cache import LocalModelSource, ModelCache
+from medimage.inference.drop_to_label import DropLabeler, LabelOutcome
 from medimage.inference.page import INDEX_HTML
-from medimage.inference.service import InferenceService, ServingConfig
+from medimage.inference.ports import ModelSource
+from medimage.inference.service import InferenceService
+from medimage.inference.settings import InferenceSettings
 from medimage.inference.telemetry import log_fields, record_prediction, record_rejection
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "inference"))
-tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "inference"))
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "medimage"))
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
 app = APIGatewayRestResolver()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -46,14 +47,14 @@ def service() -> InferenceService:
     ``MEDIMAGE_MODEL`` (a local ``.tflite`` with ``model.json`` beside it) replaces the S3 registry for
     `medimage serve --model`.
     """
-    config = ServingConfig.from_env()
+    config = InferenceSettings.from_env()
     source: ModelSource
-    if os.environ.get("MEDIMAGE_MODEL"):
-        source = LocalModelSource(os.environ["MEDIMAGE_MODEL"], config.default_dataset)
+    if config.local_model:
+        source = LocalModelSource(config.local_model, config.default_dataset)
     else:
         from medimage.adapters.model_store import S3ModelStore
 
-        source = S3ModelStore(os.environ["DATA_BUCKET"], cache_dir=os.environ.get("MODEL_CACHE_DIR"))
+        source = S3ModelStore(config.data_bucket, cache_dir=config.model_cache_dir)
     return InferenceService(ModelCache(source, config.check_interval_s), config)
 
 
@@ -61,7 +62,7 @@ def service() -> InferenceService:
 def labeler() -> DropLabeler:
     from medimage.adapters.s3 import S3ObjectStore
 
-    return DropLabeler(service(), S3ObjectStore(os.environ["DATA_BUCKET"]))
+    return DropLabeler(service(), S3ObjectStore(service().config.data_bucket))
 
 
 def _json(status: int, doc: dict[str, Any]) -> Response:
@@ -132,24 +133,7 @@ def not_found(exc: Exception) -> Response:
 # ---------------------------------------------------------------- SQS-wrapped S3 events
 def object_refs(record: SQSRecord) -> list[ObjectRef]:
     """The created objects of one SQS message; S3's ``s3:TestEvent`` carries none."""
-    body = json.loads(record.body)
-    if body.get("Event") == "s3:TestEvent":
-        return []
-    refs = []
-    for s3_record in S3Event(body).records:
-        if not s3_record.event_name.startswith("ObjectCreated"):
-            continue
-        obj = s3_record.s3.get_object
-        refs.append(
-            ObjectRef(
-                key=decode_event_key(obj.key),
-                size=obj.get("size"),
-                etag=obj.get("eTag") or "",
-                sequencer=obj.get("sequencer") or "",
-                version_id=obj.get("versionId") or "",
-            )
-        )
-    return refs
+    return refs_from_sqs_body(record.body)
 
 
 def _log_outcome(outcome: LabelOutcome) -> None:
@@ -169,7 +153,7 @@ def handle_sqs(event: dict[str, Any]) -> dict[str, Any]:
     refs: list[ObjectRef] = []
     for raw in records:
         # A malformed message adds nothing here; the record handler fails it (retried, then dead-lettered).
-        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+        with contextlib.suppress(MedimageError, ValueError, KeyError, TypeError, AttributeError):
             refs.extend(object_refs(SQSRecord(raw)))
     batch = batch_id(refs)
     outcomes: list[LabelOutcome] = []

@@ -19,7 +19,7 @@ from medimage.adapters.s3 import S3ObjectStore
 from medimage.adapters.transient import transient_aws_errors
 from medimage.services.promote import PromoteRequest, PromoteService
 
-logger = Logger(service="promote")
+logger = Logger()
 
 
 def promote_service_for(bucket: str) -> PromoteService:

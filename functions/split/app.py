@@ -4,34 +4,33 @@ Thin: the logic is medimage.services.split (manifest versions, MinNewImages, sta
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from medimage.adapters.catalog import DynamoCatalog
-from medimage.adapters.events import refs_from_event
 from medimage.adapters.queues import SqsBacklog
 from medimage.adapters.s3 import S3ObjectStore
 from medimage.adapters.workflow import StepFunctionsWorkflow
 from medimage.core import layout
 from medimage.core.errors import RejectedInput
-from medimage.services.datasets import DatasetResolver
+from medimage.core.events import refs_from_event
+from medimage.services.settings import SplitSettings
 from medimage.services.split import Splitter
 
-logger = Logger(service="split")
+logger = Logger()
 
 
 def splitter_for(bucket: str) -> Splitter:
-    arn = os.environ.get("STATE_MACHINE_ARN")
+    settings = SplitSettings.from_env()
     return Splitter(
         store=S3ObjectStore(bucket),
-        catalog=DynamoCatalog(os.environ["CATALOG_TABLE"]),
-        resolver=DatasetResolver.from_json(os.environ.get("DATASET_PRESETS")),
-        workflow=StepFunctionsWorkflow(arn) if arn else None,
-        min_new_images=int(os.environ.get("MIN_NEW_IMAGES", "1")),
-        backlog=SqsBacklog(queue) if (queue := os.environ.get("ANNOTATE_QUEUE_URL")) else None,
-        wait_s=float(os.environ.get("ANNOTATION_WAIT_S", "0")),
+        catalog=DynamoCatalog(settings.common.catalog_table),
+        resolver=settings.common.resolver(),
+        workflow=StepFunctionsWorkflow(settings.state_machine_arn) if settings.state_machine_arn else None,
+        min_new_images=settings.min_new_images,
+        backlog=SqsBacklog(settings.annotate_queue_url) if settings.annotate_queue_url else None,
+        wait_s=settings.annotation_wait_s,
     )
 
 

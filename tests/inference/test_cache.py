@@ -34,7 +34,7 @@ class FakeSource:
             raise ConnectionError("registry unreachable")
         return self.pointer
 
-    def fetch(self, pointer: ServingPointer) -> Path:
+    def download(self, pointer: ServingPointer) -> Path:
         self.fetches += 1
         return self.dirs[pointer.version]
 

@@ -116,7 +116,8 @@ def test_unreadable_file_is_quarantined_with_a_reason(handler, s3, model_v1):
         f"quarantine/{DATASET}/{KEYS[1]}.reason.json",
     ]
     reason = json.loads(read(s3, f"quarantine/{DATASET}/{KEYS[1]}.reason.json"))
-    assert reason["code"] == "truncated" and reason["key"] == KEYS[1] and reason["message"]
+    assert reason["code"] == "truncated" and reason["original_key"] == KEYS[1] and reason["message"]
+    assert reason["stage"] == "inference" and reason["bucket"] == BUCKET
     assert keys_under(s3, "incoming/unlabeled/") == [KEYS[0]]
     [batch_file] = [k for k in keys_under(s3, "predictions/") if k.endswith("prediction_output.txt")]
     assert read(s3, batch_file).decode().startswith("person1_virus_6.jpeg ")

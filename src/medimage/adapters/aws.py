@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 _CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"})
 
@@ -23,3 +24,15 @@ def client(service: str) -> Any:
 def reset_clients() -> None:
     """Forget cached clients (tests that switch between emulated accounts)."""
     client.cache_clear()
+
+
+# The codes S3 answers for a missing object: GetObject says NoSuchKey, HeadObject only its status.
+_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """Whether an AWS error means "no such object" (the one rule every adapter uses)."""
+    if not isinstance(exc, ClientError):
+        return False
+    error = exc.response.get("Error", {})
+    return str(error.get("Code")) in _NOT_FOUND

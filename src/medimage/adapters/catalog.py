@@ -9,23 +9,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from medimage.adapters.aws import client
-from medimage.core.catalog import CatalogRecord, RecordOutcome
+from medimage.core.catalog import CatalogRecord, CatalogSnapshot, RecordOutcome
 
 IMAGE_PREFIX = "img#"
 QUARANTINE_PREFIX = "q#"
-
-
-@dataclass(frozen=True)
-class CatalogSnapshot:
-    records: list[CatalogRecord]
-    duplicates: int
-    quarantined: dict[str, int]
 
 
 def to_dynamo_item(record: CatalogRecord) -> dict[str, Any]:

@@ -5,22 +5,15 @@ from __future__ import annotations
 import io
 import tarfile
 from typing import Any
-from urllib.parse import urlparse
 
-from medimage.adapters.aws import client
+from medimage.adapters.s3 import S3ObjectStore
 from medimage.adapters.transient import transient_aws_errors
 from medimage.core.errors import MedimageError
+from medimage.core.objects import BadS3Uri, parse_s3_uri
 
 
 class BadModelArtifacts(MedimageError):
     code = "bad_model_artifacts"
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
-        raise BadModelArtifacts(f"'{uri}' is not an s3://bucket/key URI")
-    return parsed.netloc, parsed.path.lstrip("/")
 
 
 def read_tar_members(data: bytes) -> dict[str, bytes]:
@@ -44,14 +37,18 @@ def read_tar_members(data: bytes) -> dict[str, bytes]:
 
 
 class S3ModelArtifacts:
-    def __init__(self, s3: Any | None = None) -> None:
-        self._s3 = s3 or client("s3")
+    """The `ArtifactReader` port: the files of a training job's output archive."""
 
-    def fetch(self, uri: str) -> dict[str, bytes]:
-        bucket, key = parse_s3_uri(uri)
+    def __init__(self, s3: Any | None = None) -> None:
+        self._s3 = s3
+
+    def read_members(self, uri: str) -> dict[str, bytes]:
+        try:
+            bucket, key = parse_s3_uri(uri)
+        except BadS3Uri as exc:
+            raise BadModelArtifacts(exc.message) from None
         with transient_aws_errors(f"reading {uri}"):
-            try:
-                data = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            except self._s3.exceptions.NoSuchKey:
-                raise BadModelArtifacts(f"{uri} does not exist") from None
+            data = S3ObjectStore(bucket, self._s3).get_bytes(key)
+        if data is None:
+            raise BadModelArtifacts(f"{uri} does not exist")
         return read_tar_members(data)

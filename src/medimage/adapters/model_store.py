@@ -1,6 +1,6 @@
 """S3 access of the inference function: the model registry, and the objects drop-to-label touches.
 
-`S3ModelStore` is the `medimage.inference.cache.ModelSource` of the Lambda: it reads
+`S3ModelStore` is the `medimage.inference.ports.ModelSource` of the Lambda: it reads
 ``models/<dataset>/production.json`` and downloads a version's ``model.tflite`` (or whichever file the
 pointer's ``model_key`` names), ``model.json`` and ``labels.txt`` to local disk (``/tmp`` in Lambda).
 Drop-to-label's object access is `medimage.adapters.s3.S3ObjectStore`.
@@ -18,15 +18,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from medimage.adapters.aws import client as aws_client
+from medimage.adapters.aws import is_not_found
+from medimage.adapters.s3 import S3ObjectStore
 from medimage.core.layout import production_pointer_key
-from medimage.inference.cache import ServingPointer
 from medimage.inference.model import LABELS_TXT, MODEL_JSON, ModelError
-
-_MISSING = {"NoSuchKey", "404", "NotFound"}
-
-
-def _is_missing(exc: ClientError) -> bool:
-    return str(exc.response.get("Error", {}).get("Code")) in _MISSING
+from medimage.inference.ports import ServingPointer
 
 
 class S3ModelStore:
@@ -36,20 +32,13 @@ class S3ModelStore:
         self.cache_dir = Path(cache_dir or os.path.join(tempfile.gettempdir(), "medimage-models"))
 
     def read_pointer(self, dataset: str) -> dict[str, Any] | None:
+        key = production_pointer_key(dataset)
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=production_pointer_key(dataset))[
-                "Body"
-            ].read()
-        except ClientError as exc:
-            if _is_missing(exc):
-                return None
-            raise
-        try:
-            return json.loads(body)
+            return S3ObjectStore(self.bucket, self.client).get_json(key)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelError(f"{production_pointer_key(dataset)} is not valid JSON: {exc}") from None
+            raise ModelError(f"{key} is not valid JSON: {exc}") from None
 
-    def fetch(self, pointer: ServingPointer) -> Path:
+    def download(self, pointer: ServingPointer) -> Path:
         """Download the version once per container; older versions of the dataset are removed from disk."""
         dataset_dir = self.cache_dir / pointer.dataset
         target = dataset_dir / f"{pointer.version}-{pointer.model_sha256[:12]}"
@@ -63,7 +52,7 @@ class S3ModelStore:
                 try:
                     self.client.download_file(self.bucket, prefix + name, str(staging / name))
                 except ClientError as exc:
-                    if _is_missing(exc):
+                    if is_not_found(exc):
                         raise ModelError(f"s3://{self.bucket}/{prefix}{name} is missing") from None
                     raise
             for old in dataset_dir.iterdir():

@@ -9,20 +9,15 @@ both headers on PutObject, so the same code runs in local mode and in the tests.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from medimage.adapters.aws import client
+from medimage.adapters.s3 import S3ObjectStore
 from medimage.adapters.transient import TransientError, transient_aws_errors
 from medimage.core import layout
 from medimage.core.registry import ProductionPointer
-
-_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 
 
 class RegistryConflict(TransientError):
@@ -40,7 +35,7 @@ class S3RegistryStore:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.bucket = bucket
-        self._s3 = s3 or client("s3")
+        self._store = S3ObjectStore(bucket, s3)
         self._attempts = attempts
         self._sleep = sleep
 
@@ -48,14 +43,8 @@ class S3RegistryStore:
         """The pointer and its ETag, or (None, None) before the first promotion."""
         key = layout.production_pointer_key(dataset)
         with transient_aws_errors(f"reading s3://{self.bucket}/{key}"):
-            try:
-                res = self._s3.get_object(Bucket=self.bucket, Key=key)
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-                    return None, None
-                raise
-            body = res["Body"].read()
-        return ProductionPointer.from_dict(json.loads(body)), res["ETag"]
+            data, etag = self._store.get_json_with_etag(key)
+        return (None, None) if data is None else (ProductionPointer.from_dict(data), etag)
 
     def pointer(self, dataset: str) -> ProductionPointer | None:
         return self.read(dataset)[0]
@@ -70,18 +59,8 @@ class S3RegistryStore:
             new = change(current)
             if new == current:
                 return new
-            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-            body = json.dumps(new.to_dict(), indent=2, sort_keys=True).encode("utf-8")
-            try:
-                with transient_aws_errors(f"writing s3://{self.bucket}/{key}"):
-                    self._s3.put_object(
-                        Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **condition
-                    )
-                return new
-            except ClientError as exc:
-                error = exc.response.get("Error", {}).get("Code", "")
-                status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-                if error not in _CONFLICT_CODES and status not in _CONFLICT_CODES:
-                    raise
+            with transient_aws_errors(f"writing s3://{self.bucket}/{key}"):
+                if self._store.put_json_if(key, new.to_dict(), etag):
+                    return new
             self._sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
         raise RegistryConflict(f"{key} changed under {self._attempts} attempts to update it")

@@ -1,29 +1,29 @@
-"""S3 object access for the data bucket."""
+"""S3 object access for the data bucket (the `ObjectStore` port)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from medimage.adapters.aws import client
+from medimage.adapters.aws import client, is_not_found
+from medimage.core.objects import ObjectData, ObjectHead
 
-_MISSING = {"NoSuchKey", "404", "NotFound"}
-
-
-@dataclass(frozen=True)
-class ObjectHead:
-    size: int
-    etag: str
+# Conditional writes that lost a race: 412 PreconditionFailed, or 409 while another write is in flight.
+_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 
 
-@dataclass(frozen=True)
-class ObjectData:
-    size: int
-    data: bytes | None  # None when the object is larger than the caller's limit: never read
+def is_write_conflict(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {}).get("Code", "")
+    status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return error in _CONFLICT_CODES or status in _CONFLICT_CODES
+
+
+def dumps(value: Any) -> bytes:
+    """The JSON documents the pipeline writes: indented and key-sorted, so diffs between versions read."""
+    return json.dumps(value, indent=2, sort_keys=True).encode("utf-8")
 
 
 class S3ObjectStore:
@@ -35,7 +35,7 @@ class S3ObjectStore:
         try:
             res = self._s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in _MISSING:
+            if is_not_found(exc):
                 return None
             raise
         return ObjectHead(size=int(res["ContentLength"]), etag=res["ETag"].strip('"'))
@@ -43,22 +43,23 @@ class S3ObjectStore:
     def exists(self, key: str) -> bool:
         return self.head(key) is not None
 
-    def get_bytes(self, key: str) -> bytes | None:
+    def _get(self, key: str) -> dict[str, Any] | None:
         try:
-            return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            return self._s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in _MISSING:
+            if is_not_found(exc):
                 return None
             raise
 
+    def get_bytes(self, key: str) -> bytes | None:
+        res = self._get(key)
+        return None if res is None else res["Body"].read()
+
     def read(self, key: str, max_bytes: int) -> ObjectData | None:
         """One GET: the body is read only when the object's length is within ``max_bytes``."""
-        try:
-            res = self._s3.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in _MISSING:
-                return None
-            raise
+        res = self._get(key)
+        if res is None:
+            return None
         size = int(res["ContentLength"])
         if size > max_bytes:
             res["Body"].close()
@@ -73,6 +74,13 @@ class S3ObjectStore:
         text = self.get_text(key)
         return None if text is None else json.loads(text)
 
+    def get_json_with_etag(self, key: str) -> tuple[Any | None, str | None]:
+        """The document and the ETag to make a conditional write against; (None, None) when missing."""
+        res = self._get(key)
+        if res is None:
+            return None, None
+        return json.loads(res["Body"].read()), res["ETag"]
+
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
@@ -80,7 +88,21 @@ class S3ObjectStore:
         self.put_bytes(key, text.encode("utf-8"), content_type)
 
     def put_json(self, key: str, value: Any) -> None:
-        self.put_bytes(key, json.dumps(value, indent=2, sort_keys=True).encode("utf-8"), "application/json")
+        self.put_bytes(key, dumps(value), "application/json")
+
+    def put_json_if(self, key: str, value: Any, etag: str | None) -> bool:
+        """Write only if the object is still at ``etag`` (or still absent when None); False when another
+        writer got there first."""
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            self._s3.put_object(
+                Bucket=self.bucket, Key=key, Body=dumps(value), ContentType="application/json", **condition
+            )
+        except ClientError as exc:
+            if is_write_conflict(exc):
+                return False
+            raise
+        return True
 
     def copy(self, source_key: str, dest_key: str) -> None:
         self._s3.copy_object(

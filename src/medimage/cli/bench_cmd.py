@@ -166,6 +166,7 @@ def worker(
             "DEFAULT_DATASET": dataset,
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_SERVICE_NAME": "inference",
+            "POWERTOOLS_METRICS_NAMESPACE": "medimage",
             "MODEL_CHECK_INTERVAL_S": "3600",
         }
     )
@@ -255,7 +256,8 @@ def _use_tensorflow(module: Any, model_path: Path, dataset: str) -> str:
     from medimage.core.preprocess import PreprocessSpec
     from medimage.inference.cache import LocalModelSource, ModelCache, ServingPointer
     from medimage.inference.model import TFLiteClassifier, read_model_json
-    from medimage.inference.service import InferenceService, ServingConfig
+    from medimage.inference.service import InferenceService
+    from medimage.inference.settings import InferenceSettings
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -289,7 +291,7 @@ def _use_tensorflow(module: Any, model_path: Path, dataset: str) -> str:
         def predict_array(self, array: np.ndarray) -> np.ndarray:
             return self.run(array[None, ...])
 
-    config = ServingConfig.from_env()
+    config = InferenceSettings.from_env()
     service = InferenceService(
         ModelCache(LocalModelSource(model_path, dataset), 3600, loader=TensorFlowClassifier), config
     )  # type: ignore[arg-type]

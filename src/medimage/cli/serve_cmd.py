@@ -125,6 +125,7 @@ def configure_env(model: str | None, dataset: str | None, bucket: str | None, em
         raise ValueError("give --model FILE or --dataset NAME")
     os.environ["DATASETS"] = os.environ["DEFAULT_DATASET"] = str(dataset)
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "inference")
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "medimage")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     os.environ.setdefault("MODEL_CHECK_INTERVAL_S", "5")
     if not emf:

@@ -1,4 +1,4 @@
-"""The catalog record of one accepted image, and the outcome of recording it."""
+"""The catalog record of one accepted image, the outcome of recording it, and a dataset's snapshot."""
 
 from __future__ import annotations
 
@@ -41,3 +41,12 @@ class RecordOutcome(StrEnum):
     NEW = "new"  # first time these bytes were seen
     REDELIVERED = "redelivered"  # same key, same bytes again: at-least-once delivery, a no-op
     DUPLICATE = "duplicate"  # same bytes under another key: counted, not catalogued twice
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """Every record of a dataset, with how many duplicates and quarantined objects it counted."""
+
+    records: list[CatalogRecord]
+    duplicates: int
+    quarantined: dict[str, int]

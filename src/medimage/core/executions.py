@@ -6,6 +6,7 @@ dataset's executions by name. All three read the rules here (docs/CONTRACTS.md, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,3 +70,28 @@ def may_belong_to(name: str, dataset: str) -> bool:
     """Whether an execution of this name may be the dataset's (confirm with its input): its prefix, or a
     commit name cut to the limit."""
     return name.startswith(name_prefix(dataset)) or len(name) == NAME_LIMIT
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """The fields of the DescribeTrainingJob-shaped output of the Train state that the gate needs."""
+
+    job_name: str
+    status: str
+    model_artifacts: str
+    final_metrics: list[dict[str, Any]]
+
+    @classmethod
+    def from_task_output(
+        cls, data: dict[str, Any], error: type[MedimageError] = BadExecutionInput
+    ) -> TrainingResult:
+        """``error`` names the task whose input was wrong (the gate's or promote's own error)."""
+        try:
+            return cls(
+                job_name=str(data["TrainingJobName"]),
+                status=str(data.get("TrainingJobStatus", "")),
+                model_artifacts=str(data["ModelArtifacts"]["S3ModelArtifacts"]),
+                final_metrics=list(data.get("FinalMetricDataList") or []),
+            )
+        except (KeyError, TypeError) as exc:
+            raise error(f"the training result lacks {exc}: expected a DescribeTrainingJob shape") from None

@@ -3,7 +3,7 @@ report share, so each judges a model from the stored file bytes exactly as servi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -44,8 +44,3 @@ def score(
 ) -> dict[str, Any]:
     """One split of ``evaluation.json`` (`medimage.core.metrics.evaluate`) for these images."""
     return evaluate(list(truth), probabilities(classifier, contents, workers), classifier.labels)
-
-
-def lazy_bytes(keys: Iterable[str], read: Callable[[str], bytes]) -> Iterable[bytes]:
-    """Image bytes read one at a time (a test split need not sit in memory at once)."""
-    return (read(key) for key in keys)

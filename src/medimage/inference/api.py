@@ -17,9 +17,7 @@ from typing import Any
 from medimage.core.errors import MedimageError, RejectedInput
 from medimage.inference.cache import ModelUnavailable, NoProductionModel
 from medimage.inference.model import ModelError
-
-# Lambda's synchronous payload limit is 6 MB for the whole event, with the body base64-encoded.
-DEFAULT_MAX_REQUEST_BYTES = 4_000_000
+from medimage.inference.settings import DEFAULT_MAX_REQUEST_BYTES
 
 # Request content types API Gateway hands to the function base64-encoded (template.yaml BinaryMediaTypes;
 # `medimage serve` applies the same list). JSON stays text.

@@ -4,7 +4,8 @@ The pointer (`models/<dataset>/production.json`) is read at most every `check_in
 warm container serves from memory; a new pointer makes the cache fetch that version, verify its sha256
 and load it. A model that fails verification or loading is refused: the previous one keeps serving and
 the refused pointer is not fetched again until `retry_refused_s` has passed. Fetching goes through the
-`ModelSource` protocol (S3 in the Lambda, a local file for `medimage serve --model`, a fake in tests).
+`medimage.inference.ports.ModelSource` port (S3 in the Lambda, a local file for `medimage serve --model`,
+a fake in tests).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from medimage.core.errors import MedimageError
 from medimage.core.preprocess import PreprocessSpec
 from medimage.inference.model import LABELS_TXT, ModelError, TFLiteClassifier, read_model_json
+from medimage.inference.ports import ModelSource, ServingPointer
 
 log = logging.getLogger(__name__)
 
@@ -35,42 +37,6 @@ class ModelUnavailable(MedimageError):
     """A production model exists but none can be served right now (HTTP 503)."""
 
     code = "model_unavailable"
-
-
-@dataclass(frozen=True)
-class ServingPointer:
-    """The serving view of ``production.json``: only the current model's fields, read leniently so the
-    inference image needs nothing of the registry's history rules (``medimage.core.registry``)."""
-
-    dataset: str
-    version: str
-    model_key: str
-    model_sha256: str
-
-    @classmethod
-    def from_dict(cls, data: Any, dataset: str) -> ServingPointer:
-        if not isinstance(data, dict):
-            raise ModelError(f"production.json of '{dataset}' is not a JSON object")
-        missing = [k for k in ("version", "model_key", "model_sha256") if not isinstance(data.get(k), str)]
-        if missing:
-            raise ModelError(f"production.json of '{dataset}' lacks {', '.join(missing)}")
-        return cls(dataset, data["version"], data["model_key"], data["model_sha256"].lower())
-
-    @property
-    def model_file(self) -> str:
-        return self.model_key.rsplit("/", 1)[-1]
-
-
-class ModelSource(Protocol):
-    """Where production models come from."""
-
-    def read_pointer(self, dataset: str) -> dict[str, Any] | None:
-        """The parsed ``production.json`` of a dataset, or None when no model was ever promoted."""
-        ...
-
-    def fetch(self, pointer: ServingPointer) -> Path:
-        """A local directory holding the pointer's model file, ``model.json`` and ``labels.txt``."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -180,7 +146,7 @@ class ModelCache:
         if entry.refused == wanted and now - entry.refused_at < self.retry_refused_s:
             return
         try:
-            classifier = self._loader(self.source.fetch(pointer), pointer)
+            classifier = self._loader(self.source.download(pointer), pointer)
         except (ModelError, OSError) as exc:
             self._refuse(entry, wanted, f"version {pointer.version} was refused: {exc}", now)
             return
@@ -221,5 +187,5 @@ class LocalModelSource:
             "model_sha256": digest,
         }
 
-    def fetch(self, pointer: ServingPointer) -> Path:
+    def download(self, pointer: ServingPointer) -> Path:
         return self.model_path.parent

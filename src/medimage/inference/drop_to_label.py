@@ -10,19 +10,17 @@ at-least-once, so everything is idempotent:
   file that reported it: a duplicate notification in another batch is not reported twice, while an image
   whose first batch never wrote its file (a crash in between) is adopted by the batch that sees it next.
 
-Unusable objects are moved (copy, then delete) to ``quarantine/<dataset>/<key>`` with a
-``.reason.json`` beside them. A missing production model raises, so the message is retried and,
-after the queue's redrive count, kept in the dead-letter queue.
+Unusable objects are moved to ``quarantine/<dataset>/<key>`` with a ``.reason.json`` beside them, by the
+one quarantine procedure annotate uses too (`medimage.services.quarantine`). A missing production model
+raises, so the message is retried and, after the queue's redrive count, kept in the dead-letter queue.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from medimage.core.errors import RejectedInput
 from medimage.core.layout import (
@@ -31,10 +29,11 @@ from medimage.core.layout import (
     dataset_of_key,
     dataset_of_unlabeled,
     prediction_key,
-    quarantine_key,
-    quarantine_reason_key,
 )
+from medimage.core.objects import ObjectRef
 from medimage.inference.service import InferenceService, PredictionResult
+from medimage.services.ports import ObjectStore
+from medimage.services.quarantine import Moved, quarantine_object
 
 BATCH_FILE = "prediction_output.txt"
 
@@ -43,45 +42,6 @@ def batch_output_key(dataset: str, batch_id: str) -> str:
     """``predictions/<dataset>/_batches/<batch id>/prediction_output.txt``; never clashes with an image
     result, whose key always ends in ``.json``."""
     return f"{PREDICTIONS_PREFIX}{dataset}/_batches/{batch_id}/{BATCH_FILE}"
-
-
-class ObjectStore(Protocol):
-    """The bucket operations drop-to-label needs (`medimage.adapters.s3.S3ObjectStore` has them)."""
-
-    def get_bytes(self, key: str) -> bytes | None:
-        """The object's bytes, or None when it does not exist (any more)."""
-        ...
-
-    def get_json(self, key: str) -> dict[str, Any] | None: ...
-
-    def put_bytes(self, key: str, body: bytes, content_type: str) -> None: ...
-
-    def exists(self, key: str) -> bool: ...
-
-    def copy(self, source_key: str, dest_key: str) -> None: ...
-
-    def delete(self, key: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    """One created object, from an S3 event record (key already URL-decoded)."""
-
-    key: str
-    size: int | None = None
-    etag: str = ""
-    sequencer: str = ""
-    version_id: str = ""
-
-    @property
-    def identity(self) -> str:
-        """Stable across duplicate notifications of one upload, different for a re-upload."""
-        return f"{self.key}|{self.version_id}|{self.sequencer or self.etag}"
-
-
-def batch_id(refs: Iterable[ObjectRef]) -> str:
-    digest = hashlib.sha256("\n".join(sorted(r.identity for r in refs)).encode("utf-8"))
-    return digest.hexdigest()[:24]
 
 
 @dataclass(frozen=True)
@@ -114,7 +74,7 @@ class DropLabeler:
         try:
             dataset, filename = dataset_of_unlabeled(ref.key)
             self.service.resolve_dataset(dataset)
-            limit = self.service.config.max_object_bytes
+            limit = self.service.config.max_image_bytes
             if ref.size is not None and ref.size > limit:
                 raise RejectedInput(
                     f"the file is {ref.size} bytes, over the limit of {limit} bytes", "too_large"
@@ -134,7 +94,7 @@ class DropLabeler:
                 "gone", ref.key, dataset, filename
             )  # moved to quarantine by an earlier delivery
         try:
-            result = self.service.predict(data, dataset, max_bytes=self.service.config.max_object_bytes)
+            result = self.service.predict(data, dataset, max_bytes=self.service.config.max_image_bytes)
         except RejectedInput as exc:
             return self.quarantine(ref.key, dataset, exc)
         record = {
@@ -156,7 +116,7 @@ class DropLabeler:
                 "version_id": ref.version_id,
             },
         }
-        self._put_json(result_key, record)
+        self.store.put_json(result_key, record)
         return LabelOutcome("labeled", ref.key, dataset, filename, result.label, result)
 
     def _seen_before(
@@ -174,18 +134,15 @@ class DropLabeler:
             return LabelOutcome("labeled", ref.key, dataset, filename, label)  # this same batch, redelivered
         if reported_in and self.store.exists(reported_in):
             return LabelOutcome("duplicate", ref.key, dataset, filename, label)
-        self._put_json(result_key, {**existing, "batch_output_key": batch_key})  # its batch never finished
+        self.store.put_json(
+            result_key, {**existing, "batch_output_key": batch_key}
+        )  # its batch never finished
         return LabelOutcome("labeled", ref.key, dataset, filename, label)
 
     def quarantine(self, key: str, dataset: str | None, exc: RejectedInput) -> LabelOutcome:
-        reason = {**exc.as_reason(), "key": key, "stage": "inference", "quarantined_at": self._clock()}
-        if not self.store.exists(key):
-            return LabelOutcome("gone", key, dataset, reason=exc.as_reason())
-        # Reason first, then copy, then delete: a retry after a crash in between repeats these harmlessly.
-        self._put_json(quarantine_reason_key(dataset, key), reason)
-        self.store.copy(key, quarantine_key(dataset, key))
-        self.store.delete(key)
-        return LabelOutcome("quarantined", key, dataset, reason=exc.as_reason())
+        moved = quarantine_object(self.store, key, dataset, exc, self._clock(), stage="inference")
+        status = "quarantined" if moved is Moved.MOVED else "gone"
+        return LabelOutcome(status, key, dataset, reason=exc.as_reason())
 
     def write_batch_files(self, outcomes: Iterable[LabelOutcome], batch: str) -> dict[str, str]:
         """One ``prediction_output.txt`` per dataset of the batch; {dataset: key}."""
@@ -196,13 +153,6 @@ class DropLabeler:
         written = {}
         for dataset, rows in sorted(lines.items()):
             key = batch_output_key(dataset, batch)
-            self.store.put_bytes(
-                key, ("\n".join(sorted(rows)) + "\n").encode("utf-8"), "text/plain; charset=utf-8"
-            )
+            self.store.put_text(key, "\n".join(sorted(rows)) + "\n")
             written[dataset] = key
         return written
-
-    def _put_json(self, key: str, doc: dict[str, Any]) -> None:
-        self.store.put_bytes(
-            key, json.dumps(doc, indent=1, sort_keys=True).encode("utf-8"), "application/json"
-        )

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,39 +11,9 @@ import numpy as np
 from medimage.core.errors import RejectedInput
 from medimage.core.images import ImageLimits
 from medimage.core.layout import check_dataset_name
-from medimage.core.presets import preset_names
-from medimage.inference.api import DEFAULT_MAX_REQUEST_BYTES
 from medimage.inference.cache import ModelCache
 from medimage.inference.decode import decode_image
-
-
-@dataclass(frozen=True)
-class ServingConfig:
-    """Settings read from the function's environment (see template.yaml)."""
-
-    datasets: tuple[str, ...]
-    default_dataset: str
-    check_interval_s: float = 60.0
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    max_object_bytes: int = 30 * 1024 * 1024
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingConfig:
-        env = os.environ if env is None else env
-        listed = [d.strip() for d in env.get("DATASETS", "").split(",") if d.strip()]
-        if not listed:  # every preset-named dataset, plus the ones mapped to a preset by DATASET_PRESETS
-            extra = json.loads(env.get("DATASET_PRESETS") or "{}")
-            listed = [n for n in preset_names() if n != "folders"] + sorted(extra)
-        default = env.get("DEFAULT_DATASET") or listed[0]
-        if default not in listed:
-            listed.insert(0, default)
-        return cls(
-            datasets=tuple(dict.fromkeys(listed)),
-            default_dataset=default,
-            check_interval_s=float(env.get("MODEL_CHECK_INTERVAL_S", "60")),
-            max_request_bytes=int(env.get("MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES)),
-            max_object_bytes=int(env.get("MAX_IMAGE_BYTES", 30 * 1024 * 1024)),
-        )
+from medimage.inference.settings import InferenceSettings
 
 
 @dataclass(frozen=True)
@@ -75,7 +42,7 @@ class PredictionResult:
 @dataclass
 class InferenceService:
     cache: ModelCache
-    config: ServingConfig
+    config: InferenceSettings
     limits: ImageLimits = field(default_factory=ImageLimits)
 
     def resolve_dataset(self, name: str | None) -> str:

@@ -77,7 +77,8 @@ class Annotator:
             check_size(obj.size, self.limits)
             info = inspect_image(obj.data or b"", self.limits)
         except RejectedInput as error:
-            target = quarantine_object(self.store, key, dataset, error, now, stage="annotate")
+            quarantine_object(self.store, key, dataset, error, now.isoformat(), stage="annotate")
+            target = layout.quarantine_key(dataset, key)
             if dataset is not None:
                 self.catalog.record_quarantine(dataset, key, error.code, error.message, now.isoformat())
             return AnnotateResult(

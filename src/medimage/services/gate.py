@@ -10,54 +10,22 @@ file is run (LiteRT) over this manifest's test split, so both are judged on the 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-
-from medimage.core import layout, metrics
+from medimage.core import layout
 from medimage.core.errors import MedimageError
+from medimage.core.executions import TrainingResult
 from medimage.core.gate import Champion, GateConfig, TestMetrics, decide
-from medimage.core.manifests import read_csv
 from medimage.core.presets import get_preset
-from medimage.core.registry import ModelEntry, ProductionPointer
-from medimage.services.ports import ObjectStore
-
-MIN_ACCURACY_ENV = "MIN_ACCURACY_OVERRIDE"
+from medimage.core.registry import ModelEntry
+from medimage.services.ports import ArtifactReader, ChampionEvaluator, ObjectStore, PointerReader
 
 
 class GateInputError(MedimageError):
     code = "bad_gate_input"
-
-
-@dataclass(frozen=True)
-class TrainingResult:
-    """The fields of the DescribeTrainingJob-shaped output of the Train state that the gate needs."""
-
-    job_name: str
-    status: str
-    model_artifacts: str
-    final_metrics: list[dict[str, Any]]
-
-    @classmethod
-    def from_task_output(cls, data: dict[str, Any]) -> TrainingResult:
-        try:
-            return cls(
-                job_name=str(data["TrainingJobName"]),
-                status=str(data.get("TrainingJobStatus", "")),
-                model_artifacts=str(data["ModelArtifacts"]["S3ModelArtifacts"]),
-                final_metrics=list(data.get("FinalMetricDataList") or []),
-            )
-        except (KeyError, TypeError) as exc:
-            raise GateInputError(
-                f"the training result lacks {exc}: expected a DescribeTrainingJob shape"
-            ) from None
 
 
 @dataclass(frozen=True)
@@ -83,28 +51,10 @@ class GateRequest:
                 manifest_version=str(event["manifest_version"]),
                 manifest_prefix=str(event["manifest_prefix"]),
                 bucket=str(event["bucket"]),
-                training=TrainingResult.from_task_output(event["training"]),
+                training=TrainingResult.from_task_output(event["training"], GateInputError),
             )
         except KeyError as exc:
             raise GateInputError(f"the gate input lacks {exc}") from None
-
-
-class ArtifactReader(Protocol):
-    def fetch(self, uri: str) -> dict[str, bytes]: ...
-
-
-class PointerReader(Protocol):
-    def pointer(self, dataset: str) -> ProductionPointer | None: ...
-
-
-class ChampionEvaluator(Protocol):
-    def evaluate(self, entry: ModelEntry, manifest_prefix: str, manifest_version: str) -> TestMetrics: ...
-
-
-def min_accuracy_override(environ: dict[str, str] | os._Environ[str] = os.environ) -> float | None:
-    """The template's MinAccuracyOverride ('' or unset: the preset's own threshold)."""
-    raw = (environ.get(MIN_ACCURACY_ENV) or "").strip()
-    return float(raw) if raw else None
 
 
 def read_json_member(files: dict[str, bytes], name: str) -> dict[str, Any]:
@@ -134,7 +84,7 @@ class GateService:
         self.now = now
 
     def run(self, request: GateRequest) -> dict[str, Any]:
-        files = self.artifacts.fetch(request.training.model_artifacts)
+        files = self.artifacts.read_members(request.training.model_artifacts)
         evaluation = read_json_member(files, "evaluation.json")
         model_json = read_json_member(files, "model.json")
         trained_on = model_json.get("manifest_version")
@@ -180,48 +130,3 @@ class GateService:
             return Champion(entry.version, TestMetrics.from_dict(stored))
         measured = self.evaluator.evaluate(entry, request.manifest_prefix, request.manifest_version)
         return Champion(entry.version, measured)
-
-
-class LiteRTChampionEvaluator:
-    """Runs the production model's served file over a manifest's test split, as serving would."""
-
-    def __init__(self, store: ObjectStore, workers: int = 8) -> None:
-        self.store = store
-        self.workers = workers
-
-    def evaluate(self, entry: ModelEntry, manifest_prefix: str, manifest_version: str) -> TestMetrics:
-        from medimage.core.preprocess import load_image_array
-        from medimage.inference.model import TFLiteClassifier
-
-        rows = read_csv(self._text(manifest_prefix + "test.csv"))
-        if not rows:
-            raise GateInputError(f"{manifest_prefix}test.csv lists no images")
-        model_dir_key = entry.model_key.rsplit("/", 1)[0]
-        with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
-            for name in ("model.json", "labels.txt", entry.model_key.rsplit("/", 1)[-1]):
-                data = self.store.get_bytes(f"{model_dir_key}/{name}")
-                if data is None:
-                    raise GateInputError(f"the production model {entry.version} lacks {model_dir_key}/{name}")
-                (Path(tmp) / name).write_bytes(data)
-            classifier = TFLiteClassifier.from_dir(tmp, entry.model_key.rsplit("/", 1)[-1])
-        index = {label: i for i, label in enumerate(classifier.labels)}
-        unknown = sorted({r["label"] for r in rows} - set(index))
-        if unknown:
-            raise GateInputError(f"test labels {unknown} are not classes of the production model")
-
-        def probabilities(key: str) -> np.ndarray:
-            data = self.store.get_bytes(key)
-            if data is None:
-                raise GateInputError(f"test image {key} is missing")
-            return classifier.predict_array(load_image_array(data, classifier.spec))
-
-        with ThreadPoolExecutor(self.workers) as pool:
-            probs = np.stack(list(pool.map(probabilities, [r["key"] for r in rows])))
-        result = metrics.evaluate([index[r["label"]] for r in rows], probs, classifier.labels)
-        return TestMetrics.from_evaluation(result, manifest_version)
-
-    def _text(self, key: str) -> str:
-        text = self.store.get_text(key)
-        if text is None:
-            raise GateInputError(f"{key} does not exist")
-        return text

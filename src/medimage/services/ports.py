@@ -1,15 +1,23 @@
-"""What the services need from the outside world. The adapters implement these; tests may use fakes."""
+"""Every port the pipeline's services need from the outside world, in one place.
+
+The adapters (`medimage.adapters`, boto3) implement them; `tests/fakes.py` has in-memory versions the
+service rules are tested on. Only value types from `medimage.core` cross these boundaries.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from medimage.adapters.catalog import CatalogSnapshot
-from medimage.adapters.s3 import ObjectData, ObjectHead
-from medimage.core.catalog import CatalogRecord, RecordOutcome
+from medimage.core.catalog import CatalogRecord, CatalogSnapshot, RecordOutcome
+from medimage.core.gate import TestMetrics
+from medimage.core.objects import ObjectData, ObjectHead
+from medimage.core.registry import ModelEntry, ProductionPointer
 
 
 class ObjectStore(Protocol):
+    """The data bucket."""
+
     bucket: str
 
     def head(self, key: str) -> ObjectHead | None: ...
@@ -18,6 +26,7 @@ class ObjectStore(Protocol):
     def read(self, key: str, max_bytes: int) -> ObjectData | None: ...
     def get_text(self, key: str) -> str | None: ...
     def get_json(self, key: str) -> Any | None: ...
+    def put_bytes(self, key: str, data: bytes, content_type: str = ...) -> None: ...
     def put_text(self, key: str, text: str, content_type: str = ...) -> None: ...
     def put_json(self, key: str, value: Any) -> None: ...
     def copy(self, source_key: str, dest_key: str) -> None: ...
@@ -25,14 +34,44 @@ class ObjectStore(Protocol):
 
 
 class Catalog(Protocol):
+    """One record per accepted image (dataset + sha256) and one per quarantined object."""
+
     def record_image(self, record: CatalogRecord) -> RecordOutcome: ...
     def record_quarantine(self, dataset: str, key: str, code: str, message: str, at: str) -> None: ...
     def snapshot(self, dataset: str) -> CatalogSnapshot: ...
 
 
 class Workflow(Protocol):
+    """The training state machine."""
+
     def start(self, name: str, payload: dict[str, Any]) -> str: ...
 
 
 class Backlog(Protocol):
+    """The annotate queue: how many uploads are still waiting to be annotated."""
+
     def pending(self) -> int: ...
+
+
+class PointerReader(Protocol):
+    def pointer(self, dataset: str) -> ProductionPointer | None: ...
+
+
+class PointerStore(PointerReader, Protocol):
+    """``models/<dataset>/production.json``, changed only by compare-and-swap."""
+
+    def update(
+        self, dataset: str, change: Callable[[ProductionPointer | None], ProductionPointer]
+    ) -> ProductionPointer: ...
+
+
+class ArtifactReader(Protocol):
+    """The files of a training job's ``model.tar.gz``, by their path inside it."""
+
+    def read_members(self, uri: str) -> dict[str, bytes]: ...
+
+
+class ChampionEvaluator(Protocol):
+    """Scores the production model on a manifest's test split."""
+
+    def evaluate(self, entry: ModelEntry, manifest_prefix: str, manifest_version: str) -> TestMetrics: ...

@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from medimage.core import layout
 from medimage.core.errors import MedimageError
+from medimage.core.executions import TrainingResult
 from medimage.core.registry import ModelEntry, ProductionPointer, promote, rollback, sha256_hex
-from medimage.services.gate import ArtifactReader, TrainingResult, read_json_member
-from medimage.services.ports import ObjectStore
+from medimage.services.gate import read_json_member
+from medimage.services.ports import ArtifactReader, ObjectStore, PointerStore
 
 # What a model version folder holds (docs/CONTRACTS.md), besides gate.json written by the gate.
 REQUIRED_FILES = ("model.json", "labels.txt", "evaluation.json")
@@ -27,16 +28,6 @@ _CONTENT_TYPES = {".json": "application/json", ".txt": "text/plain; charset=utf-
 
 class PromoteRefused(MedimageError):
     code = "promote_refused"
-
-
-class ModelStore(ObjectStore, Protocol):
-    def put_bytes(self, key: str, data: bytes, content_type: str = ...) -> None: ...
-
-
-class PointerStore(Protocol):
-    def update(
-        self, dataset: str, change: Callable[[ProductionPointer | None], ProductionPointer]
-    ) -> ProductionPointer: ...
 
 
 @dataclass(frozen=True)
@@ -55,7 +46,7 @@ class PromoteRequest:
             return cls(
                 layout.check_dataset_name(str(event["dataset"])),
                 str(event["bucket"]),
-                TrainingResult.from_task_output(event["training"]),
+                TrainingResult.from_task_output(event["training"], PromoteRefused),
             )
         except KeyError as exc:
             raise PromoteRefused(f"the promote input lacks {exc}") from None
@@ -64,7 +55,7 @@ class PromoteRequest:
 class PromoteService:
     def __init__(
         self,
-        store: ModelStore,
+        store: ObjectStore,
         registry: PointerStore,
         artifacts: ArtifactReader,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -79,7 +70,7 @@ class PromoteService:
         gate = self.store.get_json(prefix + "gate.json")
         if not isinstance(gate, dict) or gate.get("passed") is not True:
             raise PromoteRefused(f"{prefix}gate.json does not record a passed gate decision: not promoting")
-        files = self.artifacts.fetch(request.training.model_artifacts)
+        files = self.artifacts.read_members(request.training.model_artifacts)
         missing = [name for name in REQUIRED_FILES if name not in files]
         model_file = str(read_json_member(files, "model.json").get("model_file") or "model.tflite")
         if model_file not in files:

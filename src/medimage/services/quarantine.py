@@ -1,32 +1,48 @@
-"""Moving rejected objects to quarantine: copy, write the reason, and only then delete the original."""
+"""Moving a rejected object to quarantine: the one procedure and record format (annotate, drop-to-label).
+
+Order: copy the object to ``quarantine/<dataset>/<key>``, write ``<that>.reason.json``, and only then
+delete the original, so nothing is deleted before its copy and its reason are stored. A retry after a
+crash in between repeats the steps harmlessly; a redelivery after the move finds the original gone.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from enum import StrEnum
 
 from medimage.core import layout
 from medimage.core.errors import MedimageError
 from medimage.services.ports import ObjectStore
 
 
+class Moved(StrEnum):
+    MOVED = "moved"  # this call moved it
+    GONE = "gone"  # not there any more (moved by an earlier delivery, or deleted by its owner)
+
+
+def quarantine_reason(
+    error: MedimageError, key: str, bucket: str, stage: str, quarantined_at: str
+) -> dict[str, str]:
+    """``{code, message, original_key, bucket, stage, quarantined_at}`` (docs/CONTRACTS.md)."""
+    return {
+        "code": error.code,
+        "message": error.message,
+        "original_key": key,
+        "bucket": bucket,
+        "stage": stage,
+        "quarantined_at": quarantined_at,
+    }
+
+
 def quarantine_object(
-    store: ObjectStore, key: str, dataset: str | None, error: MedimageError, now: datetime, stage: str
-) -> str:
-    """Returns the quarantine key. Idempotent: a redelivery after the move finds the reason in place."""
-    target = layout.quarantine_key(dataset, key)
-    reason_key = layout.quarantine_reason_key(dataset, key)
-    if store.exists(key):
-        store.copy(key, target)
-        store.put_json(
-            reason_key,
-            {
-                "code": error.code,
-                "message": error.message,
-                "original_key": key,
-                "bucket": store.bucket,
-                "stage": stage,
-                "quarantined_at": now.isoformat(),
-            },
-        )
-        store.delete(key)
-    return target
+    store: ObjectStore, key: str, dataset: str | None, error: MedimageError, quarantined_at: str, stage: str
+) -> Moved:
+    """Move ``key`` to quarantine with its reason (idempotent)."""
+    if not store.exists(key):
+        return Moved.GONE
+    store.copy(key, layout.quarantine_key(dataset, key))
+    store.put_json(
+        layout.quarantine_reason_key(dataset, key),
+        quarantine_reason(error, key, store.bucket, stage, quarantined_at),
+    )
+    store.delete(key)
+    return Moved.MOVED

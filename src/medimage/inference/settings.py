@@ -1,0 +1,52 @@
+"""The inference function's settings, read once from the environment the template gives it.
+
+Field names follow the template parameters (InferenceDatasets, InferenceDefaultDataset,
+ModelCheckIntervalSeconds, MaxImageBytes); ``MEDIMAGE_MODEL`` is `medimage serve --model`'s local model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from medimage.core.images import ImageLimits
+from medimage.core.presets import preset_names
+
+# Lambda's synchronous payload limit is 6 MB for the whole event, with the body base64-encoded.
+DEFAULT_MAX_REQUEST_BYTES = 4_000_000
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    datasets: tuple[str, ...]
+    default_dataset: str
+    check_interval_s: float = 60.0
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_image_bytes: int = ImageLimits.max_bytes
+    data_bucket: str = ""
+    model_cache_dir: str | None = None
+    # A local .tflite (with model.json beside it) served instead of the S3 registry.
+    local_model: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> InferenceSettings:
+        env = os.environ if env is None else env
+        listed = [d.strip() for d in env.get("DATASETS", "").split(",") if d.strip()]
+        if not listed:  # every preset-named dataset, plus the ones mapped to a preset by DATASET_PRESETS
+            extra = json.loads(env.get("DATASET_PRESETS") or "{}")
+            listed = [n for n in preset_names() if n != "folders"] + sorted(extra)
+        default = env.get("DEFAULT_DATASET") or listed[0]
+        if default not in listed:
+            listed.insert(0, default)
+        return cls(
+            datasets=tuple(dict.fromkeys(listed)),
+            default_dataset=default,
+            check_interval_s=float(env.get("MODEL_CHECK_INTERVAL_S") or "60"),
+            max_request_bytes=int(env.get("MAX_REQUEST_BYTES") or DEFAULT_MAX_REQUEST_BYTES),
+            max_image_bytes=int(env.get("MAX_IMAGE_BYTES") or ImageLimits.max_bytes),
+            data_bucket=env.get("DATA_BUCKET", ""),
+            model_cache_dir=env.get("MODEL_CACHE_DIR") or None,
+            local_model=env.get("MEDIMAGE_MODEL") or None,
+        )

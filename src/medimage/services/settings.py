@@ -1,0 +1,86 @@
+"""Each pipeline function's settings, read once from the environment the template gives it.
+
+Field names follow the template parameters (``MaxImageBytes`` -> ``max_image_bytes``); the environment
+variable of each is the one `template.yaml` sets. Handlers build their services from these, so no other
+module reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from medimage.core.images import ImageLimits
+from medimage.services.datasets import DatasetResolver
+
+Env = Mapping[str, str]
+
+
+def _env(env: Env | None) -> Env:
+    return os.environ if env is None else env
+
+
+@dataclass(frozen=True)
+class CommonSettings:
+    """What every pipeline function is given by ``Globals`` (catalog table, dataset-to-preset map)."""
+
+    catalog_table: str
+    dataset_presets: str
+
+    @classmethod
+    def read(cls, env: Env) -> CommonSettings:
+        return cls(catalog_table=env.get("CATALOG_TABLE", ""), dataset_presets=env.get("DATASET_PRESETS", ""))
+
+    def resolver(self) -> DatasetResolver:
+        return DatasetResolver.from_json(self.dataset_presets)
+
+
+@dataclass(frozen=True)
+class AnnotateSettings:
+    common: CommonSettings
+    max_image_bytes: int
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> AnnotateSettings:
+        env = _env(env)
+        return cls(
+            common=CommonSettings.read(env),
+            max_image_bytes=int(env.get("MAX_IMAGE_BYTES") or ImageLimits.max_bytes),
+        )
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(max_bytes=self.max_image_bytes)
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    common: CommonSettings
+    min_new_images: int
+    state_machine_arn: str | None
+    annotate_queue_url: str | None
+    # How long a commit waits for the annotate queue to drain before it is retried.
+    annotation_wait_s: float
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> SplitSettings:
+        env = _env(env)
+        return cls(
+            common=CommonSettings.read(env),
+            min_new_images=int(env.get("MIN_NEW_IMAGES") or "1"),
+            state_machine_arn=env.get("STATE_MACHINE_ARN") or None,
+            annotate_queue_url=env.get("ANNOTATE_QUEUE_URL") or None,
+            annotation_wait_s=float(env.get("ANNOTATION_WAIT_S") or "0"),
+        )
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    # '' or unset: each preset's own accuracy threshold.
+    min_accuracy_override: float | None
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> GateSettings:
+        raw = (_env(env).get("MIN_ACCURACY_OVERRIDE") or "").strip()
+        return cls(min_accuracy_override=float(raw) if raw else None)

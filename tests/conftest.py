@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from medimage.local.account import CREDENTIALS, REGION
+
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "events"
 SHARED_DATA = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -18,11 +20,8 @@ EVENT_BUCKET = "medimage-data-example"
 
 # Fake credentials before anything creates a boto3 client: no test may reach real AWS.
 for _key, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
+    **CREDENTIALS,
+    "AWS_DEFAULT_REGION": REGION,
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_TRACE_DISABLED": "true",
     "TF_CPP_MIN_LOG_LEVEL": "2",

@@ -12,9 +12,10 @@ import pytest
 from moto import mock_aws
 
 from medimage.cli.main import main
+from medimage.local.account import ACCOUNT, REGION
 
 BUCKET = "medimage-data-test"
-ROLE = "arn:aws:iam::123456789012:role/sfn"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/sfn"
 
 
 @dataclass
@@ -41,7 +42,7 @@ def aws() -> Iterator[None]:
 
 @pytest.fixture
 def s3(aws: None) -> Any:
-    client = boto3.client("s3", region_name="us-east-1")
+    client = boto3.client("s3", region_name=REGION)
     client.create_bucket(Bucket=BUCKET)
     return client
 

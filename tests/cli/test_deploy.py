@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
+from medimage.local.account import REGION
 from medimage.ops import deploy
 
 from .conftest import BUCKET
@@ -103,7 +104,7 @@ def test_missing_sam_cli_is_one_line(checkout: Path, cli: Any) -> None:
 
 def test_deploy_runs_sam_then_uploads_the_source(checkout: Path, s3: Any, cli: Any) -> None:
     fake_sam(checkout)
-    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    cfn = boto3.client("cloudformation", region_name=REGION)
     template = {
         "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
         "Outputs": {

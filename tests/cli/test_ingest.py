@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from medimage.core import layout
+from medimage.local.account import REGION
 from medimage.ops import ingest as ing
 
 from .conftest import BUCKET
@@ -151,7 +152,7 @@ def test_failed_uploads_are_counted_not_committed_and_exit_non_zero(
 
 
 def test_bucket_from_the_stack_output(tmp_path: Path, s3: Any, cli: Any) -> None:
-    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    cfn = boto3.client("cloudformation", region_name=REGION)
     template = {
         "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
         "Outputs": {"DataBucketName": {"Value": BUCKET}},
@@ -184,7 +185,7 @@ def test_unknown_stack_is_one_line(tmp_path: Path, aws: None, cli: Any) -> None:
     make_tree(tmp_path)
     run = cli("ingest", str(tmp_path), "--dataset", "ds", "--stack", "nothing-here")
     assert run.code == 2
-    assert "stack 'nothing-here' not found in us-east-1" in run.err
+    assert f"stack 'nothing-here' not found in {REGION}" in run.err
 
 
 def test_missing_credentials_is_one_line(tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from medimage.core import layout
+from medimage.local.account import REGION
 from medimage.ops import executions as pipeline
 
 from .conftest import BUCKET, trivial_state_machine
@@ -32,7 +33,7 @@ def write_manifest(s3: Any, version: str = VERSION, preset: str = "chestxray2017
 
 @pytest.fixture
 def sfn(aws: None) -> Any:
-    return boto3.client("stepfunctions", region_name="us-east-1")
+    return boto3.client("stepfunctions", region_name=REGION)
 
 
 def test_start_uses_the_latest_manifest(s3: Any, sfn: Any, cli: Any) -> None:
@@ -144,9 +145,9 @@ def finished_execution(sfn: Any, definition: dict[str, Any], payload: dict[str, 
 
 
 def test_status_reports_the_gate_decision_from_gate_json(executing: None, cli: Any) -> None:
-    s3 = boto3.client("s3", region_name="us-east-1")
+    s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET)
-    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    sfn = boto3.client("stepfunctions", region_name=REGION)
     gate_key = layout.model_prefix("ds", JOB) + "gate.json"
     put_json(
         s3,
@@ -204,7 +205,7 @@ def test_status_reports_the_gate_decision_from_gate_json(executing: None, cli: A
 
 
 def test_status_of_a_failed_execution_shows_the_error(executing: None) -> None:
-    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    sfn = boto3.client("stepfunctions", region_name=REGION)
     definition = {
         "StartAt": "Train",
         "States": {
@@ -227,7 +228,7 @@ def test_status_without_executions_is_one_line(sfn: Any, cli: Any) -> None:
 
 def test_state_machine_from_the_stack_output(s3: Any, sfn: Any, cli: Any) -> None:
     arn = trivial_state_machine(sfn)
-    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    cfn = boto3.client("cloudformation", region_name=REGION)
     template = {
         "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
         "Outputs": {"TrainingStateMachineArn": {"Value": arn}, "DataBucketName": {"Value": BUCKET}},

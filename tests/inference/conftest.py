@@ -27,6 +27,7 @@ from PIL import Image
 from medimage.adapters.aws import reset_clients
 from medimage.cli.serve_cmd import load_handler_module
 from medimage.core.preprocess import PreprocessSpec
+from medimage.local.account import CREDENTIALS, REGION
 from medimage.local.functions import LambdaContext
 
 REPO = Path(__file__).resolve().parents[2]
@@ -182,10 +183,8 @@ def s3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     for key in ("DATASETS", "MEDIMAGE_MODEL", "MAX_REQUEST_BYTES", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)
     env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
+        **CREDENTIALS,
+        "AWS_DEFAULT_REGION": REGION,
         "DATA_BUCKET": BUCKET,
         "DEFAULT_DATASET": DATASET,
         "MODEL_CACHE_DIR": str(tmp_path / "model-cache"),
@@ -198,7 +197,7 @@ def s3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
         monkeypatch.setenv(key, value)
     with mock_aws():
         reset_clients()  # boto3 clients are cached per process; these must be created inside the mock
-        client = boto3.client("s3", region_name="us-east-1")
+        client = boto3.client("s3", region_name=REGION)
         client.create_bucket(Bucket=BUCKET)
         yield client
     reset_clients()

@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 
+from medimage.local.account import ACCOUNT, CREDENTIALS, REGION
+
 collect_ignore_glob = [] if os.environ.get("MEDIMAGE_TEST_SAM") == "1" else ["test_*.py"]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from samdata import BUCKET, TABLE, XRAYS, xray_files  # noqa: E402
-from samlocal import REGION, REPO, SamLocal, function_env, moto_server, sam_build  # noqa: E402
+from samlocal import REPO, SamLocal, function_env, moto_server, sam_build  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +46,8 @@ def aws(raw_template) -> Iterator[dict[str, Any]]:
         kw = {
             "endpoint_url": server.host_endpoint,
             "region_name": REGION,
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
+            "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         }
         s3, ddb, sfn, sqs = (
             boto3.client("s3", **kw),
@@ -64,7 +66,7 @@ def aws(raw_template) -> Iterator[dict[str, Any]]:
         machine = sfn.create_state_machine(
             name="medimage-training",
             definition=json.dumps({"StartAt": "Train", "States": {"Train": {"Type": "Pass", "End": True}}}),
-            roleArn="arn:aws:iam::123456789012:role/medimage-training",
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/medimage-training",
         )["stateMachineArn"]
         # The queue split checks for annotation still in progress (empty here: no notifications).
         annotate_queue = sqs.create_queue(QueueName="medimage-annotate")["QueueUrl"]

@@ -34,7 +34,6 @@ SAM = Path(os.environ.get("MEDIMAGE_SAM", REPO / ".venv-sam" / "bin" / "sam"))
 BASE_IMAGE = os.environ.get("MEDIMAGE_LAMBDA_BASE_IMAGE", "medimage/lambda-python:3.13")
 MOTO_VERSION = "5.2.5"
 MOTO_IMAGE = f"medimage/moto-server:{MOTO_VERSION}"
-REGION = "us-east-1"
 # Variables only this test sets: declared (empty) in the test copy of the template.
 TEST_VARIABLES = ("AWS_ENDPOINT_URL", "POWERTOOLS_TRACE_DISABLED", "AWS_EC2_METADATA_DISABLED")
 PLATFORM_ARGS = [

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from medimage.inference.api import BINARY_MEDIA_TYPES
+from medimage.local.account import ACCOUNT
 
 
 def is_binary(content_type: str | None) -> bool:
@@ -47,7 +48,7 @@ def to_proxy_event(
         "pathParameters": None,
         "stageVariables": None,
         "requestContext": {
-            "accountId": "123456789012",
+            "accountId": ACCOUNT,
             "apiId": "local",
             "resourceId": "local",
             "stage": "local",

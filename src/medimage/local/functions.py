@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medimage.local.account import ACCOUNT, REGION
 from medimage.local.template import Resolver, resources_of_type
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -36,7 +37,7 @@ class LambdaContext:
 
     @property
     def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
         return self.timeout_s * 1000

@@ -18,25 +18,19 @@ import pytest
 
 from medimage.core.manifests import CSV_FIELDS
 from medimage.core.presets import get_preset
+from medimage.local.account import ACCOUNT, REGION
+from medimage.local.environment import moto_config
 from medimage.local.functions import LocalFunction, template_functions
-from medimage.local.stepfunctions import (
-    ExecutionResult,
-    LocalSageMaker,
-    TrainingOutcome,
-    create_state_machine,
-    definition_from_template,
-    local_training_workflow,
-    run_execution,
-    run_train_py,
-)
+from medimage.local.moto_patches import local_training_workflow
+from medimage.local.sagemaker import LocalSageMaker, TrainingOutcome, run_train_py
 from medimage.local.synthetic import generate
-from medimage.local.template import Resolver, load_template
+from medimage.local.template import Resolver, definition_from_template, load_template
+from tests.orchestration.workflow_helpers import ExecutionResult, create_state_machine, run_execution
 
 os.environ.setdefault("MEDIMAGE_TF_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[2]
-REGION, ACCOUNT = "us-east-1", "123456789012"
 PRESET = "chestxray2017-binary"
 # Tiny and quick; a fixed seed makes two runs with the same inputs give the same model.
 GOOD = {
@@ -165,8 +159,7 @@ def orchestration(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orchestr
 
     from medimage.adapters.aws import reset_clients
 
-    config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
-    with mock_aws(config=config):
+    with mock_aws(config=moto_config()):
         reset_clients()
         s3 = boto3.client("s3", region_name=REGION)
         sns = boto3.client("sns", region_name=REGION)

@@ -16,6 +16,7 @@ import pytest
 
 from medimage.adapters.registry_store import RegistryConflict, S3RegistryStore
 from medimage.core.registry import ModelEntry, promote
+from medimage.local.account import REGION
 from medimage.local.functions import LocalFunction
 from medimage.training import METRIC_DEFINITIONS
 from tests.conftest import EVENT_BUCKET, load_event
@@ -83,7 +84,7 @@ def s3() -> Iterator[Any]:
 
     with mock_aws():
         reset_clients()
-        client = boto3.client("s3", region_name="us-east-1")
+        client = boto3.client("s3", region_name=REGION)
         client.create_bucket(Bucket=EVENT_BUCKET)
         yield client
     reset_clients()
@@ -171,7 +172,7 @@ def test_a_registry_that_keeps_changing_gives_up_with_a_retryable_error(s3):
 def test_the_definition_substitutes_every_arn_name_and_image_and_hard_codes_no_account():
     text = (REPO / "statemachine" / "training.asl.json").read_text()
     definition = json.loads(text)
-    assert not re.search(r"\d{12}", text) and "us-east-1" not in text
+    assert not re.search(r"\d{12}", text) and REGION not in text
     assert set(re.findall(r"\$\{(\w+)\}", text)) == {
         "TrainingSourceUri",
         "Region",

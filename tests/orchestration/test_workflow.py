@@ -15,8 +15,8 @@ import pytest
 
 from medimage.adapters.transient import TransientError
 from medimage.core import layout
-from medimage.local.stepfunctions import ExecutionResult
 from tests.orchestration.conftest import BAD, GOOD, Orchestration, write_dataset
+from tests.orchestration.workflow_helpers import ExecutionResult
 
 pytestmark = pytest.mark.slow
 

@@ -22,11 +22,9 @@ from typing import Any
 import boto3
 
 from medimage.checkout import project_file
+from medimage.local.account import ACCOUNT, CREDENTIALS, REGION
 from medimage.local.functions import LocalFunction, template_functions
-from medimage.local.template import Resolver, load_template, resources_of_type
-
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
+from medimage.local.template import Resolver, definition_from_template, load_template, resources_of_type
 
 
 def default_template() -> Path:
@@ -37,10 +35,7 @@ def default_template() -> Path:
 # Settings that only local mode adds: quiet, metric-free handlers with fake credentials.
 LOCAL_ENV = {
     "AWS_DEFAULT_REGION": REGION,
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
+    **CREDENTIALS,
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_TRACE_DISABLED": "true",
     # Delivery here is one thread: a commit that finds annotation pending fails at once and is retried
@@ -221,18 +216,15 @@ class LocalAws:
     def _create_state_machines(self) -> None:
         """Each state machine from its ASL file with the template's substitutions resolved. Call inside
         ``running()`` when executions must run: moto builds the task states at creation time."""
-        from medimage.local.stepfunctions import create_state_machine, definition_from_template
-
         assert self.resolver is not None
         sfn = self.client("stepfunctions")
         for logical in resources_of_type(self.template, "AWS::Serverless::StateMachine"):
             definition = definition_from_template(self.root, self.template, self.resolver, logical)
-            arn = create_state_machine(
-                sfn,
-                definition,
-                f"{self.stack_name}-{logical}",
-                f"arn:aws:iam::{ACCOUNT}:role/{self.stack_name}-{logical}-role",
-            )
+            arn = sfn.create_state_machine(
+                name=f"{self.stack_name}-{logical}",
+                definition=definition,
+                roleArn=f"arn:aws:iam::{ACCOUNT}:role/{self.stack_name}-{logical}-role",
+            )["stateMachineArn"]
             self.refs[logical] = arn
             self.attrs[(logical, "Arn")] = arn
             self.state_machine_arn = self.state_machine_arn or arn
@@ -293,7 +285,8 @@ class LocalAws:
         from moto import mock_aws
 
         from medimage.adapters.aws import reset_clients
-        from medimage.local.stepfunctions import LocalSageMaker, local_training_workflow, run_train_py
+        from medimage.local.moto_patches import local_training_workflow
+        from medimage.local.sagemaker import LocalSageMaker, run_train_py
 
         invokers: dict[str, Any] = {}
         sagemaker = LocalSageMaker(trainer=trainer or run_train_py, work_dir=work_dir)
@@ -367,9 +360,6 @@ class LocalAws:
             if message["MessageId"] not in failed:
                 sqs.delete_message(QueueUrl=source.queue_url, ReceiptHandle=message["ReceiptHandle"])
         return len(messages)
-
-    def purge_test_events(self) -> None:
-        """Nothing to do: the handlers skip ``s3:TestEvent`` messages themselves, as deployed."""
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:

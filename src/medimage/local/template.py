@@ -3,12 +3,17 @@ resources the deployed stack declares, instead of restating them."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from medimage.local.account import ACCOUNT, REGION
+
+STATE_MACHINE_LOGICAL_ID = "TrainingStateMachine"
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,8 @@ class Resolver:
         refs: dict[str, str],
         attrs: dict[tuple[str, str], str],
         parameters: dict[str, str] | None = None,
-        region: str = "us-east-1",
-        account: str = "123456789012",
+        region: str = REGION,
+        account: str = ACCOUNT,
     ) -> None:
         self.template = template
         self.refs = dict(refs)
@@ -178,3 +183,19 @@ class Resolver:
 
 def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {name: res for name, res in template.get("Resources", {}).items() if res.get("Type") == kind}
+
+
+def definition_from_template(
+    root: Path, template: dict[str, Any], resolver: Resolver, logical_id: str = STATE_MACHINE_LOGICAL_ID
+) -> str:
+    """The state machine's ASL file with its DefinitionSubstitutions resolved by ``resolver``: the
+    deployed definition itself, never a local rewrite of it."""
+    props = template["Resources"][logical_id]["Properties"]
+    definition = (root / props["DefinitionUri"]).read_text(encoding="utf-8")
+    for name, value in resolver.resolve(props.get("DefinitionSubstitutions", {})).items():
+        definition = definition.replace("${" + name + "}", str(value))
+    leftover = sorted(set(re.findall(r"\$\{([A-Za-z0-9]+)\}", definition)))
+    if leftover:
+        raise ValueError(f"{props['DefinitionUri']} uses substitutions the template lacks: {leftover}")
+    json.loads(definition)
+    return definition

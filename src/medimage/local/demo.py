@@ -7,10 +7,8 @@ dropped for labeling -> one prediction through the API handler -> ``summary.json
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import math
 import shutil
 import sys
 import tarfile
@@ -24,13 +22,11 @@ from typing import Any
 import boto3
 
 from medimage.core import layout
-from medimage.core.errors import MedimageError, RejectedInput
-from medimage.core.images import inspect_image
-from medimage.core.presets import Preset, get_preset
+from medimage.core.presets import get_preset
+from medimage.local.demo_data import UploadFile, duplicate_of, hold_back, scan
 from medimage.local.environment import LocalAws
 from medimage.local.synthetic import SYNTHETIC_NOTE, bad_files, generate, write_tree
-
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+from medimage.ops.executions import wait_for_execution
 
 
 @dataclass
@@ -45,14 +41,6 @@ class DemoOptions:
     synthetic_per_class: int = 60
     synthetic_size: int = 96
     seed: int = 7
-
-
-@dataclass
-class UploadFile:
-    folder: str
-    name: str
-    path: Path
-    label: str | None  # None: the preset rejects it, or it is not a valid image
 
 
 @dataclass
@@ -76,43 +64,6 @@ class Reporter:
 
     def line(self, text: str) -> None:
         self.emit(f"    {text}")
-
-
-def _scan(root: Path, preset: Preset) -> list[UploadFile]:
-    files = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            label: str | None
-            try:
-                label = preset.label_for(folder.name, path.name)
-                inspect_image(path.read_bytes())
-            except (RejectedInput, OSError):
-                label = None
-            files.append(UploadFile(folder.name, path.name, path, label))
-    if not files:
-        raise MedimageError(f"{root} has no label folders with files: expected <label>/<image> inside it")
-    return files
-
-
-def _hold_back(files: list[UploadFile], share: float) -> tuple[list[UploadFile], list[UploadFile]]:
-    """A deterministic share of each class's valid images, chosen by a hash of the file name."""
-    if not 0 <= share < 1:
-        raise ValueError("--holdout-share must be at least 0 and below 1")
-    held: list[UploadFile] = []
-    for label in sorted({f.label for f in files if f.label}):
-        members = sorted(
-            (f for f in files if f.label == label), key=lambda f: hashlib.sha256(f.name.encode()).hexdigest()
-        )
-        held.extend(members[: math.floor(len(members) * share)])
-    held_ids = {id(f) for f in held}
-    return [f for f in files if id(f) not in held_ids], held
-
-
-def _duplicate_of(original: UploadFile) -> UploadFile:
-    """The same bytes under another name: the catalog must count it once, as a duplicate."""
-    copy = original.path.with_name(f"{original.path.stem}-copy{original.path.suffix}")
-    copy.write_bytes(original.path.read_bytes())
-    return UploadFile(original.folder, copy.name, copy, original.label)
 
 
 def _timed(state: DemoState, name: str, start: float) -> None:
@@ -145,10 +96,10 @@ def run_demo(opts: DemoOptions, report: Reporter | None = None) -> dict[str, Any
         data_dir = opts.data.resolve()
         if not data_dir.is_dir():
             raise NotADirectoryError(f"--data {data_dir} is not a folder")
-    files = _scan(data_dir, preset)
-    uploads, held_back = _hold_back(files, opts.holdout_share)
+    files = scan(data_dir, preset)
+    uploads, held_back = hold_back(files, opts.holdout_share)
     if opts.data is None:
-        uploads.append(_duplicate_of(next(f for f in uploads if f.label)))
+        uploads.append(duplicate_of(next(f for f in uploads if f.label)))
     report.line(
         f"{len(files)} files in {len({f.folder for f in files})} folders; "
         f"{len(held_back)} valid images held back for labeling ({opts.holdout_share:.0%} per class)"
@@ -228,7 +179,11 @@ def run_demo(opts: DemoOptions, report: Reporter | None = None) -> dict[str, Any
 
         report.stage("Training workflow (statemachine/training.asl.json in the Step Functions interpreter)")
         t = time.perf_counter()
-        described = _wait(env, execution_arn) if execution_arn else {"status": "NOT_STARTED"}
+        described = (
+            wait_for_execution(env.client("stepfunctions"), execution_arn, timeout_s=3600, poll_s=0.5)
+            if execution_arn
+            else {"status": "NOT_STARTED"}
+        )
         _timed(state, "training_workflow", t)
         output = json.loads(described.get("output") or "{}")
         gate_key = ((output.get("gate") or {}).get("decision") or {}).get("gate_key")
@@ -297,16 +252,6 @@ def run_demo(opts: DemoOptions, report: Reporter | None = None) -> dict[str, Any
     return summary
 
 
-def _wait(env: LocalAws, arn: str, timeout_s: float = 3600) -> dict[str, Any]:
-    sfn = env.client("stepfunctions")
-    deadline = time.monotonic() + timeout_s
-    while True:
-        described = sfn.describe_execution(executionArn=arn)
-        if described["status"] != "RUNNING" or time.monotonic() > deadline:
-            return described
-        time.sleep(0.5)
-
-
 def _get_json(s3: Any, bucket: str, key: str) -> Any:
     try:
         return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -360,7 +305,7 @@ def _label_held_back(
         return {"count": 0, "accuracy_on_held_back": None}
     for f in held_back:
         s3.put_object(
-            Bucket=bucket_of(env),
+            Bucket=env.bucket,
             Key=f"{layout.UNLABELED_PREFIX}{dataset}/{f.name}",
             Body=f.path.read_bytes(),
         )
@@ -371,7 +316,7 @@ def _label_held_back(
     correct = count = 0
     for f in held_back:
         result = _get_json(
-            s3, bucket_of(env), layout.prediction_key(dataset, f"{layout.UNLABELED_PREFIX}{dataset}/{f.name}")
+            s3, env.bucket, layout.prediction_key(dataset, f"{layout.UNLABELED_PREFIX}{dataset}/{f.name}")
         )
         if result is None:
             continue
@@ -379,20 +324,16 @@ def _label_held_back(
         correct += int(result.get("label") == f.label)
         (target / f"{f.name}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     lines = []
-    listing = s3.list_objects_v2(Bucket=bucket_of(env), Prefix=f"{layout.PREDICTIONS_PREFIX}{dataset}/")
+    listing = s3.list_objects_v2(Bucket=env.bucket, Prefix=f"{layout.PREDICTIONS_PREFIX}{dataset}/")
     for item in listing.get("Contents", []):
         if item["Key"].endswith("prediction_output.txt"):
-            lines.append(s3.get_object(Bucket=bucket_of(env), Key=item["Key"])["Body"].read().decode())
+            lines.append(s3.get_object(Bucket=env.bucket, Key=item["Key"])["Body"].read().decode())
     (target / "prediction_output.txt").write_text("".join(lines), encoding="utf-8")
     accuracy = round(correct / count, 4) if count else None
     for line in "".join(lines).splitlines()[:5]:
         report.line(f"prediction_output.txt | {line}")
     report.line(f"{count} predictions written to predictions/{dataset}/; accuracy on held-back: {accuracy}")
     return {"count": count, "accuracy_on_held_back": accuracy, "folder": str(target)}
-
-
-def bucket_of(env: LocalAws) -> str:
-    return env.bucket
 
 
 def _api_call(env: LocalAws, dataset: str, candidates: list[UploadFile], report: Reporter) -> dict[str, Any]:

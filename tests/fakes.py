@@ -1,0 +1,163 @@
+"""In-memory implementations of the service ports (`medimage.services.ports`), for testing the rules.
+
+They behave as the adapters do where the rules depend on it: missing objects read as None, a catalog
+record is inserted once per (dataset, sha256), and the production pointer is swapped only by
+compare-and-swap (a stale write loses and is re-applied).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from medimage.core.catalog import CatalogRecord, CatalogSnapshot, RecordOutcome
+from medimage.core.objects import ObjectData, ObjectHead
+from medimage.core.registry import ProductionPointer
+
+
+class InMemoryObjectStore:
+    """The data bucket as a dict of key -> bytes; ``log`` lists every write, copy and delete in order."""
+
+    def __init__(self, bucket: str = "fake-bucket", objects: dict[str, bytes] | None = None) -> None:
+        self.bucket = bucket
+        self.objects: dict[str, bytes] = dict(objects or {})
+        self.log: list[tuple[str, str]] = []
+
+    def head(self, key: str) -> ObjectHead | None:
+        data = self.objects.get(key)
+        return None if data is None else ObjectHead(len(data), hashlib.md5(data).hexdigest())
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+    def get_bytes(self, key: str) -> bytes | None:
+        return self.objects.get(key)
+
+    def read(self, key: str, max_bytes: int) -> ObjectData | None:
+        data = self.objects.get(key)
+        if data is None:
+            return None
+        return ObjectData(len(data), data if len(data) <= max_bytes else None)
+
+    def get_text(self, key: str) -> str | None:
+        data = self.get_bytes(key)
+        return None if data is None else data.decode("utf-8")
+
+    def get_json(self, key: str) -> Any | None:
+        text = self.get_text(key)
+        return None if text is None else json.loads(text)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.objects[key] = data
+        self.log.append(("put", key))
+
+    def put_text(self, key: str, text: str, content_type: str = "text/plain") -> None:
+        self.put_bytes(key, text.encode("utf-8"), content_type)
+
+    def put_json(self, key: str, value: Any) -> None:
+        self.put_bytes(key, json.dumps(value, sort_keys=True).encode("utf-8"), "application/json")
+
+    def copy(self, source_key: str, dest_key: str) -> None:
+        self.objects[dest_key] = self.objects[source_key]
+        self.log.append(("copy", dest_key))
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+        self.log.append(("delete", key))
+
+    def keys(self, prefix: str = "") -> list[str]:
+        return sorted(k for k in self.objects if k.startswith(prefix))
+
+
+class InMemoryCatalog:
+    def __init__(self) -> None:
+        self.images: dict[tuple[str, str], CatalogRecord] = {}
+        self.duplicate_keys: dict[tuple[str, str], set[str]] = {}
+        self.quarantined: dict[tuple[str, str], dict[str, str]] = {}
+
+    def record_image(self, record: CatalogRecord) -> RecordOutcome:
+        slot = (record.dataset, record.sha256)
+        first = self.images.get(slot)
+        if first is None:
+            self.images[slot] = record
+            return RecordOutcome.NEW
+        if first.key == record.key:
+            return RecordOutcome.REDELIVERED
+        self.duplicate_keys.setdefault(slot, set()).add(record.key)
+        return RecordOutcome.DUPLICATE
+
+    def record_quarantine(self, dataset: str, key: str, code: str, message: str, at: str) -> None:
+        self.quarantined[(dataset, key)] = {"code": code, "message": message, "at": at}
+
+    def snapshot(self, dataset: str) -> CatalogSnapshot:
+        records = [r for (ds, _), r in self.images.items() if ds == dataset]
+        duplicates = sum(len(keys) for (ds, _), keys in self.duplicate_keys.items() if ds == dataset)
+        codes = Counter(q["code"] for (ds, _), q in self.quarantined.items() if ds == dataset)
+        return CatalogSnapshot(records=records, duplicates=duplicates, quarantined=dict(codes))
+
+
+class InMemoryPointerStore:
+    """``production.json`` per dataset with a version counter as its ETag. ``interleave`` runs once,
+    between a read and the write that follows it, to stand in for a concurrent promotion."""
+
+    def __init__(self) -> None:
+        self.pointers: dict[str, tuple[ProductionPointer, int]] = {}
+        self.interleave: Callable[[], None] | None = None
+        self.lost_races = 0
+
+    def pointer(self, dataset: str) -> ProductionPointer | None:
+        found = self.pointers.get(dataset)
+        return None if found is None else found[0]
+
+    def put(self, dataset: str, pointer: ProductionPointer) -> None:
+        self.pointers[dataset] = (pointer, self.pointers.get(dataset, (pointer, 0))[1] + 1)
+
+    def update(
+        self, dataset: str, change: Callable[[ProductionPointer | None], ProductionPointer]
+    ) -> ProductionPointer:
+        for _ in range(8):
+            current, etag = self.pointers.get(dataset, (None, 0))
+            new = change(current)
+            if new == current:
+                return new
+            if self.interleave is not None:
+                step, self.interleave = self.interleave, None
+                step()
+            if self.pointers.get(dataset, (None, 0))[1] != etag:
+                self.lost_races += 1
+                continue
+            self.pointers[dataset] = (new, etag + 1)
+            return new
+        raise RuntimeError("the pointer kept changing")
+
+
+class RecordingWorkflow:
+    """The state machine: an execution per name, started at most once."""
+
+    def __init__(self) -> None:
+        self.executions: dict[str, dict[str, Any]] = {}
+
+    def start(self, name: str, payload: dict[str, Any]) -> str:
+        self.executions.setdefault(name, payload)
+        return f"arn:aws:states:local:000000000000:execution:training:{name}"
+
+
+class FixedBacklog:
+    def __init__(self, *pending: int) -> None:
+        self._pending = list(pending)
+
+    def pending(self) -> int:
+        return self._pending.pop(0) if len(self._pending) > 1 else self._pending[0]
+
+
+class InMemoryArtifacts:
+    """Training outputs by their S3 URI: the members of each ``model.tar.gz``."""
+
+    def __init__(self, outputs: dict[str, dict[str, bytes]] | None = None) -> None:
+        self.outputs = dict(outputs or {})
+
+    def read_members(self, uri: str) -> dict[str, bytes]:
+        return self.outputs[uri]

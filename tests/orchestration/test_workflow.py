@@ -188,7 +188,7 @@ def test_training_ran_only_for_distinct_jobs(orchestration, steps):
 def test_the_champion_is_measured_with_litert_when_the_manifest_differs(orchestration, steps):
     from medimage.adapters.s3 import S3ObjectStore
     from medimage.core.registry import ProductionPointer
-    from medimage.services.gate import LiteRTChampionEvaluator
+    from medimage.evaluation.champion import LiteRTChampionEvaluator
 
     champion = ProductionPointer.from_dict(steps["equal-challenger"].pointer_after).current
     store = S3ObjectStore(orchestration.bucket, s3=orchestration.s3)

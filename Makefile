@@ -46,7 +46,7 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .aws-sam build
 
-# ---------------------------------------------------------------- SAM (issue 6)
+# ---------------------------------------------------------------- SAM
 # aws-sam-cli pins boto3 and click exactly: it gets its own virtual environment, pinned by constraints-sam.txt.
 SAM_VENV ?= .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed-stamp
@@ -126,7 +126,7 @@ build-%Function:
 			--target "$(ARTIFACTS_DIR)" -c "$(PROJECT_ROOT)/constraints.txt" -r requirements.txt; fi
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +
 
-# ---------------------------------------------------------------- inference (issue 4)
+# ---------------------------------------------------------------- inference
 # Debian chromium for the upload-page test (tests/inference/test_cli.py drives it through Playwright).
 .PHONY: browser-deps
 browser-deps:

@@ -67,3 +67,13 @@ def test_every_skipped_check_has_a_one_line_justification(raw_template):
             comment = str(skip.get("comment", "")).strip()
             assert skip.get("id", "").startswith("CKV"), (name, skip)
             assert len(comment) >= 20 and "\n" not in comment, f"{name}: skip {skip.get('id')} needs a reason"
+
+
+def test_list_properties_set_in_globals_are_not_repeated_on_a_function(raw_template):
+    """Older SAM translators append a function's list to the Globals list ([x86_64, x86_64] for
+    Architectures), which CloudFormation rejects: a list Globals sets is set only there."""
+    global_lists = {k for k, v in raw_template["Globals"]["Function"].items() if isinstance(v, list)}
+    for name, resource in raw_template["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            repeated = global_lists & set(resource.get("Properties", {}))
+            assert not repeated, f"{name} repeats {sorted(repeated)} from Globals"

@@ -7,10 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from medimage.core.errors import MedimageError, RejectedInput
-from medimage.core.metrics import evaluate
 from medimage.core.presets import SPLITS, get_preset
 from medimage.evaluation.shifts import SHIFT_NAMES
 
@@ -81,14 +78,12 @@ def run(args: argparse.Namespace) -> int:
         except RejectedInput as exc:
             raise MedimageError(f"an image of {args.data} cannot be scored: {exc}") from None
     else:
-        probabilities = np.zeros((len(images), len(classifier.labels)))
-        for row, image in enumerate(images):
-            try:
-                prediction = classifier.predict_bytes(image.path.read_bytes())
-            except RejectedInput as exc:
-                raise MedimageError(f"{image.path}: {exc}") from None
-            probabilities[row] = [prediction.probabilities[label] for label in classifier.labels]
-        metrics = evaluate(truth, probabilities, classifier.labels)
+        from medimage.evaluation.scoring import score
+
+        try:
+            metrics = score(classifier, (i.path.read_bytes() for i in images), truth)
+        except RejectedInput as exc:
+            raise MedimageError(f"an image of {args.data} cannot be scored: {exc}") from None
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.out:

@@ -122,10 +122,6 @@ def production_pointer_key(dataset: str) -> str:
     return f"{MODELS_PREFIX}{dataset}/production.json"
 
 
-def training_output_prefix(dataset: str) -> str:
-    return f"{TRAINING_PREFIX}{dataset}/"
-
-
 def prediction_key(dataset: str, original_key: str) -> str:
     own_prefix = f"{UNLABELED_PREFIX}{dataset}/"
     name = original_key[len(own_prefix) :] if original_key.startswith(own_prefix) else original_key

@@ -17,18 +17,12 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from medimage.core.metrics import evaluate
-
-
-class Classifier(Protocol):
-    labels: list[str]
-
-    def predict_bytes(self, data: bytes) -> Any: ...
+from medimage.evaluation.scoring import Classifier, score
 
 
 @dataclass(frozen=True)
@@ -146,17 +140,9 @@ def robustness(
     shifts: Sequence[Shift] | None = None,
 ) -> dict[str, Any]:
     """Clean and shifted metrics of one classifier on the same images, plus the mean and the worst."""
-    labels = list(classifier.labels)
-
-    def score(contents: Sequence[bytes]) -> dict[str, Any]:
-        probabilities = np.array(
-            [[classifier.predict_bytes(data).probabilities[label] for label in labels] for data in contents]
-        )
-        return evaluate(list(truth), probabilities, labels)
-
-    clean = score(files)
+    clean = score(classifier, files, truth)
     results = {
-        shift.name: _summary(score([shifted_bytes(data, shift) for data in files]))
+        shift.name: _summary(score(classifier, (shifted_bytes(data, shift) for data in files), truth))
         for shift in (shifts if shifts is not None else SHIFTS)
     }
     accuracies = {name: result["accuracy"] for name, result in results.items()}

@@ -7,8 +7,7 @@ import json
 import os
 
 from medimage.core.registry import ProductionPointer
-
-BUCKET_ENV = "MEDIMAGE_BUCKET"
+from medimage.ops.stack import BUCKET_ENV
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from medimage.adapters.s3 import S3ObjectStore
 from medimage.core import layout
 from medimage.core.errors import MedimageError
 from medimage.core.executions import (
@@ -76,15 +77,7 @@ def _json(text: str | None) -> dict[str, Any]:
 
 
 def _get_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
-    from botocore.exceptions import ClientError
-
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in {"NoSuchKey", "404", "NotFound"}:
-            return None
-        raise
-    return json.loads(body)
+    return S3ObjectStore(bucket, s3).get_json(key)
 
 
 def execution_input(

@@ -1,7 +1,9 @@
-"""Image validation: is this upload a real, complete, reasonably sized JPEG or PNG?
+"""Image validation: is this upload a real, complete, reasonably sized JPEG, PNG or DICOM file?
 
 The extension is never trusted: the magic bytes must match and the whole image must decode. Sizes are
 checked from the header before decoding, so a decompression bomb is refused without being expanded.
+``ImageLimits`` is the one home of the byte and pixel limits; every other module imports it. The
+decoding itself is ``medimage.core.decoding``, shared by annotate, the trainer and serving.
 """
 
 from __future__ import annotations
@@ -12,13 +14,22 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 
 from medimage.core.errors import RejectedInput
 
+if TYPE_CHECKING:
+    from medimage.core.dicom import DicomTags
+
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# A DICOM file (PS3.10) is a 128-byte preamble, then "DICM", then the meta header.
+DICOM_MAGIC = b"DICM"
+DICOM_MAGIC_OFFSET = 128
+SNIFF_BYTES = DICOM_MAGIC_OFFSET + len(DICOM_MAGIC)
+# Pillow's format names -> ours, for the formats Pillow opens (DICOM goes through pydicom).
 FORMATS = {"JPEG": "jpeg", "PNG": "png"}
 
 
@@ -34,20 +45,36 @@ DEFAULT_LIMITS = ImageLimits()
 
 @dataclass(frozen=True)
 class ImageInfo:
+    """``mode`` is Pillow's name for the stored JPEG/PNG pixels ("L", "RGB", "P", "I;16", ...) and "L"
+    for a DICOM (decoded to 8-bit gray); ``dicom`` holds the few header fields a caller may need."""
+
     sha256: str
     format: str
     width: int
     height: int
     mode: str
     size_bytes: int
+    dicom: DicomTags | None = None
 
 
 def sniff_format(head: bytes) -> str | None:
+    """``head``: the first ``SNIFF_BYTES`` bytes (fewer are enough for JPEG and PNG)."""
     if head.startswith(JPEG_MAGIC):
         return "jpeg"
     if head.startswith(PNG_MAGIC):
         return "png"
+    if head[DICOM_MAGIC_OFFSET:SNIFF_BYTES] == DICOM_MAGIC:
+        return "dicom"
     return None
+
+
+def sniff_or_reject(data: bytes) -> str:
+    fmt = sniff_format(data[:SNIFF_BYTES])
+    if fmt is None:
+        raise RejectedInput(
+            "not a JPEG, PNG or DICOM file (its first bytes match none of these formats)", "not_an_image"
+        )
+    return fmt
 
 
 def check_size(size_bytes: int, limits: ImageLimits = DEFAULT_LIMITS) -> None:
@@ -57,6 +84,20 @@ def check_size(size_bytes: int, limits: ImageLimits = DEFAULT_LIMITS) -> None:
     if size_bytes > limits.max_bytes:
         raise RejectedInput(
             f"the file is {size_bytes} bytes, over the limit of {limits.max_bytes} bytes", "too_large"
+        )
+
+
+def check_dimensions(width: int, height: int, limits: ImageLimits = DEFAULT_LIMITS) -> None:
+    """From the header, before any pixel is decoded: decompression bombs and thumbnails are refused."""
+    if width * height > limits.max_pixels:
+        raise RejectedInput(
+            f"the image is {width}x{height} pixels, over the limit of {limits.max_pixels} pixels",
+            "too_many_pixels",
+        )
+    if min(width, height) < limits.min_side:
+        raise RejectedInput(
+            f"the image is {width}x{height} pixels, under the minimum side of {limits.min_side}",
+            "too_small",
         )
 
 
@@ -89,39 +130,38 @@ def decoder_errors(data: bytes, fmt: str) -> Iterator[None]:
         raise RejectedInput(f"the {fmt.upper()} data does not decode: {exc}", "unreadable") from None
 
 
-def open_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> tuple[Image.Image, str]:
-    """Checks that need only the header: length, magic bytes, pixel count, smallest side. The pixels are
-    decoded later by the caller, inside ``decoder_errors``."""
-    check_size(len(data), limits)
-    fmt = sniff_format(data[:8])
-    if fmt is None:
-        raise RejectedInput("not a JPEG or PNG file (its first bytes match neither format)", "not_an_image")
+def open_image(data: bytes, limits: ImageLimits | None = DEFAULT_LIMITS) -> tuple[Image.Image, str]:
+    """A JPEG or PNG, checked from its header only: length, magic bytes, pixel count, smallest side. The
+    pixels are decoded later, inside ``decoder_errors``. ``limits=None`` checks the magic bytes alone.
+    A DICOM has no Pillow image before its pixels are decoded: ``medimage.core.decoding`` handles it."""
+    if limits is None:
+        if not data:
+            raise RejectedInput("the file is empty (0 bytes)", "empty")
+    else:
+        check_size(len(data), limits)
+    fmt = sniff_or_reject(data)
+    if fmt not in FORMATS.values():
+        raise ValueError(f"open_image takes JPEG or PNG, not {fmt}: decode it with medimage.core.decoding")
     with decoder_errors(data, fmt):
         image = Image.open(io.BytesIO(data), formats=list(FORMATS))
-        width, height = image.size
-        if width * height > limits.max_pixels:
-            raise RejectedInput(
-                f"the image is {width}x{height} pixels, over the limit of {limits.max_pixels} pixels",
-                "too_many_pixels",
-            )
-        if min(width, height) < limits.min_side:
-            raise RejectedInput(
-                f"the image is {width}x{height} pixels, under the minimum side of {limits.min_side}",
-                "too_small",
-            )
+        if limits is not None:
+            check_dimensions(image.width, image.height, limits)
     return image, fmt
 
 
 def inspect_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImageInfo:
-    """Validate an upload completely (a full decode) and describe it, or raise RejectedInput."""
-    image, fmt = open_image(data, limits)
-    with decoder_errors(data, fmt):
-        image.load()
+    """Validate an upload completely (a full decode, the one training and serving use) and describe it,
+    or raise RejectedInput."""
+    # Imported here: medimage.core.decoding builds on this module.
+    from medimage.core.decoding import decode_to_gray_or_rgb
+
+    decoded = decode_to_gray_or_rgb(data, limits=limits)
     return ImageInfo(
         sha256=hashlib.sha256(data).hexdigest(),
-        format=FORMATS.get(image.format or "", fmt),
-        width=image.width,
-        height=image.height,
-        mode=image.mode,
+        format=decoded.format,
+        width=decoded.width,
+        height=decoded.height,
+        mode=decoded.source_mode,
         size_bytes=len(data),
+        dicom=decoded.dicom,
     )

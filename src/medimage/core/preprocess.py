@@ -3,18 +3,19 @@
 ``model.json`` describes it (``PreprocessSpec.to_dict``), so inference needs nothing but the model
 directory. The network itself rescales pixel values (a Rescaling layer inside the model), so the
 array handed to the interpreter holds plain 0..255 floats: nothing to get wrong at serving time.
+Decoding (JPEG, PNG including 16-bit, DICOM) is ``medimage.core.decoding``, the one decoder serving uses.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from medimage.core.errors import RejectedInput
+from medimage.core.decoding import decode_to_gray_or_rgb
+from medimage.core.images import ImageLimits
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
@@ -42,19 +43,11 @@ class PreprocessSpec:
         )
 
 
-def decode(data: bytes, spec: PreprocessSpec) -> Image.Image:
-    """Decode at reduced scale where the format allows (JPEG draft mode), in the model's colour mode."""
-    if not data:
-        raise RejectedInput("the image is empty", "empty")
-    try:
-        image = Image.open(io.BytesIO(data), formats=["JPEG", "PNG"])
-        mode = "L" if spec.channels == 1 else "RGB"
-        # JPEG draft: the decoder scales by 1/2, 1/4 or 1/8 while decoding, never below the target size.
-        image.draft(mode, (spec.image_size, spec.image_size))
-        image = image.convert(mode)
-    except Exception as exc:
-        raise RejectedInput(f"the image cannot be decoded: {exc}", "unreadable") from None
-    return image
+def decode(data: bytes, spec: PreprocessSpec, limits: ImageLimits | None = None) -> Image.Image:
+    """Decode at reduced scale where the format allows (JPEG draft mode), in the model's colour mode.
+    ``limits=None``: the trainer's images passed annotate's limits already, whatever they were set to."""
+    mode = "L" if spec.channels == 1 else "RGB"
+    return decode_to_gray_or_rgb(data, mode=mode, draft_size=spec.image_size, limits=limits).image
 
 
 def to_array(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
@@ -67,6 +60,6 @@ def to_array(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     return array
 
 
-def load_image_array(data: bytes, spec: PreprocessSpec) -> np.ndarray:
-    """Bytes of a JPEG/PNG to the model's input array (without the batch axis)."""
-    return to_array(decode(data, spec), spec)
+def load_image_array(data: bytes, spec: PreprocessSpec, limits: ImageLimits | None = None) -> np.ndarray:
+    """Bytes of a JPEG, PNG or DICOM to the model's input array (without the batch axis)."""
+    return to_array(decode(data, spec, limits), spec)

@@ -106,7 +106,7 @@ def test_acquisition_probability_leaves_some_images_as_acquired() -> None:
 
 
 def test_batch_norm_statistics_average_over_about_one_epoch() -> None:
-    from medimage.training.trainer import batch_norm_momentum
+    from medimage.training.schedule import batch_norm_momentum
 
     assert batch_norm_momentum(0.0, 8) == 0.9  # small datasets: statistics settle quickly
     assert batch_norm_momentum(0.0, 50) == pytest.approx(0.98)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from medimage.core.presets import get_preset
-from medimage.training import trainer
+from medimage.training import contract, trainer
 from medimage.training.runner import scan_tree, write_channels
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def test_imagenet_backbone_trains_and_exports_on_grayscale(
     argv, env = _arguments(tmp_path, tree_maker)
 
     # WHEN the trainer runs with --weights imagenet on one-channel images
-    config, paths, _ = trainer.parse(argv, env)
+    config, paths, _ = contract.parse(argv, env)
     evaluation = trainer.train(config, paths, log=lambda line: None)
 
     # THEN it asked for the ImageNet weights, and the exported models serve what Keras computes
@@ -87,7 +87,7 @@ def test_failed_weight_download_is_one_clear_error(
     argv, env = _arguments(tmp_path, tree_maker)
 
     # WHEN train.py runs with --weights imagenet
-    code = trainer.main(argv, env)
+    code = contract.main(argv, env)
 
     # THEN it exits 2 with one line that names the cause and the way out, and no traceback
     assert code == 2

@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 
 from medimage.core.presets import _parse, get_preset, preset_names
-from medimage.training import trainer
-from medimage.training.trainer import TrainConfig, parse, weight_average_momentum
+from medimage.training import contract
+from medimage.training.contract import TrainConfig, parse
+from medimage.training.schedule import weight_average_momentum
 
 RAW = {
     "name": "demo",
@@ -21,7 +22,7 @@ RAW = {
 def with_hyperparameters(monkeypatch: pytest.MonkeyPatch, **values: object) -> None:
     """GIVEN the folders preset with these trainer defaults."""
     preset = dataclasses.replace(get_preset("folders"), hyperparameters=dict(values))
-    monkeypatch.setattr(trainer, "get_preset", lambda name: preset)
+    monkeypatch.setattr(contract, "get_preset", lambda name: preset)
 
 
 def test_preset_defaults_replace_the_trainers(monkeypatch: pytest.MonkeyPatch) -> None:

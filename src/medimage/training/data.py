@@ -35,6 +35,15 @@ class Channel:
         return len(self.labels)
 
 
+@dataclass(frozen=True)
+class LabeledChannels:
+    """The loaded channels, the class order, and each channel's class indices in that order."""
+
+    channels: dict[str, Channel]
+    labels: list[str]
+    y: dict[str, np.ndarray]
+
+
 def find_manifest_csv(channel_dir: Path) -> Path:
     """The one ``*.csv`` with the manifest header anywhere under the channel dir."""
     if not channel_dir.is_dir():

@@ -1,0 +1,276 @@
+"""The SageMaker script-mode contract: what a training job hands the trainer, and what it gets back.
+
+Contract (docs/CONTRACTS.md): hyperparameters arrive as ``--name value``; channels in
+``SM_CHANNEL_TRAIN`` / ``SM_CHANNEL_VALIDATION`` / ``SM_CHANNEL_TEST``; the model directory is
+``SM_MODEL_DIR`` and plots go to ``SM_OUTPUT_DATA_DIR``. Without those variables the SageMaker default
+paths under ``/opt/ml`` are used, and each can also be given as an option (``--train-dir`` ...). On
+error, one line goes to stderr and to ``$SM_OUTPUT_DIR/failure`` (SageMaker's FailureReason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medimage.core.errors import MedimageError, UnknownPreset
+from medimage.core.presets import get_preset
+from medimage.training.schedule import ema_setting
+
+CHANNELS = ("train", "validation", "test")
+SAGEMAKER_DEFAULTS = {
+    "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
+    "SM_CHANNEL_VALIDATION": "/opt/ml/input/data/validation",
+    "SM_CHANNEL_TEST": "/opt/ml/input/data/test",
+    "SM_MODEL_DIR": "/opt/ml/model",
+    "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+}
+Log = Callable[[str], None]
+
+
+def _bool(text: str) -> bool:
+    """SageMaker passes every hyperparameter as a string ("True", "false", "1"...)."""
+    value = str(text).strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The trainer's hyperparameters; the measurements behind the defaults are in docs/experiments.md."""
+
+    preset: str
+    dataset: str = ""
+    manifest_version: str = "local"
+    epochs: int = 20
+    image_size: int | None = None  # the preset's when not given
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    seed: int = 42
+    weights: str = "none"
+    width: int = 16
+    dropout: float = 0.3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    # As long as the cosine schedule: a stop before the learning rate has decayed cuts the epochs that matter.
+    patience: int = 20
+    max_train_minutes: float = 25.0
+    augment: bool = True  # geometric: rotation, translation, zoom, contrast, brightness
+    horizontal_flip: bool = False
+    # Against the aspect-ratio shortcut (medimage.core.shortcuts): squeezed square, the shape tells the class.
+    aspect_jitter: float = 0.25
+    # Off by default, like mixup: on the binary task both cost accuracy; the 3-class preset turns both on.
+    acquisition_augment: bool = False  # gamma, blur/sharpen, noise
+    acquisition_probability: float = 0.5
+    mixup: float = 0.0  # Beta(alpha, alpha); 0 turns it off
+    standardize: bool = False  # per-image standardisation inside the model (see model.py)
+    calibrate: bool = True  # temperature scaling fitted on the validation split
+    bn_momentum: float = 0.0  # 0: averaged over about one epoch (see schedule.batch_norm_momentum)
+    ema: float | str = "off"  # moving average of the weights: "auto", "off" or a momentum per step
+    bn_recompute: bool = False  # batch-norm statistics recomputed on clean images at each epoch's end
+    class_weighting: bool = True
+    threads: int = 0  # 0: TensorFlow decides
+    int8_calibration_images: int = 200
+
+
+_PATH_OPTIONS = ("train_dir", "validation_dir", "test_dir", "sm_model_dir", "output_data_dir")
+
+
+@dataclass(frozen=True)
+class Paths:
+    channels: dict[str, Path]
+    model_dir: Path
+    output_dir: Path
+    failure_dir: Path | None = None  # SageMaker's /opt/ml/output: a 'failure' file becomes FailureReason
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig(preset="")
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a medimage classifier (script mode).",
+        epilog="A preset may set its own defaults (training.hyperparameters in its JSON); arguments win.",
+        allow_abbrev=False,
+    )
+    p.add_argument("--preset", required=True, help="dataset preset (classes, image size)")
+    p.add_argument("--dataset", default="", help="dataset name (default: the preset name)")
+    p.add_argument("--manifest-version", default=d.manifest_version)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--weights", choices=("none", "imagenet"), default=d.weights)
+    p.add_argument("--width", type=int, default=d.width, help="filters of the first conv layer")
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 on conv kernels")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--patience", type=int, default=d.patience, help="epochs without val improvement")
+    p.add_argument("--max-train-minutes", type=float, default=d.max_train_minutes)
+    p.add_argument("--augment", type=_bool, default=d.augment)
+    p.add_argument("--horizontal-flip", type=_bool, default=d.horizontal_flip)
+    p.add_argument(
+        "--aspect-jitter",
+        type=float,
+        default=d.aspect_jitter,
+        help="independent x/y zoom (aspect-ratio change), as a fraction",
+    )
+    p.add_argument(
+        "--acquisition-augment",
+        type=_bool,
+        default=d.acquisition_augment,
+        help="per-image gamma, blur or sharpening, and noise",
+    )
+    p.add_argument(
+        "--acquisition-probability",
+        type=float,
+        default=d.acquisition_probability,
+        help="share of training images the acquisition augmentation changes",
+    )
+    p.add_argument("--mixup", type=float, default=d.mixup, help="mixup Beta alpha (0: off)")
+    p.add_argument(
+        "--standardize", type=_bool, default=d.standardize, help="per-image standardisation inside the model"
+    )
+    p.add_argument("--class-weighting", type=_bool, default=d.class_weighting)
+    p.add_argument(
+        "--bn-momentum",
+        type=float,
+        default=d.bn_momentum,
+        help="batch-normalisation momentum (0: about one epoch, within 0.9..0.99)",
+    )
+    p.add_argument(
+        "--ema",
+        type=ema_setting,
+        default=d.ema,
+        help="judge and keep a moving average of the weights: auto, off or a momentum per step",
+    )
+    p.add_argument(
+        "--bn-recompute",
+        type=_bool,
+        default=d.bn_recompute,
+        help="recompute batch-norm statistics with the current weights at each epoch's end",
+    )
+    p.add_argument(
+        "--calibrate",
+        type=_bool,
+        default=d.calibrate,
+        help="fit a softmax temperature on the validation split (labels unchanged)",
+    )
+    p.add_argument("--threads", type=int, default=int(os.environ.get("MEDIMAGE_TF_THREADS", "0")))
+    p.add_argument("--int8-calibration-images", type=int, default=d.int8_calibration_images)
+    p.add_argument("--train-dir", default=None, help="default: $SM_CHANNEL_TRAIN")
+    p.add_argument("--validation-dir", default=None, help="default: $SM_CHANNEL_VALIDATION")
+    p.add_argument("--test-dir", default=None, help="default: $SM_CHANNEL_TEST")
+    # Not --model_dir: the SageMaker TensorFlow estimator passes that one itself, as an S3 URI.
+    p.add_argument("--sm-model-dir", default=None, help="default: $SM_MODEL_DIR")
+    p.add_argument("--output-data-dir", default=None, help="default: $SM_OUTPUT_DATA_DIR")
+    return p
+
+
+def preset_hyperparameter_defaults(parser: argparse.ArgumentParser, preset_name: str) -> dict[str, Any]:
+    """The preset's own trainer defaults by parser destination; {} for an unknown preset (train() says so)."""
+    try:
+        preset = get_preset(preset_name)
+    except UnknownPreset:
+        return {}
+    actions = {a.dest: a for a in parser._actions}
+    defaults: dict[str, Any] = {}
+    for name, value in preset.hyperparameters.items():
+        dest = name.replace("-", "_")
+        action = actions.get(dest)
+        if action is None or not action.option_strings or dest in _PATH_OPTIONS:
+            raise ValueError(f"preset {preset.name}: unknown training hyperparameter '{name}'")
+        # Through the option's own type and checks, as a string, as SageMaker passes hyperparameters.
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        try:
+            defaults[dest] = action.type(text) if callable(action.type) else text
+            if action.choices is not None and defaults[dest] not in action.choices:
+                raise ValueError(f"expected one of {', '.join(map(str, action.choices))}, got {text!r}")
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise ValueError(f"preset {preset.name}: training hyperparameter '{name}': {exc}") from None
+    return defaults
+
+
+def parse(argv: Sequence[str], env: dict[str, str]) -> tuple[TrainConfig, Paths, list[str]]:
+    """Config, paths and the arguments ignored (extra hyperparameters such as --model_dir s3://...).
+
+    Defaults come from TrainConfig, then from the preset's ``training.hyperparameters`` (what suits that
+    dataset), then the arguments given."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(list(argv))
+    preset_defaults = preset_hyperparameter_defaults(parser, args.preset)
+    if preset_defaults:
+        parser.set_defaults(**preset_defaults)
+        args, unknown = parser.parse_known_args(list(argv))
+    values = vars(args)
+    path_args = {k: values.pop(k) for k in _PATH_OPTIONS}
+
+    def where(option: str | None, variable: str) -> Path:
+        return Path(option or env.get(variable) or SAGEMAKER_DEFAULTS[variable])
+
+    paths = Paths(
+        channels={
+            "train": where(path_args["train_dir"], "SM_CHANNEL_TRAIN"),
+            "validation": where(path_args["validation_dir"], "SM_CHANNEL_VALIDATION"),
+            "test": where(path_args["test_dir"], "SM_CHANNEL_TEST"),
+        },
+        model_dir=where(path_args["sm_model_dir"], "SM_MODEL_DIR"),
+        output_dir=where(path_args["output_data_dir"], "SM_OUTPUT_DATA_DIR"),
+        failure_dir=Path(env["SM_OUTPUT_DIR"]) if env.get("SM_OUTPUT_DIR") else None,
+    )
+    config = TrainConfig(**values)
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ValueError("--epochs and --batch-size must be at least 1")
+    if config.mixup < 0 or not 0 <= config.aspect_jitter < 0.5:
+        raise ValueError("--mixup must be at least 0 and --aspect-jitter in [0, 0.5)")
+    if not 0 <= config.bn_momentum < 1:
+        raise ValueError("--bn-momentum must lie in [0, 1)")
+    if not 0 <= config.acquisition_probability <= 1:
+        raise ValueError("--acquisition-probability must lie in [0, 1]")
+    return config, paths, unknown
+
+
+def _write_failure(paths: Paths | None, message: str) -> None:
+    if paths is not None and paths.failure_dir is not None:
+        try:
+            paths.failure_dir.mkdir(parents=True, exist_ok=True)
+            (paths.failure_dir / "failure").write_text(message + "\n", encoding="utf-8")
+        except OSError:
+            pass
+
+
+def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -> int:
+    """Entry point: a one-line error on stderr and a non-zero exit for any bad input, never a traceback."""
+    # Imported here, not at the top: the training function itself imports this module.
+    from medimage.training.trainer import train
+
+    argv = sys.argv[1:] if argv is None else argv
+    env = dict(os.environ) if env is None else env
+    paths: Paths | None = None
+    try:
+        config, paths, ignored = parse(argv, env)
+        if ignored:
+            print(f"ignoring hyperparameters this trainer does not use: {' '.join(ignored)}", flush=True)
+        train(config, paths, log=lambda line: print(line, flush=True))
+        return 0
+    except (MedimageError, ValueError, OSError) as exc:
+        message = f"train.py: error: {exc}"
+        code = 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug or an environment problem: still one readable line, plus the traceback
+        import traceback
+
+        traceback.print_exc()
+        message = f"train.py: error: unexpected {type(exc).__name__}: {exc}"
+        code = 1
+    print(message, file=sys.stderr, flush=True)
+    _write_failure(paths, message)
+    return code

@@ -1,0 +1,114 @@
+"""Export, verify and evaluate: the model directory SageMaker packs into ``model.tar.gz``.
+
+The test split is scored by the exported ``model.tflite`` through the serving classifier, so
+``evaluation.json`` describes the model that will be served, not the Keras model it came from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medimage.core.preprocess import PreprocessSpec
+from medimage.training.contract import Log, TrainConfig
+from medimage.training.data import LabeledChannels
+
+MODEL_FILE = "model.tflite"
+INT8_MODEL_FILE = "model-int8.tflite"
+AGREEMENT_TRAIN_IMAGES = 64  # training images checked beside the validation split
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A fitted Keras model and what ``model.json`` records about how it was made."""
+
+    model: Any
+    config: TrainConfig
+    preset: str
+    dataset: str
+    spec: PreprocessSpec
+    training_seconds: float
+    calibration: dict[str, Any] | None = None
+
+
+def export_and_evaluate(
+    trained: TrainedModel, data: LabeledChannels, model_dir: Path, log: Log
+) -> dict[str, Any]:
+    """Write the model directory, check each export against Keras, and score val and test as served;
+    returns ``evaluation.json``'s content."""
+    import tensorflow as tf
+
+    from medimage.evaluation.scoring import probabilities, score
+    from medimage.training import export
+
+    export.ensure_interpreter_available()
+    from medimage.inference.model import TFLiteClassifier
+
+    model, config, spec, labels, channels = (
+        trained.model,
+        trained.config,
+        trained.spec,
+        data.labels,
+        data.channels,
+    )
+    model_dir.mkdir(parents=True, exist_ok=True)
+    float_bytes = export.to_tflite_float(model)
+    int8_bytes = export.to_tflite_int8(
+        model, channels["train"].x, config.int8_calibration_images, config.seed
+    )
+    (model_dir / MODEL_FILE).write_bytes(float_bytes)
+    (model_dir / INT8_MODEL_FILE).write_bytes(int8_bytes)
+    (model_dir / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+
+    # Keras on the trainer's arrays vs. each export on the files' bytes through the serving classifier:
+    # one check catches a converter fault and any training/serving preprocessing difference at once.
+    check_paths = channels["validation"].paths + channels["train"].paths[:AGREEMENT_TRAIN_IMAGES]
+    check_x = np.concatenate([channels["validation"].x, channels["train"].x[:AGREEMENT_TRAIN_IMAGES]]).astype(
+        np.float32
+    )
+    reference = model.predict(check_x, batch_size=64, verbose=0)
+    checks = {}
+    for name, content in (("float", float_bytes), ("int8", int8_bytes)):
+        classifier = TFLiteClassifier(content, labels, spec, {})
+        candidate = probabilities(classifier, (path.read_bytes() for path in check_paths))
+        if name == "float":
+            checks[name] = export.check_agreement(reference, candidate)
+        else:
+            checks[name] = export.compare(reference, candidate)
+        checks[name]["bytes"] = len(content)
+    log(f"export: float {checks['float']}; int8 {checks['int8']}")
+
+    meta = {
+        "format_version": 1,
+        "labels": labels,
+        "preprocess": spec.to_dict(),
+        "model_file": MODEL_FILE,
+        "int8_model_file": INT8_MODEL_FILE,
+        "preset": trained.preset,
+        "dataset": trained.dataset,
+        "manifest_version": config.manifest_version,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "training_seconds": round(trained.training_seconds, 1),
+        "parameters": int(model.count_params()),
+        "tensorflow_version": tf.__version__,
+        "architecture": model.name,
+        "hyperparameters": asdict(config),
+        "export_checks": checks,
+        "calibration": trained.calibration,
+    }
+    (model_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    # Score val and test exactly as the inference Lambda would: file bytes -> serving classifier.
+    served = TFLiteClassifier.from_dir(model_dir)
+    evaluation = {}
+    for channel, split in (("validation", "val"), ("test", "test")):
+        contents = (path.read_bytes() for path in channels[channel].paths)
+        evaluation[split] = score(served, contents, data.y[channel])
+    text = json.dumps(evaluation, indent=2) + "\n"
+    (model_dir / "evaluation.json").write_text(text, encoding="utf-8")
+    return evaluation

@@ -25,10 +25,9 @@ from moto import mock_aws
 from PIL import Image
 
 from medimage.adapters.aws import reset_clients
-from medimage.cli.serve_cmd import load_handler_module
 from medimage.core.preprocess import PreprocessSpec
 from medimage.local.account import CREDENTIALS, REGION
-from medimage.local.functions import LambdaContext
+from medimage.local.functions import LambdaContext, load_handler_module
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from medimage.cli.serve_cmd import load_handler_module
 from medimage.core.preprocess import PreprocessSpec, load_image_array
 from medimage.inference.decode import decode_image
+from medimage.local.functions import load_handler_module
 
 from .conftest import BUCKET, DATASET, LABELS, api_event, call_api, invoke, jpeg_bytes, load_event, publish
 
@@ -69,6 +69,35 @@ def test_serving_decode_is_the_training_preprocessing(fullres_xray, size):
     np.testing.assert_array_equal(decode_image(data, spec), load_image_array(data, spec))
 
 
+def form(
+    *parts: tuple[str, str | None, bytes], boundary: str = "medimage-test-boundary"
+) -> tuple[bytes, str]:
+    """A multipart/form-data body of (field name, file name or None, content) parts, as curl -F sends it."""
+    chunks = []
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        kind = "Content-Type: application/octet-stream\r\n" if filename else ""
+        chunks.append(f"--{boundary}\r\nContent-Disposition: {disposition}\r\n{kind}\r\n".encode() + content)
+    body = b"\r\n".join(chunks) + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_multipart_upload_gives_the_same_answer_as_the_raw_body(handler, s3, model_v1, fullres_xray):
+    publish(s3, model_v1, "v1")
+    data = fullres_xray.read_bytes()
+    raw = call_api(handler, api_event(data, "image/jpeg"))[1]
+    body, content_type = form(("dataset", None, DATASET.encode()), ("file", "scan.jpeg", data))
+    status, got = call_api(handler, api_event(body, content_type))
+    assert_prediction(status, got)
+    assert got["probabilities"] == raw["probabilities"]
+
+
+def test_octet_stream_is_sniffed_not_trusted(handler, s3, model_v1):
+    publish(s3, model_v1, "v1")
+    assert_prediction(*call_api(handler, api_event(jpeg_bytes(), "application/octet-stream")))
+    assert_prediction(*call_api(handler, api_event(jpeg_bytes(), "image/png")))
+
+
 def _big_jpeg() -> bytes:
     return jpeg_bytes((400, 400), quality=100)
 
@@ -102,6 +131,22 @@ BAD_INPUTS = [
         "unreadable",
     ),
     ("too-small", PNG_1x1, "image/png", None, 400, "too_small"),
+    ("form-without-file", *form(("dataset", None, b"chestxray2017")), None, 400, "missing_image"),
+    (
+        "form-two-files",
+        *form(("a", "a.jpeg", jpeg_bytes()), ("b", "b.jpeg", jpeg_bytes())),
+        None,
+        400,
+        "too_many_files",
+    ),
+    ("form-no-boundary", b"--x\r\n\r\nabc", "multipart/form-data", None, 400, "bad_multipart"),
+    (
+        "form-file-not-an-image",
+        *form(("file", "notes.txt", b"not an image at all, text")),
+        None,
+        415,
+        "not_an_image",
+    ),
     ("too-large", "BIG", "image/jpeg", None, 413, "too_large"),
     ("unknown-dataset", jpeg_bytes(), "image/jpeg", {"dataset": "mri-knee"}, 400, "unknown_dataset"),
     ("bad-dataset-name", jpeg_bytes(), "image/jpeg", {"dataset": "../secrets"}, 400, "bad_dataset"),

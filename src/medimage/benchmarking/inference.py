@@ -152,9 +152,8 @@ def worker(
     )
     images = sorted(p for p in Path(images_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     datas = [p.read_bytes() for p in images]
-    from medimage.cli.serve_cmd import load_handler_module
     from medimage.local.apigateway import to_proxy_event
-    from medimage.local.functions import LambdaContext
+    from medimage.local.functions import LambdaContext, load_handler_module
 
     def event(data: bytes) -> dict[str, Any]:
         return to_proxy_event("POST", "/predict", {"Content-Type": "image/jpeg"}, data)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import importlib.util
 import os
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -17,25 +16,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from medimage.checkout import project_file
 from medimage.local.apigateway import to_proxy_event
-from medimage.local.functions import LambdaContext
+from medimage.local.functions import LambdaContext, load_handler_module
 
 MAX_API_BODY = 10 * 1024 * 1024  # API Gateway's own payload limit
-
-
-def load_handler_module(path: str | Path | None = None) -> ModuleType:
-    """Import ``functions/inference/app.py`` (not a package: it is the image's task root)."""
-    path = Path(
-        path or os.environ.get("MEDIMAGE_INFERENCE_APP") or project_file("functions/inference/app.py")
-    )
-    spec = importlib.util.spec_from_file_location("medimage_inference_app", path)
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"cannot import the inference handler from {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_http_handler(module: ModuleType) -> type[BaseHTTPRequestHandler]:

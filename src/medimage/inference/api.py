@@ -1,17 +1,22 @@
 """The HTTP contract of the inference API, independent of API Gateway and of any web framework.
 
-`POST /predict` takes the image as the raw body (``image/jpeg``, ``image/png``, ``application/octet-stream``)
-or as JSON ``{"image": "<base64>", "dataset": "..."}``; ``?dataset=`` works for both. Every way a
-client can get a request wrong maps to a 4xx `ApiError` with a stable code, never to a 500.
+`POST /predict` takes the image as the raw body (``image/jpeg``, ``image/png``, ``application/dicom``,
+``application/octet-stream``: the bytes are sniffed, the type is never trusted), as JSON
+``{"image": "<base64>", "dataset": "..."}``, or as ``multipart/form-data`` with one file part (what
+``curl -F file=@scan.dcm`` and a browser form send; a ``dataset`` field may ride along); ``?dataset=``
+works for all. Every way a client can get a request wrong maps to a 4xx `ApiError` with a stable code,
+never to a 500.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import email.policy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.parser import BytesParser
 from typing import Any
 
 from medimage.core.errors import MedimageError, RejectedInput
@@ -21,13 +26,22 @@ from medimage.inference.settings import DEFAULT_MAX_REQUEST_BYTES
 
 # Request content types API Gateway hands to the function base64-encoded (template.yaml BinaryMediaTypes;
 # `medimage serve` applies the same list). JSON stays text.
-BINARY_MEDIA_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/*", "application/octet-stream")
+BINARY_MEDIA_TYPES: tuple[str, ...] = (
+    "image/jpeg",
+    "image/png",
+    "image/*",
+    "application/dicom",
+    "application/octet-stream",
+    "multipart/form-data",
+)
 
 # HTTP status of each machine-readable rejection code.
 STATUS_OF_CODE: dict[str, int] = {
     "empty": 400,
     "bad_json": 400,
     "bad_base64": 400,
+    "bad_multipart": 400,
+    "too_many_files": 400,
     "missing_image": 400,
     "bad_dataset": 400,
     "unknown_dataset": 400,
@@ -72,11 +86,38 @@ class PredictRequest:
     dataset: str | None
 
 
-def _media_type(headers: Mapping[str, str] | None) -> str:
+def _content_type(headers: Mapping[str, str] | None) -> str:
     for name, value in (headers or {}).items():
         if name.lower() == "content-type" and value:
-            return value.split(";", 1)[0].strip().lower()
+            return value.strip()
     return ""
+
+
+def _form_parts(content_type: str, raw: bytes) -> tuple[bytes, str | None]:
+    """The one file part of a ``multipart/form-data`` body, and its ``dataset`` field if any (parsed with
+    the standard library's MIME parser)."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw
+    )
+    if not message.is_multipart() or message.defects:
+        raise ApiError(400, "bad_multipart", "the multipart/form-data body cannot be parsed (boundary?)")
+    files: list[bytes] = []
+    dataset = None
+    for part in message.iter_parts():
+        payload = part.get_payload(decode=True) or b""
+        if part.get_filename() is not None:
+            files.append(payload)
+        elif part.get_param("name", header="content-disposition") == "dataset":
+            dataset = payload.decode("utf-8", errors="replace").strip() or None
+    if not files:
+        raise ApiError(
+            400, "missing_image", "the form has no file part: send the image as e.g. -F file=@scan"
+        )
+    if len(files) > 1:
+        raise ApiError(
+            400, "too_many_files", f"the form has {len(files)} file parts; send one image per request"
+        )
+    return files[0], dataset
 
 
 def _b64decode(text: str, what: str) -> bytes:
@@ -108,8 +149,12 @@ def parse_predict_request(
         # Text body: API Gateway passed it through as UTF-8; an image never arrives this way intact.
         raw = body.encode("utf-8", errors="surrogateescape")
     dataset = (query or {}).get("dataset") or None
-    media = _media_type(headers)
-    if media.endswith("json") or raw.lstrip()[:1] == b"{":
+    content_type = _content_type(headers)
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "multipart/form-data":
+        image, form_dataset = _form_parts(content_type, raw)
+        dataset = dataset or form_dataset
+    elif media.endswith("json") or raw.lstrip()[:1] == b"{":
         if len(raw) > max_bytes * 4 // 3 + 4096:
             raise ApiError(
                 413,
@@ -124,7 +169,7 @@ def parse_predict_request(
             raise ApiError(400, "bad_json", 'the JSON body must be an object like {"image": "<base64>"}')
         image_field = doc.get("image")
         if not isinstance(image_field, str):
-            raise ApiError(400, "missing_image", 'the JSON body needs "image": a base64-encoded JPEG or PNG')
+            raise ApiError(400, "missing_image", 'the JSON body needs "image": a base64-encoded image')
         image = _b64decode(image_field, '"image"')
         if "dataset" in doc and doc["dataset"] is not None:
             if not isinstance(doc["dataset"], str):

@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from medimage.checkout import project_file
 from medimage.local.account import ACCOUNT, REGION
 from medimage.local.template import Resolver, resources_of_type
 
@@ -134,3 +136,17 @@ def template_functions(
         env = {k: str(v) for k, v in env.items()} | dict(env_overrides or {})
         functions[logical] = function_from_template(root, logical, res, env, globals_)
     return functions
+
+
+def load_handler_module(path: str | Path | None = None) -> ModuleType:
+    """Import ``functions/inference/app.py`` (not a package: it is the image's task root)."""
+    path = Path(
+        path or os.environ.get("MEDIMAGE_INFERENCE_APP") or project_file("functions/inference/app.py")
+    )
+    spec = importlib.util.spec_from_file_location("medimage_inference_app", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"cannot import the inference handler from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

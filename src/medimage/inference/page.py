@@ -22,10 +22,11 @@ INDEX_HTML = """<!doctype html>
 </head>
 <body>
 <h1>Classify a medical image</h1>
-<p>Pick a chest X-ray (JPEG or PNG). The image is sent to <code>POST predict</code>; nothing is stored.</p>
+<p>Pick a chest X-ray (JPEG, PNG or DICOM). The image is sent to <code>POST predict</code>;
+nothing is stored.</p>
 <form id="form">
  <label for="image">Image</label>
- <input id="image" name="image" type="file" accept="image/jpeg,image/png">
+ <input id="image" name="image" type="file" accept="image/jpeg,image/png,application/dicom,.dcm,.dicom">
  <label for="dataset">Dataset (empty: the default)</label>
  <input id="dataset" name="dataset" type="text" placeholder="chestxray2017">
  <label for="apikey">API key (only if the API requires one)</label>
@@ -42,13 +43,15 @@ const base = location.pathname.endsWith("/") ? location.pathname : location.path
 async function classify() {
   const file = $("image").files[0];
   if (!file) return;
-  $("preview").src = URL.createObjectURL(file);
+  // A browser cannot show DICOM: the preview is for JPEG and PNG only.
+  const isDicom = /[.](dcm|dicom)$/i.test(file.name) || file.type === "application/dicom";
+  $("preview").src = isDicom ? "" : URL.createObjectURL(file);
   $("label").textContent = "...";
   $("label").dataset.state = "busy";
   $("error").textContent = "";
   $("probabilities").innerHTML = "";
   $("meta").textContent = "";
-  const headers = {"Content-Type": file.type || "application/octet-stream"};
+  const headers = {"Content-Type": isDicom ? "application/dicom" : (file.type || "application/octet-stream")};
   if ($("apikey").value) headers["x-api-key"] = $("apikey").value;
   const query = $("dataset").value ? "?dataset=" + encodeURIComponent($("dataset").value) : "";
   try {

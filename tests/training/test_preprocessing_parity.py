@@ -27,11 +27,13 @@ from medimage.training.runner import scan_tree, write_channel
 SPEC = PreprocessSpec(image_size=32, channels=1)
 
 # (file name, PIL mode, (width, height)): both formats, both colour modes, larger and smaller than the
-# 32-pixel target, square and not. The large JPEGs are decoded in draft mode (scaled while decoding).
+# 32-pixel target, square and not, and a 16-bit PNG. The large JPEGs are decoded in draft mode (scaled
+# while decoding).
 PARITY_IMAGES = [
     ("gray-square.png", "L", (48, 48)),
     ("gray-wide.jpeg", "L", (300, 200)),
     ("gray-small.jpeg", "L", (20, 24)),
+    ("gray16-wide.png", "I;16", (96, 64)),
     ("rgb-tall.png", "RGB", (40, 120)),
     ("rgb-large.jpeg", "RGB", (512, 384)),
     ("rgb-exact.jpeg", "RGB", (32, 32)),
@@ -47,6 +49,8 @@ def _pixels(mode: str, size: tuple[int, int], rng: np.random.Generator) -> np.nd
     )
     if mode == "L":
         return np.clip(base, 0, 255).astype(np.uint8)
+    if mode == "I;16":
+        return np.clip(base * 257, 0, 65535).astype(np.uint16)
     tint = np.stack([base, base[::-1] * 0.8 + 30, 255 - base], axis=-1)
     return np.clip(tint, 0, 255).astype(np.uint8)
 
@@ -62,7 +66,7 @@ def parity_channel(tmp_path: Path) -> Path:
         writer.writerow(CSV_FIELDS)
         for name, mode, size in PARITY_IMAGES:
             path = channel_dir / "images" / name
-            image = Image.fromarray(_pixels(mode, size, rng), mode=mode)
+            image = Image.fromarray(_pixels(mode, size, rng))  # uint16 arrays make 16-bit PNGs
             if path.suffix == ".jpeg":
                 image.save(path, quality=90)
             else:

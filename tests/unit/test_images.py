@@ -12,6 +12,7 @@ from PIL import Image
 from medimage.core.errors import RejectedInput
 from medimage.core.images import ImageLimits, check_size, inspect_image
 from medimage.local.synthetic import bad_files, encode, render
+from tests.dicom_factory import make_dicom, reference_image
 
 
 def jpeg(size=(64, 48), mode="L") -> bytes:
@@ -42,6 +43,23 @@ def test_a_valid_jpeg_is_described():
 def test_a_valid_png_is_described():
     info = inspect_image(png((40, 30)))
     assert (info.format, info.width, info.height, info.mode) == ("png", 40, 30, "RGB")
+    assert info.dicom is None
+
+
+def test_a_valid_dicom_is_described_with_its_header_fields():
+    data = make_dicom(reference_image(30, 40).astype(np.uint16) * 16, bits_stored=12, view_position="AP")
+    info = inspect_image(data)
+    assert (info.format, info.width, info.height, info.mode, info.size_bytes) == (
+        "dicom",
+        40,
+        30,
+        "L",
+        len(data),
+    )
+    assert info.dicom is not None
+    assert (info.dicom.modality, info.dicom.body_part, info.dicom.view_position) == ("DX", "CHEST", "AP")
+    assert (info.dicom.photometric, info.dicom.bits_stored) == ("MONOCHROME2", 12)
+    assert info.dicom.transfer_syntax == "1.2.840.10008.1.2.1"
 
 
 @pytest.mark.parametrize(
@@ -58,6 +76,8 @@ def test_bad_files_are_rejected_with_their_code(name, code):
         inspect_image(bad_files()[name])
     assert err.value.code == code
     assert err.value.message
+    if code == "not_an_image":
+        assert "not a JPEG, PNG or DICOM file" in err.value.message
 
 
 def test_extension_is_not_trusted_a_gif_is_not_accepted():

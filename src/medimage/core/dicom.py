@@ -23,8 +23,8 @@ compressed data to ``python-gdcm``, chosen over the pylibjpeg plugins because:
   libjpeg, openjpeg and rle (7 MB without libjpeg). The layer stays far below Lambda's 250 MB.
 
 PHI: nothing from the header is logged, put in an error message or returned except ``DicomTags``, whose
-``patient_id`` is hidden from ``repr``. pydicom's own log records (they can quote element values) do not
-propagate to the application's handlers, and its warnings are silenced while a file is read.
+``patient_id`` is hidden from ``repr``. pydicom's own log records (they can quote element values) are
+dropped, its warnings are silenced while a file is read, and its exception texts are never passed on.
 """
 
 from __future__ import annotations
@@ -44,8 +44,17 @@ from pydicom.pixels.decoders.base import get_decoder
 
 from medimage.core.errors import RejectedInput
 
-# pydicom's records can carry element values (names, IDs): keep them out of every application log.
-logging.getLogger("pydicom").propagate = False
+
+def _drop_record(record: logging.LogRecord) -> bool:
+    return False
+
+
+# pydicom's log records can quote element values (with its debugging on, every value it reads: names,
+# IDs, dates). A filter on each of its loggers drops them before any handler, whatever levels or
+# handlers are configured later; propagate=False keeps them from the root's handlers as well.
+for _name in [name for name in logging.root.manager.loggerDict if name.split(".")[0] == "pydicom"]:
+    logging.getLogger(_name).addFilter(_drop_record)
+    logging.getLogger(_name).propagate = False
 
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 MIN_BITS_STORED, MAX_BITS_STORED = 8, 16

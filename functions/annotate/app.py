@@ -29,6 +29,7 @@ def annotator_for(bucket: str) -> Annotator:
         catalog=DynamoCatalog(settings.common.catalog_table),
         resolver=settings.common.resolver(),
         limits=settings.limits,
+        patient_salt=settings.patient_id_salt,
     )
 
 

@@ -40,6 +40,31 @@ class GateThresholds:
 
 
 @dataclass(frozen=True)
+class DicomAcceptance:
+    """Which DICOM acquisitions a dataset takes (preset JSON ``dicom``): an empty tuple accepts any value.
+
+    A chest preset takes CR/DX images of the CHEST in PA or AP view; a lateral view is another picture of
+    the same patient that the model was never trained to read, so it is quarantined with a reason.
+    A value the header leaves empty is accepted (many exports omit these optional tags)."""
+
+    modality: tuple[str, ...] = ()
+    body_part: tuple[str, ...] = ()
+    view_position: tuple[str, ...] = ()
+
+    def check(self, modality: str, body_part: str, view_position: str) -> None:
+        """RejectedInput (``dicom_wrong_modality`` / ``dicom_wrong_body_part`` / ``dicom_wrong_view``)."""
+        for tag, value, allowed, code in (
+            ("Modality", modality, self.modality, "dicom_wrong_modality"),
+            ("BodyPartExamined", body_part, self.body_part, "dicom_wrong_body_part"),
+            ("ViewPosition", view_position, self.view_position, "dicom_wrong_view"),
+        ):
+            if allowed and value and value.strip().upper() not in allowed:
+                raise RejectedInput(
+                    f"the DICOM {tag} is '{value}'; this dataset takes {', '.join(allowed)}", code
+                )
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     description: str
@@ -53,6 +78,7 @@ class Preset:
     # Trainer defaults this dataset needs (``train.py`` option names without the dashes, e.g.
     # ``"acquisition-augment": true``); explicit hyperparameters still win. Checked by the trainer.
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    dicom: DicomAcceptance = field(default_factory=DicomAcceptance)
 
     @property
     def folder_is_label(self) -> bool:
@@ -115,7 +141,21 @@ def _parse(raw: dict[str, Any]) -> Preset:
         image_size=int(training.get("image_size", 128)),
         channels=int(training.get("channels", 1)),
         hyperparameters=_hyperparameters(raw["name"], training.get("hyperparameters", {})),
+        dicom=_dicom_acceptance(raw["name"], raw.get("dicom", {})),
     )
+
+
+def _dicom_acceptance(preset: str, raw: Any) -> DicomAcceptance:
+    fields = ("modality", "body_part", "view_position")
+    if not isinstance(raw, dict) or set(raw) - set(fields):
+        raise ValueError(f"preset {preset}: dicom takes only {', '.join(fields)} (lists of values)")
+    values = {}
+    for name in fields:
+        listed = raw.get(name, [])
+        if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
+            raise ValueError(f"preset {preset}: dicom.{name} must be a list of text values")
+        values[name] = tuple(v.upper() for v in listed)
+    return DicomAcceptance(**values)
 
 
 def _hyperparameters(preset: str, raw: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ class Resolver:
             "AWS::AccountId": account,
             "AWS::Partition": "aws",
             "AWS::StackName": "medimage-local",
+            # Unique per local stack, as CloudFormation's is per deployment.
+            "AWS::StackId": f"arn:aws:cloudformation:{region}:{account}:stack/medimage-local/{uuid.uuid4()}",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::NoValue": "",
         }

@@ -11,6 +11,7 @@ from medimage.core import layout
 from medimage.core.catalog import CatalogRecord, RecordOutcome
 from medimage.core.errors import RejectedInput
 from medimage.core.images import DEFAULT_LIMITS, ImageLimits, check_size, inspect_image
+from medimage.core.patients import pseudonymous_patient_id
 from medimage.core.splits import assign_split, group_of
 from medimage.services.datasets import DatasetResolver
 from medimage.services.ports import Catalog, ObjectStore
@@ -48,11 +49,14 @@ class Annotator:
         resolver: DatasetResolver,
         limits: ImageLimits = DEFAULT_LIMITS,
         clock: Any = None,
+        patient_salt: str = "",
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.resolver = resolver
         self.limits = limits
+        # Keys the pseudonym of a DICOM PatientID; empty: DICOM ids are not used (file-name rules only).
+        self.patient_salt = patient_salt
         self._clock = clock or (lambda: datetime.now(UTC))
 
     def annotate(self, key: str) -> AnnotateResult:
@@ -76,6 +80,11 @@ class Annotator:
                 return self._gone(key, dataset)
             check_size(obj.size, self.limits)
             info = inspect_image(obj.data or b"", self.limits)
+            patient = preset.patient_id(parsed.filename)
+            if info.dicom is not None:
+                tags = info.dicom
+                preset.dicom.check(tags.modality, tags.body_part, tags.view_position)
+                patient = pseudonymous_patient_id(tags.patient_id, self.patient_salt) or patient
         except RejectedInput as error:
             quarantine_object(self.store, key, dataset, error, now.isoformat(), stage="annotate")
             target = layout.quarantine_key(dataset, key)
@@ -89,7 +98,6 @@ class Annotator:
                 quarantine_key=target,
             )
 
-        patient = preset.patient_id(parsed.filename)
         group = group_of(patient, info.sha256)
         record = CatalogRecord(
             dataset=dataset,

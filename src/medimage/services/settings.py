@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from medimage.core.images import ImageLimits
 from medimage.services.datasets import DatasetResolver
@@ -40,6 +40,8 @@ class CommonSettings:
 class AnnotateSettings:
     common: CommonSettings
     max_image_bytes: int
+    # Keys the pseudonyms of DICOM patient ids (PatientIdSalt; the stack's id when the parameter is empty).
+    patient_id_salt: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> AnnotateSettings:
@@ -47,6 +49,7 @@ class AnnotateSettings:
         return cls(
             common=CommonSettings.read(env),
             max_image_bytes=int(env.get("MAX_IMAGE_BYTES") or ImageLimits.max_bytes),
+            patient_id_salt=env.get("PATIENT_ID_SALT", ""),
         )
 
     @property

@@ -336,3 +336,10 @@ def test_phi_never_reaches_logs_reprs_or_messages(caplog):
     traces = "\n".join([caplog.text, repr(info), str(info), repr(array), *messages])
     for value in PHI_VALUES:
         assert value not in traces
+
+
+def test_free_text_in_a_rejected_header_field_is_not_quoted():
+    with pytest.raises(RejectedInput) as err:
+        inspect_image(make_dicom(REF, photometric="DOE^JANE"))
+    assert err.value.code == "dicom_unsupported"
+    assert "DOE" not in err.value.message

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,7 +58,13 @@ for _name in [name for name in logging.root.manager.loggerDict if name.split("."
     logging.getLogger(_name).propagate = False
 
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+# Defined terms (PS3.3 C.7.6.3.1.2) that may be quoted in a rejection; any other text is not repeated.
+_PHOTOMETRIC_TERMS = frozenset(
+    {"RGB", "PALETTE COLOR", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_PARTIAL_422", "YBR_ICT"}
+    | {"YBR_RCT", "XYB", "ARGB", "CMYK", "HSV"}
+)
 MIN_BITS_STORED, MAX_BITS_STORED = 8, 16
+_UID = re.compile(r"[0-9.]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,8 @@ def read_dicom(data: bytes) -> DicomImage:
         raise RejectedInput("the DICOM file has no Pixel Data", "dicom_no_pixels")
     if photometric not in MONOCHROME or samples != 1:
         raise RejectedInput(
-            f"the DICOM photometric interpretation {photometric or '(none)'!r} is not MONOCHROME1/2",
+            f"the DICOM photometric interpretation {_quotable(photometric, _PHOTOMETRIC_TERMS)} is not"
+            " MONOCHROME1/2 (single-sample gray)",
             "dicom_unsupported",
         )
     if not MIN_BITS_STORED <= bits_stored <= MAX_BITS_STORED:
@@ -143,16 +151,23 @@ def read_dicom(data: bytes) -> DicomImage:
     return DicomImage(dataset=ds, width=width, height=height, tags=tags)
 
 
+def _quotable(value: str, allowed: frozenset[str]) -> str:
+    """Header text goes into a message (and so into logs and quarantine records) only if it is a known
+    technical term: a free-text value could hold anything, PHI included."""
+    return repr(value) if value in allowed else "(a non-standard value)"
+
+
 def _check_transfer_syntax(syntax: str) -> None:
+    shown = syntax if _UID.fullmatch(syntax) else "(not a valid UID)"
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError:
         raise RejectedInput(
-            f"the DICOM transfer syntax {syntax} is not supported", "dicom_unsupported"
+            f"the DICOM transfer syntax {shown} is not supported", "dicom_unsupported"
         ) from None
     if not decoder.is_available:
         raise RejectedInput(
-            f"no installed handler decodes the DICOM transfer syntax {syntax}", "dicom_unsupported"
+            f"no installed handler decodes the DICOM transfer syntax {shown}", "dicom_unsupported"
         )
 
 

@@ -13,24 +13,21 @@ from medimage.core.errors import MedimageError
 from medimage.core.presets import get_preset
 from medimage.core.shortcuts import audit_shapes
 
+NAME = "audit"
+HELP = "check a folder-per-label tree for shape shortcuts (aspect ratio or size telling the label)"
+DESCRIPTION = (
+    "Read the width and height of every image of a folder-per-label tree (headers only) and\n"
+    "report, per class, how well aspect ratio and pixel count alone tell that class from the\n"
+    "others (one-vs-rest AUC, 0.5 = no information). The same audit is in every manifest\n"
+    "version's stats.json. Exit 0, or 3 when a shortcut is found.\n\n"
+    "example:\n  medimage audit --data ../shared/data/chestxray2017-val-fullres "
+    "--preset chestxray2017-binary"
+)
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "audit",
-        help="check a folder-per-label tree for shape shortcuts (aspect ratio or size telling the label)",
-        description=(
-            "Read the width and height of every image of a folder-per-label tree (headers only) and\n"
-            "report, per class, how well aspect ratio and pixel count alone tell that class from the\n"
-            "others (one-vs-rest AUC, 0.5 = no information). The same audit is in every manifest\n"
-            "version's stats.json. Exit 0, or 3 when a shortcut is found.\n\n"
-            "example:\n  medimage audit --data ../shared/data/chestxray2017-val-fullres "
-            "--preset chestxray2017-binary"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="folder-per-label image tree")
     parser.add_argument("--preset", required=True, help="dataset preset that labels the tree")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

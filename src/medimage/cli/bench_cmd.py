@@ -5,19 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
+NAME = "bench"
+HELP = "benchmark the inference handler (LiteRT against full TensorFlow), JSON output"
+DESCRIPTION = (
+    "Benchmark inference: cold start, warm latency (full resolution and 224x224), throughput,\n"
+    "peak memory and shipped size, for the LiteRT and a full-TensorFlow handler.\n\nexample:\n"
+    "  medimage bench inference --model out/model/model.tflite --images ../shared/data/"
+    "chestxray2017-val-fullres"
+)
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "bench",
-        help="benchmark the inference handler (LiteRT against full TensorFlow), JSON output",
-        description=(
-            "Benchmark inference: cold start, warm latency (full resolution and 224x224), throughput,\n"
-            "peak memory and shipped size, for the LiteRT and a full-TensorFlow handler.\n\nexample:\n"
-            "  medimage bench inference --model out/model/model.tflite --images ../shared/data/"
-            "chestxray2017-val-fullres"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=["inference"])
     parser.add_argument(
         "--model", required=True, help=".tflite file (model.json beside it; model.keras optional)"
@@ -29,7 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--cpu", type=int, default=None, help="core to pin each run to (default: the first allowed)"
     )
     parser.add_argument("--runtimes", default="litert,tensorflow")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,14 +15,15 @@ examples:
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "demo",
-        help="run the whole pipeline locally (no AWS account, no Docker)",
-        description="Upload, annotate, split, train (real train.py), gate, promote, label held-back images "
-        "and call the API, all on an in-process AWS emulation built from template.yaml.\n\n" + EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "demo"
+HELP = "run the whole pipeline locally (no AWS account, no Docker)"
+DESCRIPTION = (
+    "Upload, annotate, split, train (real train.py), gate, promote, label held-back images "
+    "and call the API, all on an in-process AWS emulation built from template.yaml.\n\n" + EXAMPLES
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help="folder-per-label tree to upload (default: synthetic data)")
     parser.add_argument("--preset", default="chestxray2017", help="dataset preset (see `medimage presets`)")
     parser.add_argument("--dataset", help="dataset name in the bucket (default: the preset name)")
@@ -37,7 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--per-class", type=int, default=60, help="synthetic images per class")
     parser.add_argument("--json", action="store_true", help="print summary.json at the end")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

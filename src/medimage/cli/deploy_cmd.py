@@ -21,14 +21,15 @@ AWS permissions listed in the README ("Deploying to AWS").
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "deploy",
-        help="deploy the stack with SAM (samconfig.toml) and upload the training source",
-        description="Run `sam build` and `sam deploy --config-env ENV` from the checkout, then upload the "
-        "training source tarball.\n\n" + EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "deploy"
+HELP = "deploy the stack with SAM (samconfig.toml) and upload the training source"
+DESCRIPTION = (
+    "Run `sam build` and `sam deploy --config-env ENV` from the checkout, then upload the "
+    "training source tarball.\n\n" + EXAMPLES
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config-env", default="default", help="samconfig.toml environment: default, dev, prod"
     )
@@ -40,7 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="no SAM: only pack and upload the training source to the deployed stack",
     )
     parser.add_argument("--stack", help="stack name (default: stack_name of --config-env in samconfig.toml)")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,21 +11,19 @@ from medimage.core.errors import MedimageError, RejectedInput
 from medimage.core.presets import SPLITS, get_preset
 from medimage.evaluation.shifts import SHIFT_NAMES
 
+NAME = "evaluate"
+HELP = "score a .tflite model on a folder-per-label tree, exactly as served"
+DESCRIPTION = (
+    "Score a model (a .tflite file with its model.json beside it) on a folder-per-label tree,\n"
+    "through the serving classifier: the preprocessing and LiteRT interpreter of the inference\n"
+    "Lambda. Prints one split of evaluation.json (accuracy, per-class precision/recall/F1,\n"
+    "macro AUC, confusion matrix, n).\n\n"
+    "example:\n  medimage evaluate --model build/model/model.tflite \\\n"
+    "      --data ../shared/data/chestxray2017-val-fullres --preset chestxray2017-binary"
+)
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "evaluate",
-        help="score a .tflite model on a folder-per-label tree, exactly as served",
-        description=(
-            "Score a model (a .tflite file with its model.json beside it) on a folder-per-label tree,\n"
-            "through the serving classifier: the preprocessing and LiteRT interpreter of the inference\n"
-            "Lambda. Prints one split of evaluation.json (accuracy, per-class precision/recall/F1,\n"
-            "macro AUC, confusion matrix, n).\n\n"
-            "example:\n  medimage evaluate --model build/model/model.tflite \\\n"
-            "      --data ../shared/data/chestxray2017-val-fullres --preset chestxray2017-binary"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, type=Path, help=".tflite file (model.json beside it)")
     parser.add_argument("--data", required=True, type=Path, help="folder-per-label image tree")
     parser.add_argument("--preset", required=True, help="dataset preset that labels the tree")
@@ -49,7 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--out", type=Path, help="also write the JSON to this file")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,20 +33,18 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "ingest",
-        help="upload a folder-per-label tree to a deployed stack (parallel, resumable)",
-        description="Upload labeled images to s3://<bucket>/incoming/labeled/<dataset>/.\n\n" + EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "ingest"
+HELP = "upload a folder-per-label tree to a deployed stack (parallel, resumable)"
+DESCRIPTION = "Upload labeled images to s3://<bucket>/incoming/labeled/<dataset>/.\n\n" + EXAMPLES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", type=Path, metavar="DIR", help="folder with one sub-folder per label")
     parser.add_argument("--dataset", required=True, help="dataset name in the bucket (e.g. chestxray2017)")
     parser.add_argument("--bucket", help="data bucket (default: $MEDIMAGE_BUCKET or the stack output)")
     add_stack_arguments(parser)
     parser.add_argument("--commit", action="store_true", help="upload _commit at the end: start a split")
     parser.add_argument("--workers", type=int, default=8, help="parallel uploads (default 8)")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""`medimage`: the command line. Each command lives in its own module with a `register` function."""
+"""`medimage`: the command line. Each command is a module: ``NAME``, ``HELP``, ``DESCRIPTION``,
+``add_arguments(parser)`` and ``run(args)`` (or, with sub-actions, a ``func`` default per action)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        importlib.import_module(f"medimage.cli.{name}").register(sub)
+        command = importlib.import_module(f"medimage.cli.{name}")
+        parser_ = sub.add_parser(
+            command.NAME,
+            help=command.HELP,
+            description=command.DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_arguments(parser_)
+        if hasattr(command, "run"):
+            parser_.set_defaults(func=command.run)
     return parser
 
 

@@ -9,20 +9,18 @@ import os
 from medimage.core.registry import ProductionPointer
 from medimage.ops.stack import BUCKET_ENV
 
+NAME = "model"
+HELP = "show a dataset's production model history, or roll production back"
+DESCRIPTION = (
+    "The model registry in the data bucket (models/<dataset>/production.json).\n\n"
+    "examples:\n"
+    "  medimage model list --dataset chestxray2017 --bucket my-data-bucket\n"
+    "  MEDIMAGE_BUCKET=my-data-bucket medimage model rollback --dataset chestxray2017\n"
+    "  medimage model rollback --dataset chestxray2017 --to 20261125T190500Z-1a2b3c4d-9f8e7d6c"
+)
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "model",
-        help="show a dataset's production model history, or roll production back",
-        description=(
-            "The model registry in the data bucket (models/<dataset>/production.json).\n\n"
-            "examples:\n"
-            "  medimage model list --dataset chestxray2017 --bucket my-data-bucket\n"
-            "  MEDIMAGE_BUCKET=my-data-bucket medimage model rollback --dataset chestxray2017\n"
-            "  medimage model rollback --dataset chestxray2017 --to 20261125T190500Z-1a2b3c4d-9f8e7d6c"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, text in (
         ("list", "print the production version and its history (newest first)"),

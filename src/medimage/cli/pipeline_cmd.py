@@ -28,13 +28,12 @@ execution by itself; `start` is for training again, for example with other hyper
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "pipeline",
-        help="start, follow and list training executions of a deployed stack",
-        description="Start and follow executions of the deployed training state machine.\n\n" + EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "pipeline"
+HELP = "start, follow and list training executions of a deployed stack"
+DESCRIPTION = "Start and follow executions of the deployed training state machine.\n\n" + EXAMPLES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def common(name: str, help_: str) -> argparse.ArgumentParser:

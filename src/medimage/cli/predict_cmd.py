@@ -15,20 +15,17 @@ from medimage.core.errors import RejectedInput
 from medimage.inference.decode import decode_image
 from medimage.inference.model import TFLiteClassifier
 
+NAME = "predict"
+HELP = "classify images with a local .tflite model (one JSON line per image)"
+DESCRIPTION = (
+    "Classify images with a local model; model.json and labels.txt must sit beside the .tflite.\n\n"
+    "example:\n  medimage predict --model out/model/model.tflite xray1.jpeg xray2.png"
+)
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "predict",
-        help="classify images with a local .tflite model (one JSON line per image)",
-        description=(
-            "Classify images with a local model; model.json and labels.txt must sit beside the .tflite.\n\n"
-            "example:\n  medimage predict --model out/model/model.tflite xray1.jpeg xray2.png"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a .tflite file, or a model directory")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,16 +7,13 @@ import json
 
 from medimage.core.presets import all_presets
 
+NAME = "presets"
+HELP = "list dataset presets (classes, label rules, split ratios, gate thresholds)"
+DESCRIPTION = "List the dataset presets.\n\nexample:\n  medimage presets --json"
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "presets",
-        help="list dataset presets (classes, label rules, split ratios, gate thresholds)",
-        description="List the dataset presets.\n\nexample:\n  medimage presets --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

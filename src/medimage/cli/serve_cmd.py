@@ -62,18 +62,17 @@ def make_http_handler(module: ModuleType) -> type[BaseHTTPRequestHandler]:
     return ProxyHandler
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "serve",
-        help="serve the inference API locally through the real Lambda handler",
-        description=(
-            "Serve POST /predict, GET /health and the upload page at GET / on this machine. Each request "
-            "is turned into an API Gateway proxy event for functions/inference/app.py.\n\nexamples:\n"
-            "  medimage serve --model out/model/model.tflite --port 8080\n"
-            "  DATA_BUCKET=my-bucket medimage serve --dataset chestxray2017   # the production model in S3"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "serve"
+HELP = "serve the inference API locally through the real Lambda handler"
+DESCRIPTION = (
+    "Serve POST /predict, GET /health and the upload page at GET / on this machine. Each request "
+    "is turned into an API Gateway proxy event for functions/inference/app.py.\n\nexamples:\n"
+    "  medimage serve --model out/model/model.tflite --port 8080\n"
+    "  DATA_BUCKET=my-bucket medimage serve --dataset chestxray2017   # the production model in S3"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="a .tflite file (model.json and labels.txt beside it) to serve")
     parser.add_argument(
         "--dataset",
@@ -88,7 +87,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--emf", action="store_true", help="print the embedded-format metrics as Lambda would"
     )
-    parser.set_defaults(func=run)
 
 
 def configure_env(model: str | None, dataset: str | None, bucket: str | None, emf: bool = False) -> None:

@@ -24,20 +24,19 @@ PROGRESS_PREFIXES = (
 )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "train",
-        help="train a classifier on a folder-per-label tree (runs training/train.py locally)",
-        description=(
-            "Label and split a folder-per-label tree with a preset (patient-aware), lay it out as the\n"
-            "SageMaker training channels and run training/train.py under the script-mode contract.\n"
-            "--out receives model.tflite, model-int8.tflite, labels.txt, model.json, evaluation.json\n"
-            "and output/ (plots, evaluation, train.log).\n\n"
-            "example:\n  medimage train --data ../shared/data/chestxray2017-224-train \\\n"
-            "      --preset chestxray2017-binary --out build/model --epochs 20"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "train"
+HELP = "train a classifier on a folder-per-label tree (runs training/train.py locally)"
+DESCRIPTION = (
+    "Label and split a folder-per-label tree with a preset (patient-aware), lay it out as the\n"
+    "SageMaker training channels and run training/train.py under the script-mode contract.\n"
+    "--out receives model.tflite, model-int8.tflite, labels.txt, model.json, evaluation.json\n"
+    "and output/ (plots, evaluation, train.log).\n\n"
+    "example:\n  medimage train --data ../shared/data/chestxray2017-224-train \\\n"
+    "      --preset chestxray2017-binary --out build/model --epochs 20"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="folder-per-label image tree")
     parser.add_argument("--preset", required=True, help="dataset preset (see 'medimage presets')")
     parser.add_argument("--out", required=True, type=Path, help="model directory to write")
@@ -53,7 +52,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="any other train.py hyperparameter, e.g. -H batch-size=64 (repeatable)",
     )
     parser.add_argument("--quiet", action="store_true", help="do not relay the training progress")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -77,3 +77,10 @@ def test_list_properties_set_in_globals_are_not_repeated_on_a_function(raw_templ
         if resource["Type"] == "AWS::Serverless::Function":
             repeated = global_lists & set(resource.get("Properties", {}))
             assert not repeated, f"{name} repeats {sorted(repeated)} from Globals"
+
+
+def test_the_template_default_image_limit_is_the_code_default(raw_template):
+    """CloudFormation cannot import Python: the two defaults of the upload limit must agree."""
+    from medimage.core.images import ImageLimits
+
+    assert int(raw_template["Parameters"]["MaxImageBytes"]["Default"]) == ImageLimits.max_bytes

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -63,11 +63,7 @@ class InferenceService:
         name = self.resolve_dataset(dataset)
         model = self.cache.get(name)
         start = time.perf_counter()
-        limits = ImageLimits(
-            max_bytes=max_bytes or self.limits.max_bytes,
-            max_pixels=self.limits.max_pixels,
-            min_side=self.limits.min_side,
-        )
+        limits = replace(self.limits, max_bytes=max_bytes or self.limits.max_bytes)
         probs: np.ndarray = model.classifier.predict_array(decode_image(data, model.classifier.spec, limits))
         prediction = model.classifier.to_prediction(probs)
         latency_ms = round((time.perf_counter() - start) * 1000, 3)

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from medimage.checkout import PACKAGE_DIR
+from medimage.core.images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 # The Lambda Python base image already holds these (boto3 and its dependencies).
 BASE_IMAGE_PACKAGES = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"}
 SHIPPED = {

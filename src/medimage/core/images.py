@@ -33,6 +33,10 @@ SNIFF_BYTES = DICOM_MAGIC_OFFSET + len(DICOM_MAGIC)
 FORMATS = {"JPEG": "jpeg", "PNG": "png"}
 
 
+# File names that folder trees (`medimage train|evaluate|predict|demo --data`) read as images.
+IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".dcm", ".dicom"})
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     max_bytes: int = 30 * 1024 * 1024

@@ -27,6 +27,7 @@ from typing import Any
 
 from medimage.checkout import project_file
 from medimage.core.errors import RejectedInput
+from medimage.core.images import IMAGE_SUFFIXES
 from medimage.core.layout import LABELED_PREFIX, check_dataset_name
 from medimage.core.manifests import CHANNEL_OF_SPLIT, CSV_FIELDS
 from medimage.core.presets import SPLITS, Preset
@@ -34,7 +35,6 @@ from medimage.core.splits import assign_split, group_of
 from medimage.training import parse_metrics
 from medimage.training.data import TrainingInputError
 
-IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
 TRAIN_SCRIPT_ENV = "MEDIMAGE_TRAIN_SCRIPT"
 
 

@@ -48,9 +48,10 @@ def batch_id(refs: list[ObjectRef]) -> str:
     return digest.hexdigest()[:24]
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> (bucket, key); BadS3Uri for anything else."""
+def parse_s3_uri(uri: str, key_required: bool = True) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key); BadS3Uri for anything else (``s3://bucket/`` is a prefix: an
+    empty key, accepted only when ``key_required`` is False)."""
     parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+    if parsed.scheme != "s3" or not parsed.netloc or (key_required and not parsed.path.strip("/")):
         raise BadS3Uri(f"'{uri}' is not an s3://bucket/key URI")
     return parsed.netloc, parsed.path.lstrip("/")

@@ -21,6 +21,7 @@ from typing import Any
 
 import boto3
 
+from medimage.adapters.s3 import S3ObjectStore
 from medimage.core import layout
 from medimage.core.presets import get_preset
 from medimage.local.demo_data import UploadFile, duplicate_of, hold_back, scan
@@ -253,10 +254,7 @@ def run_demo(opts: DemoOptions, report: Reporter | None = None) -> dict[str, Any
 
 
 def _get_json(s3: Any, bucket: str, key: str) -> Any:
-    try:
-        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except s3.exceptions.NoSuchKey:
-        return None
+    return S3ObjectStore(bucket, s3).get_json(key)
 
 
 def _collect_artifacts(
@@ -271,9 +269,8 @@ def _collect_artifacts(
         out_key = key.rsplit("/", 1)[0] + "/output.tar.gz"
         for archive_key, target in ((key, workdir / "model"), (out_key, workdir / "evaluation")):
             shutil.rmtree(target, ignore_errors=True)
-            try:
-                body = s3.get_object(Bucket=bucket, Key=archive_key)["Body"].read()
-            except s3.exceptions.NoSuchKey:
+            body = S3ObjectStore(bucket, s3).get_bytes(archive_key)
+            if body is None:
                 continue
             with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
                 tar.extractall(target, filter="data")

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlparse
 
 import boto3
 from botocore.exceptions import ClientError
 
+from medimage.core.objects import BadS3Uri, parse_s3_uri
 from medimage.local.account import ACCOUNT, REGION
 
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -185,10 +185,11 @@ class LocalSageMaker:
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise TrainingJobError("ValidationException", f"'{uri}' is not an s3:// URI")
-    return parsed.netloc, parsed.path.lstrip("/")
+    """SageMaker's answer to a bad URI in a request: a ValidationException."""
+    try:
+        return parse_s3_uri(uri, key_required=False)
+    except BadS3Uri as exc:
+        raise TrainingJobError("ValidationException", exc.message) from None
 
 
 def _tar_gz(folder: Path) -> bytes:

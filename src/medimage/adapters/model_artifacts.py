@@ -8,12 +8,8 @@ from typing import Any
 
 from medimage.adapters.s3 import S3ObjectStore
 from medimage.adapters.transient import transient_aws_errors
-from medimage.core.errors import MedimageError
+from medimage.core.errors import BadModelArtifacts
 from medimage.core.objects import BadS3Uri, parse_s3_uri
-
-
-class BadModelArtifacts(MedimageError):
-    code = "bad_model_artifacts"
 
 
 def read_tar_members(data: bytes) -> dict[str, bytes]:

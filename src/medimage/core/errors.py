@@ -1,4 +1,8 @@
-"""Errors that carry a machine-readable code, so a rejection can be quarantined with its reason."""
+"""Every error of the pipeline, each with its stable machine-readable code (one place to read them all).
+
+A rejected upload is quarantined with its code; an API client gets it in a 4xx body; a Step Functions
+Retry or Catch matches the class name (the Lambda ``errorType``). AWS-level retryable failures are
+`medimage.adapters.transient.TransientError`."""
 
 from __future__ import annotations
 
@@ -29,3 +33,128 @@ class RejectedInput(MedimageError):
 
 class UnknownPreset(MedimageError):
     code = "unknown_preset"
+
+
+# ---------------------------------------------------------------- events and storage
+
+
+class BadEvent(MedimageError):
+    """An event that is not the S3 / EventBridge shape the function is wired to."""
+
+    code = "bad_event"
+
+
+class BadS3Uri(MedimageError):
+    """A string that should be an s3://bucket/key URI and is not."""
+
+    code = "bad_s3_uri"
+
+
+# ---------------------------------------------------------------- the pipeline's contracts and rules
+
+
+class BadExecutionInput(MedimageError):
+    """A training execution input that breaks the contract (docs/CONTRACTS.md)."""
+
+    code = "bad_execution_input"
+
+
+class RegistryError(MedimageError):
+    """A production pointer change the registry rules forbid."""
+
+    code = "registry"
+
+
+class ChampionChanged(MedimageError):
+    """The production model changed after the gate compared against it: the gate must run again.
+
+    The class name is the Lambda ``errorType`` that the state machine catches to re-run the gate."""
+
+    code = "champion_changed"
+
+
+class AnnotationInProgress(MedimageError):
+    """Uploads before the `_commit` are still being annotated: retried, so the manifest includes them."""
+
+    code = "annotation_in_progress"
+
+
+class GateInputError(MedimageError):
+    """The gate task's input or the job's model.tar.gz breaks the trainer's contract."""
+
+    code = "bad_gate_input"
+
+
+class PromoteRefused(MedimageError):
+    """A model promote must not publish (no passed gate decision, missing files)."""
+
+    code = "promote_refused"
+
+
+class BadModelArtifacts(MedimageError):
+    """A training job's model.tar.gz that is missing, unreadable or unsafe."""
+
+    code = "bad_model_artifacts"
+
+
+# ---------------------------------------------------------------- training
+
+
+class TrainingInputError(MedimageError):
+    """Input the trainer cannot learn from (empty channel, missing class, unreadable image...)."""
+
+    code = "bad_training_input"
+
+
+class ExportError(MedimageError):
+    """The exported TFLite model disagrees with the trained network."""
+
+    code = "export_failed"
+
+
+# ---------------------------------------------------------------- serving
+
+
+class ModelError(MedimageError):
+    """A model directory or file that cannot be served."""
+
+    code = "bad_model"
+
+
+class NoProductionModel(MedimageError):
+    """No model has been promoted for the dataset yet (HTTP 503: retry after a promotion)."""
+
+    code = "no_model"
+
+
+class ModelUnavailable(MedimageError):
+    """A production model exists but none can be served right now (HTTP 503)."""
+
+    code = "model_unavailable"
+
+
+# ---------------------------------------------------------------- talking to a deployed stack
+
+
+class IngestProblem(MedimageError):
+    """A local folder or upload that `medimage ingest` cannot take."""
+
+    code = "ingest"
+
+
+class PipelineProblem(MedimageError):
+    """A training execution that cannot be started or found."""
+
+    code = "pipeline"
+
+
+class DeployProblem(MedimageError):
+    """A deployment step that cannot run."""
+
+    code = "deploy"
+
+
+class AwsProblem(MedimageError):
+    """AWS said no (credentials, region, a missing stack or bucket): one line for the person at the shell."""
+
+    code = "aws"

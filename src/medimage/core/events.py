@@ -11,13 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from medimage.core.errors import MedimageError
+from medimage.core.errors import BadEvent
 from medimage.core.layout import decode_event_key
 from medimage.core.objects import ObjectRef
-
-
-class BadEvent(MedimageError):
-    code = "bad_event"
 
 
 def _ref(bucket: str, obj: dict[str, Any]) -> ObjectRef:

@@ -10,16 +10,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from medimage.core.errors import MedimageError
+from medimage.core.errors import BadExecutionInput, MedimageError
 
 # Step Functions execution names: at most 80 characters of [A-Za-z0-9-_].
 NAME_LIMIT = 80
 # The terminal statuses of a Step Functions execution.
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
-
-
-class BadExecutionInput(MedimageError):
-    code = "bad_execution_input"
 
 
 def execution_input(

@@ -6,11 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from medimage.core.errors import MedimageError
-
-
-class BadS3Uri(MedimageError):
-    code = "bad_s3_uri"
+from medimage.core.errors import BadS3Uri
 
 
 @dataclass(frozen=True)

@@ -19,21 +19,9 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from medimage.core.errors import MedimageError
+from medimage.core.errors import ChampionChanged, RegistryError
 
 MAX_HISTORY = 100
-
-
-class RegistryError(MedimageError):
-    code = "registry"
-
-
-class ChampionChanged(MedimageError):
-    """The production model changed after the gate compared against it: the gate must run again.
-
-    The class name is the Lambda ``errorType`` that the state machine catches to re-run the gate."""
-
-    code = "champion_changed"
 
 
 def sha256_hex(data: bytes) -> str:

@@ -19,24 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medimage.core.errors import MedimageError
+from medimage.core.errors import ModelUnavailable, NoProductionModel
 from medimage.core.preprocess import PreprocessSpec
 from medimage.inference.model import LABELS_TXT, ModelError, TFLiteClassifier, read_model_json
 from medimage.inference.ports import ModelSource, ServingPointer
 
 log = logging.getLogger(__name__)
-
-
-class NoProductionModel(MedimageError):
-    """No model has been promoted for the dataset yet (HTTP 503: retry after a promotion)."""
-
-    code = "no_model"
-
-
-class ModelUnavailable(MedimageError):
-    """A production model exists but none can be served right now (HTTP 503)."""
-
-    code = "model_unavailable"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from medimage.core.errors import MedimageError
+from medimage.core.errors import ModelError
 from medimage.core.preprocess import PreprocessSpec, load_image_array
 
 try:  # the maintained LiteRT runtime
@@ -26,10 +26,6 @@ except ImportError:  # pragma: no cover - the legacy runtime, same API
 MODEL_JSON = "model.json"
 LABELS_TXT = "labels.txt"
 DEFAULT_MODEL_FILE = "model.tflite"
-
-
-class ModelError(MedimageError):
-    code = "bad_model"
 
 
 @dataclass(frozen=True)

@@ -19,17 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medimage.core.errors import MedimageError
+from medimage.core.errors import DeployProblem
 
 SAM_RELATIVE = Path(".venv-sam/bin/sam")
 SOURCE_KEY_PARAMETER = "TrainingSourceKey"
 FALLBACK_SOURCE_KEY = "code/training/sourcedir.tar.gz"
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 _SKIP_SUFFIXES = {".pyc", ".pyo"}
-
-
-class DeployProblem(MedimageError):
-    code = "deploy"
 
 
 @dataclass(frozen=True)

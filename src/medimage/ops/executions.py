@@ -15,7 +15,7 @@ from typing import Any
 
 from medimage.adapters.s3 import S3ObjectStore
 from medimage.core import layout
-from medimage.core.errors import MedimageError
+from medimage.core.errors import PipelineProblem
 from medimage.core.executions import (
     TERMINAL_STATUSES,
     BadExecutionInput,
@@ -27,10 +27,6 @@ from medimage.core.executions import execution_input as contract_input
 # Names of the states in statemachine/training.asl.json that this module reads outputs of.
 GATE_STATE = "Gate"
 JOB_STATES = ("ResolveJob", "ApplyHyperparameterOverrides")
-
-
-class PipelineProblem(MedimageError):
-    code = "pipeline"
 
 
 @dataclass

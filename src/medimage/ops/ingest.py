@@ -18,15 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from medimage.core import layout
-from medimage.core.errors import MedimageError, RejectedInput
+from medimage.core.errors import IngestProblem, RejectedInput
 
 # Files up to this size go up in one PUT (ETag = MD5); larger ones in parts of this size.
 PART_BYTES = 16 * 1024 * 1024
 _IGNORED_NAMES = {"Thumbs.db", "desktop.ini"}
-
-
-class IngestProblem(MedimageError):
-    code = "ingest"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medimage.checkout import checkout_root
-from medimage.core.errors import MedimageError
+from medimage.core.errors import AwsProblem
 
 DEFAULT_STACK = "medimage"
 BUCKET_ENV = "MEDIMAGE_BUCKET"
@@ -28,12 +28,6 @@ _CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
 }
-
-
-class AwsProblem(MedimageError):
-    """AWS said no (credentials, region, a missing stack or bucket): one line for the person at the shell."""
-
-    code = "aws"
 
 
 def samconfig_stack_name(config_env: str = "default", root: Path | None = None) -> str | None:

@@ -16,16 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medimage.core import layout
-from medimage.core.errors import MedimageError
+from medimage.core.errors import GateInputError
 from medimage.core.executions import TrainingResult
 from medimage.core.gate import Champion, GateConfig, TestMetrics, decide
 from medimage.core.presets import get_preset
 from medimage.core.registry import ModelEntry
 from medimage.services.ports import ArtifactReader, ChampionEvaluator, ObjectStore, PointerReader
-
-
-class GateInputError(MedimageError):
-    code = "bad_gate_input"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medimage.core import layout
-from medimage.core.errors import MedimageError
+from medimage.core.errors import PromoteRefused
 from medimage.core.executions import TrainingResult
 from medimage.core.registry import ModelEntry, ProductionPointer, promote, rollback, sha256_hex
 from medimage.services.gate import read_json_member
@@ -24,10 +24,6 @@ from medimage.services.ports import ArtifactReader, ObjectStore, PointerStore
 # What a model version folder holds (docs/CONTRACTS.md), besides gate.json written by the gate.
 REQUIRED_FILES = ("model.json", "labels.txt", "evaluation.json")
 _CONTENT_TYPES = {".json": "application/json", ".txt": "text/plain; charset=utf-8"}
-
-
-class PromoteRefused(MedimageError):
-    code = "promote_refused"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medimage.core import layout
-from medimage.core.errors import MedimageError
+from medimage.core.errors import AnnotationInProgress
 from medimage.core.executions import commit_execution_name, execution_input
 from medimage.core.manifests import (
     CHANNEL_OF_SPLIT,
@@ -20,12 +20,6 @@ from medimage.core.manifests import (
 from medimage.core.presets import SPLITS
 from medimage.services.datasets import DatasetResolver
 from medimage.services.ports import Backlog, Catalog, ObjectStore, Workflow
-
-
-class AnnotationInProgress(MedimageError):
-    """Uploads before the `_commit` are still being annotated: retried, so the manifest includes them."""
-
-    code = "annotation_in_progress"
 
 
 @dataclass(frozen=True)

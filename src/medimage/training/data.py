@@ -13,15 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from medimage.core.errors import MedimageError, RejectedInput
+from medimage.core.errors import RejectedInput, TrainingInputError
 from medimage.core.manifests import CSV_FIELDS, read_csv
 from medimage.core.preprocess import PreprocessSpec, load_image_array
-
-
-class TrainingInputError(MedimageError):
-    """Input the trainer cannot learn from (empty channel, missing class, unreadable image...)."""
-
-    code = "bad_training_input"
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from medimage.core.errors import MedimageError
+from medimage.core.errors import ExportError
 
 FLOAT_MAX_ABS_DIFF = 1e-3  # softmax outputs; the float conversion is exact up to float rounding
-
-
-class ExportError(MedimageError):
-    code = "export_failed"
 
 
 def _convert(converter: tf.lite.TFLiteConverter) -> bytes:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from PIL import Image
 
+from medimage.cli.common import add_tree_arguments
 from medimage.core.errors import MedimageError
 from medimage.core.presets import get_preset
 from medimage.core.shortcuts import audit_shapes
@@ -26,8 +26,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, help="folder-per-label image tree")
-    parser.add_argument("--preset", required=True, help="dataset preset that labels the tree")
+    add_tree_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from medimage.cli.common import add_tree_arguments
 from medimage.core.errors import MedimageError, RejectedInput
 from medimage.core.presets import SPLITS, get_preset
 from medimage.evaluation.shifts import SHIFT_NAMES
@@ -25,8 +26,7 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, type=Path, help=".tflite file (model.json beside it)")
-    parser.add_argument("--data", required=True, type=Path, help="folder-per-label image tree")
-    parser.add_argument("--preset", required=True, help="dataset preset that labels the tree")
+    add_tree_arguments(parser)
     parser.add_argument(
         "--split",
         choices=("all", *SPLITS),

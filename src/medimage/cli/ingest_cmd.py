@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from medimage.cli.common import add_stack_arguments
+
 EXAMPLES = """\
 examples:
   medimage ingest ChestXRay2017/train --dataset chestxray2017 --commit
@@ -22,15 +24,6 @@ with the same size and checksum are skipped. --commit uploads incoming/labeled/<
 The bucket: --bucket, else $MEDIMAGE_BUCKET, else the DataBucketName output of the stack (--stack, else
 $MEDIMAGE_STACK, else stack_name of --config-env in samconfig.toml).
 """
-
-
-def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stack", help="CloudFormation stack name (default: samconfig.toml's stack_name)")
-    parser.add_argument(
-        "--config-env",
-        default="default",
-        help="samconfig.toml environment whose stack_name to use (default: default)",
-    )
 
 
 NAME = "ingest"

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from medimage.cli.ingest_cmd import add_stack_arguments
+from medimage.cli.common import add_stack_arguments
 
 if TYPE_CHECKING:
     from medimage.ops.executions import ExecutionView

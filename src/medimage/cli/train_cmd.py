@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from medimage.cli.common import add_tree_arguments
 from medimage.core.errors import MedimageError
 from medimage.core.presets import get_preset
 
@@ -37,8 +38,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, help="folder-per-label image tree")
-    parser.add_argument("--preset", required=True, help="dataset preset (see 'medimage presets')")
+    add_tree_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="model directory to write")
     parser.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
     parser.add_argument("--image-size", type=int, help="input size in pixels (default: the preset's)")

@@ -2,6 +2,7 @@
 
 ``make_dicom`` builds a single- or multi-frame grayscale file from a numpy array, uncompressed or in a
 compressed transfer syntax (JPEG Baseline and JPEG 2000 encoded with Pillow, RLE with pydicom).
+``clinical_copies`` re-encodes an 8-bit gray image as 16-bit PNG and three kinds of DICOM export.
 """
 
 from __future__ import annotations
@@ -172,3 +173,28 @@ def smooth_image(height: int = 48, width: int = 64) -> np.ndarray:
     image = 127.5 + 110 * np.sin(x / width * 3.0) * np.cos(y / height * 2.0) + 15 * (x / width)
     image[0, 0], image[-1, -1] = 0, 255
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def clinical_copies(gray8: np.ndarray) -> dict[str, tuple[str, bytes]]:
+    """The same 8-bit gray pixels as a clinical system would export them, name -> (suffix, bytes).
+
+    Each copy decodes back onto ``gray8`` (exactly, or within JPEG quality-95 loss for
+    ``dicom_jpeg_baseline``), so a model must label every copy as it labels the 8-bit original.
+    """
+    gray8 = np.asarray(gray8, dtype=np.uint8)
+    if gray8.ndim != 2:
+        raise ValueError(f"expected an HxW 8-bit gray image, got shape {gray8.shape}")
+    png16 = io.BytesIO()
+    # v * 257 spans the whole 16-bit range, as a 16-bit export of 8-bit values does (uint16: mode "I;16").
+    Image.fromarray(gray8.astype(np.uint16) * 257).save(png16, format="PNG")
+    # The LINEAR VOI window (2048.5, 2041) maps 8 * (255 - v) + 1028 onto 255 - v; MONOCHROME1 inverts it.
+    stored12 = 8 * (255 - gray8.astype(np.uint16)) + 1028
+    return {
+        "png16": (".png", png16.getvalue()),
+        "dicom_mono2_8bit": (".dcm", make_dicom(gray8)),
+        "dicom_mono1_12bit_window": (
+            ".dcm",
+            make_dicom(stored12, bits_stored=12, photometric="MONOCHROME1", window=(2048.5, 2041)),
+        ),
+        "dicom_jpeg_baseline": (".dcm", make_dicom(gray8, transfer_syntax=JPEGBaseline8Bit, jpeg_quality=95)),
+    }

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medimage.cli.main import main as cli
@@ -64,7 +65,16 @@ def test_model_json_and_evaluation_follow_the_contract(trained: dict[str, Path])
         "resize": "bilinear",
         "input_range": [0.0, 255.0],
     }
-    assert meta["model_file"] == "model.tflite" and meta["int8_model_file"] == "model-int8.tflite"
+    assert (meta["float_model_file"], meta["int8_model_file"]) == ("model.tflite", "model-int8.tflite")
+    assert meta["outputs"] == {"model.tflite": "probabilities", "model-int8.tflite": "logits"}
+    # The served file is int8 exactly when the trainer's own parity check passed.
+    quantization = meta["quantization"]
+    assert quantization["at_parity"] == all(
+        quantization["loss"][key] <= tolerance for key, tolerance in quantization["tolerance"].items()
+    )
+    served = {"int8": "model-int8.tflite", "float": "model.tflite"}[quantization["served"]]
+    assert meta["model_file"] == served and (quantization["served"] == "int8") == quantization["at_parity"]
+    assert meta["keras_model_file"] == "model.keras" and (out / "model.keras").stat().st_size > 0
     assert (meta["preset"], meta["dataset"], meta["manifest_version"]) == ("folders", "folders", "local")
     for key in ("trained_at", "training_seconds", "parameters", "tensorflow_version"):
         assert meta[key], key
@@ -86,6 +96,20 @@ def test_tflite_models_agree_with_keras(trained: dict[str, Path]) -> None:
     assert checks["int8"]["bytes"] < checks["float"]["bytes"]
 
 
+def test_the_int8_variant_ends_in_logits_so_its_probabilities_keep_their_resolution(trained):
+    from medimage.inference.model import TFLiteClassifier
+
+    classifier = TFLiteClassifier.from_dir(trained["out"], "model-int8.tflite")
+    assert classifier.outputs == "logits"
+    rows = [
+        classifier.predict_bytes(p.read_bytes()).probabilities for p in sorted(trained["tree"].rglob("*.png"))
+    ]
+    values = np.array([[row[label] for label in classifier.labels] for row in rows])
+    np.testing.assert_allclose(values.sum(axis=1), 1.0, atol=1e-5)
+    on_the_int8_grid = np.isclose(values * 256, np.round(values * 256), atol=1e-3)
+    assert not on_the_int8_grid.all()
+
+
 def test_tiny_synthetic_classes_are_learned(trained: dict[str, Path]) -> None:
     # Two epochs of a few steps fit the training images; held-out scores on 8 images after so few
     # batch-norm updates are too noisy to assert on, so the training accuracy is what is checked.
@@ -97,13 +121,16 @@ def test_evaluate_reproduces_the_trainers_test_and_val_metrics(
     trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     evaluation = json.loads((trained["out"] / "evaluation.json").read_text())
+    served = json.loads((trained["out"] / "model.json").read_text())[
+        "model_file"
+    ]  # what evaluation.json scored
     for split, key in (("test", "test"), ("val", "val")):
         target = tmp_path / f"{split}.json"
         code = cli(
             [
                 "evaluate",
                 "--model",
-                str(trained["out"] / "model.tflite"),
+                str(trained["out"] / served),
                 "--data",
                 str(trained["tree"]),
                 "--preset",
@@ -182,7 +209,7 @@ def test_evaluate_rejects_an_unknown_shift(
 def test_bench_inference_compares_litert_with_tensorflow_on_the_same_handler(
     trained: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GIVEN the trained model (no model.keras beside it: TensorFlow runs the .tflite with its own interpreter)
+    # GIVEN the trained model, with the Keras network beside it (what a full-TensorFlow handler serves)
     # WHEN the inference benchmark runs both runtimes through the handler
     code = cli(
         [
@@ -202,7 +229,7 @@ def test_bench_inference_compares_litert_with_tensorflow_on_the_same_handler(
     report = json.loads(capsys.readouterr().out)
     # THEN both report the same labels and each its cold start, latency and size
     assert set(report) == {"litert", "tensorflow"}
-    assert report["tensorflow"]["runtime"] == "tensorflow tf.lite.Interpreter"
+    assert report["tensorflow"]["runtime"] == "tensorflow keras model(x)"
     assert report["litert"]["label_agreement_with_tensorflow"] == 1.0
     for result in report.values():
         assert 0 < result["cold_start_s"] < 120

@@ -21,7 +21,7 @@ from typing import Any
 
 from medimage.core.errors import ModelUnavailable, NoProductionModel
 from medimage.core.preprocess import PreprocessSpec
-from medimage.inference.model import LABELS_TXT, ModelError, TFLiteClassifier, read_model_json
+from medimage.inference.model import LABELS_TXT, ModelError, TFLiteClassifier, output_kind, read_model_json
 from medimage.inference.ports import ModelSource, ServingPointer
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,12 @@ class LoadedModel:
     version: str
     sha256: str
     classifier: TFLiteClassifier
+    model_file: str = ""
+
+    @property
+    def variant(self) -> str:
+        """``int8`` or ``float``: which of the version's exports is served (``model.json`` names both)."""
+        return "int8" if self.model_file == self.classifier.meta.get("int8_model_file") else "float"
 
 
 def load_verified(model_dir: Path, pointer: ServingPointer) -> TFLiteClassifier:
@@ -59,7 +65,7 @@ def load_verified(model_dir: Path, pointer: ServingPointer) -> TFLiteClassifier:
         spec = PreprocessSpec.from_dict(meta["preprocess"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"model.json has no usable 'preprocess': {exc}") from None
-    return TFLiteClassifier(content, labels, spec, meta)
+    return TFLiteClassifier(content, labels, spec, meta, output_kind(meta, pointer.model_file))
 
 
 @dataclass
@@ -139,7 +145,9 @@ class ModelCache:
             self._refuse(entry, wanted, f"version {pointer.version} was refused: {exc}", now)
             return
         previous = entry.model.version if entry.model else None
-        entry.model = LoadedModel(dataset, pointer.version, pointer.model_sha256, classifier)
+        entry.model = LoadedModel(
+            dataset, pointer.version, pointer.model_sha256, classifier, pointer.model_file
+        )
         entry.refused = None
         log.info("loaded model %s %s (previous %s)", dataset, pointer.version, previous)
 

@@ -47,13 +47,38 @@ def read_model_json(model_dir: Path) -> dict[str, Any]:
         raise ModelError(f"{path} is not valid JSON: {exc}") from None
 
 
+OUTPUT_KINDS = ("probabilities", "logits")
+
+
+def output_kind(meta: dict[str, Any], model_file: str) -> str:
+    """What a model file of this directory outputs (``model.json`` ``outputs``; probabilities if unsaid):
+    the int8 variant ends in logits, so its probabilities are not rounded to the int8 grid."""
+    kind = str((meta.get("outputs") or {}).get(model_file, "probabilities"))
+    if kind not in OUTPUT_KINDS:
+        raise ModelError(f"model.json says {model_file} outputs '{kind}'; expected one of {OUTPUT_KINDS}")
+    return kind
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - np.max(logits))
+    return shifted / shifted.sum()
+
+
 class TFLiteClassifier:
     """One loaded model: preprocess bytes exactly as in training, run the interpreter, map labels."""
 
-    def __init__(self, model_content: bytes, labels: list[str], spec: PreprocessSpec, meta: dict[str, Any]):
+    def __init__(
+        self,
+        model_content: bytes,
+        labels: list[str],
+        spec: PreprocessSpec,
+        meta: dict[str, Any],
+        outputs: str = "probabilities",
+    ):
         self.labels = labels
         self.spec = spec
         self.meta = meta
+        self.outputs = outputs
         self.sha256 = hashlib.sha256(model_content).hexdigest()
         try:
             self._interpreter = Interpreter(model_content=model_content, num_threads=1)
@@ -79,7 +104,8 @@ class TFLiteClassifier:
             content = path.read_bytes()
         except FileNotFoundError:
             raise ModelError(f"{path} is missing") from None
-        return cls(content, labels, PreprocessSpec.from_dict(meta["preprocess"]), meta)
+        spec = PreprocessSpec.from_dict(meta["preprocess"])
+        return cls(content, labels, spec, meta, output_kind(meta, path.name))
 
     @classmethod
     def from_file(cls, model_path: str | Path) -> TFLiteClassifier:
@@ -110,7 +136,8 @@ class TFLiteClassifier:
             self._interpreter.set_tensor(self._input["index"], batch)
             self._interpreter.invoke()
             out = self._interpreter.get_tensor(self._output["index"])[0]
-        return self._dequantize(out)
+        values = self._dequantize(out)
+        return softmax(values) if self.outputs == "logits" else values
 
     def predict_bytes(self, data: bytes) -> Prediction:
         probs = self.predict_array(load_image_array(data, self.spec))

@@ -84,7 +84,11 @@ class InferenceService:
             "status": "ok",
             "default_dataset": self.config.default_dataset,
             "datasets": {
-                ds: {"model_version": loaded[ds].version if ds in loaded else None}
+                ds: (
+                    {"model_version": loaded[ds].version, "variant": loaded[ds].variant}
+                    if ds in loaded
+                    else {"model_version": None}
+                )
                 for ds in self.config.datasets
             },
         }

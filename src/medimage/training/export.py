@@ -31,8 +31,25 @@ def to_tflite_float(model: Any) -> bytes:
     return _convert(tf.lite.TFLiteConverter.from_keras_model(model))
 
 
+def logits_model(model: Any) -> Any:
+    """The same network ending in the final Dense layer's logits instead of its softmax.
+
+    Quantising a softmax output puts probabilities on a 1/256 grid, which ties close cases and throws
+    away the ranking AUC measures; logits on an int8 grid keep it, and serving applies the softmax in
+    float (``model.json`` ``outputs``)."""
+    import keras
+
+    head = model.get_layer("probabilities")
+    logits = keras.layers.Dense(head.units, activation=None, name="logits")(head.input)
+    clone = keras.Model(model.inputs, logits, name=f"{model.name}_logits")
+    clone.get_layer("logits").set_weights(head.get_weights())
+    return clone
+
+
 def to_tflite_int8(model: Any, calibration: np.ndarray, samples: int = 200, seed: int = 0) -> bytes:
-    """Full-integer model (int8 input and output) calibrated on training images (raw 0..255 arrays)."""
+    """Int8 weights and activations (per-channel weights, the converter's default), calibrated on training
+    images (raw 0..255 arrays); float32 input and logits output, so serving feeds the same array as to the
+    float model and the probabilities keep their resolution."""
     rng = np.random.default_rng(seed)
     chosen = calibration[rng.permutation(len(calibration))[:samples]]
 
@@ -40,12 +57,12 @@ def to_tflite_int8(model: Any, calibration: np.ndarray, samples: int = 200, seed
         for image in chosen:
             yield [image[None, ...].astype(np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = tf.lite.TFLiteConverter.from_keras_model(logits_model(model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    converter.inference_input_type = tf.float32
+    converter.inference_output_type = tf.float32
     return _convert(converter)
 
 

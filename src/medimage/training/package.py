@@ -1,7 +1,10 @@
 """Export, verify and evaluate: the model directory SageMaker packs into ``model.tar.gz``.
 
-The test split is scored by the exported ``model.tflite`` through the serving classifier, so
-``evaluation.json`` describes the model that will be served, not the Keras model it came from.
+Two TFLite variants are exported, float and int8; the int8 one is served (``model.json``
+``model_file``) only when it is at parity with the float one on the validation split, clean and under
+the acquisition shifts (`INT8_PARITY`). The test split is then scored by the served variant through the
+serving classifier, so ``evaluation.json`` describes the model that will be served. ``model.keras`` (the
+trained network without its optimizer) rides along for full-TensorFlow comparisons.
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ from medimage.training.data import LabeledChannels
 
 MODEL_FILE = "model.tflite"
 INT8_MODEL_FILE = "model-int8.tflite"
+KERAS_MODEL_FILE = "model.keras"
+OUTPUTS = {MODEL_FILE: "probabilities", INT8_MODEL_FILE: "logits"}
 AGREEMENT_TRAIN_IMAGES = 64  # training images checked beside the validation split
+# The int8 variant is served when it loses at most this much against float on validation.
+INT8_PARITY = {"accuracy": 0.005, "macro_auc": 0.005, "shifted_mean_accuracy": 0.005}
 
 
 @dataclass(frozen=True)
@@ -73,22 +80,29 @@ def export_and_evaluate(
     )
     reference = model.predict(check_x, batch_size=64, verbose=0)
     checks = {}
-    for name, content in (("float", float_bytes), ("int8", int8_bytes)):
-        classifier = TFLiteClassifier(content, labels, spec, {})
-        candidate = probabilities(classifier, (path.read_bytes() for path in check_paths))
+    classifiers = {}
+    for name, file, content in (("float", MODEL_FILE, float_bytes), ("int8", INT8_MODEL_FILE, int8_bytes)):
+        classifiers[name] = TFLiteClassifier(content, labels, spec, {}, OUTPUTS[file])
+        candidate = probabilities(classifiers[name], (path.read_bytes() for path in check_paths))
         if name == "float":
             checks[name] = export.check_agreement(reference, candidate)
         else:
             checks[name] = export.compare(reference, candidate)
         checks[name]["bytes"] = len(content)
     log(f"export: float {checks['float']}; int8 {checks['int8']}")
+    quantization = int8_parity(classifiers, channels["validation"].paths, data.y["validation"])
+    log(f"int8 parity on validation: {quantization}")
+    save_keras(model, model_dir / KERAS_MODEL_FILE)
 
     meta = {
         "format_version": 1,
         "labels": labels,
         "preprocess": spec.to_dict(),
-        "model_file": MODEL_FILE,
+        "model_file": INT8_MODEL_FILE if quantization["served"] == "int8" else MODEL_FILE,
+        "float_model_file": MODEL_FILE,
         "int8_model_file": INT8_MODEL_FILE,
+        "keras_model_file": KERAS_MODEL_FILE,
+        "outputs": OUTPUTS,
         "preset": trained.preset,
         "dataset": trained.dataset,
         "manifest_version": config.manifest_version,
@@ -99,6 +113,7 @@ def export_and_evaluate(
         "architecture": model.name,
         "hyperparameters": asdict(config),
         "export_checks": checks,
+        "quantization": quantization,
         "calibration": trained.calibration,
     }
     (model_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -112,3 +127,40 @@ def export_and_evaluate(
     text = json.dumps(evaluation, indent=2) + "\n"
     (model_dir / "evaluation.json").write_text(text, encoding="utf-8")
     return evaluation
+
+
+def int8_parity(classifiers: dict[str, Any], paths: list[Path], truth: Any) -> dict[str, Any]:
+    """Float and int8 side by side on the validation images, clean and under the acquisition shifts;
+    ``served`` is int8 when no figure of `INT8_PARITY` drops by more than its tolerance."""
+    from medimage.evaluation.shifts import robustness
+
+    files = [path.read_bytes() for path in paths]
+    figures = {}
+    for name, classifier in classifiers.items():
+        report = robustness(classifier, files, list(truth))
+        figures[name] = {
+            "accuracy": report["clean"]["accuracy"],
+            "macro_auc": report["clean"]["macro_auc"],
+            "shifted_mean_accuracy": round(report["shifted_mean_accuracy"], 6),
+        }
+    losses = {
+        key: round((figures["float"][key] or 0.0) - (figures["int8"][key] or 0.0), 6) for key in INT8_PARITY
+    }
+    at_parity = all(losses[key] <= tolerance for key, tolerance in INT8_PARITY.items())
+    return {
+        "served": "int8" if at_parity else "float",
+        "at_parity": at_parity,
+        "tolerance": INT8_PARITY,
+        "loss": losses,
+        "n": len(files),
+        **figures,
+    }
+
+
+def save_keras(model: Any, path: Path) -> None:
+    """The trained network alone (no optimizer state): a copy with the same weights, never compiled."""
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    copy.save(path)

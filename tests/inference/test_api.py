@@ -228,7 +228,7 @@ def test_corrupt_new_model_is_refused_and_the_old_one_keeps_serving(
     status, body = call_api(handler, event)
     assert_prediction(status, body, version="v1")
     health = call_api(handler, load_event("inference-api-health.json"))[1]
-    assert health["datasets"][DATASET]["model_version"] == "v1"
+    assert health["datasets"][DATASET] == {"model_version": "v1", "variant": "float"}  # model.tflite serves
 
 
 def test_corrupt_first_model_is_a_clear_503(handler, s3, model_v1):

@@ -230,6 +230,9 @@ def test_bench_inference_compares_litert_with_tensorflow_on_the_same_handler(
     # THEN both report the same labels and each its cold start, latency and size
     assert set(report) == {"litert", "tensorflow"}
     assert report["tensorflow"]["runtime"] == "tensorflow keras model(x)"
+    # AND the LiteRT side is put next to the bare floor (decode + one int8 invoke) measured in the same run
+    assert report["litert"]["floor_p50_ms_fullres"] > 0 and report["litert"]["handler_vs_floor_p50"] > 0
+    assert report["litert"]["warm_p50_ratio_vs_tensorflow"] > 0
     assert report["litert"]["label_agreement_with_tensorflow"] == 1.0
     for result in report.values():
         assert 0 < result["cold_start_s"] < 120

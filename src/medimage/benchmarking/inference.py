@@ -126,9 +126,51 @@ def run(
         report["litert"]["cold_start_speedup_vs_tensorflow"] = round(
             report["tensorflow"]["cold_start_s"] / report["litert"]["cold_start_s"], 1
         )
+        for key, name in (
+            ("warm_p50_ms_fullres", "warm_p50"),
+            ("peak_rss_mb", "peak_rss"),
+            ("ship_mb", "ship"),
+        ):
+            report["litert"][f"{name}_ratio_vs_tensorflow"] = round(
+                report["litert"][key] / report["tensorflow"][key], 3
+            )
     for result in report.values():
         result.pop("labels", None)
     return report
+
+
+def floor_ms(model_dir: Path, datas: list[bytes], size: int, repeat: int) -> list[float]:
+    """The bare floor of one prediction, no handler: Pillow draft-mode decode, resize and one LiteRT invoke
+    of the int8 variant (model.json's ``int8_model_file``), per image."""
+    import io
+
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+    from PIL import Image
+
+    meta = json.loads((model_dir / "model.json").read_text())
+    interpreter = Interpreter(
+        model_content=(model_dir / meta.get("int8_model_file", "model-int8.tflite")).read_bytes(),
+        num_threads=1,
+    )
+    interpreter.allocate_tensors()
+    inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    times = []
+    for _ in range(repeat):
+        for data in datas:
+            start = time.perf_counter()
+            image = Image.open(io.BytesIO(data))
+            image.draft("L", (size, size))
+            image = image.convert("L").resize((size, size), Image.Resampling.BILINEAR)
+            array = np.asarray(image, dtype=np.float32)[None, :, :, None]
+            if inp["dtype"] != np.float32:
+                scale, zero = inp["quantization"]
+                array = np.clip(np.round(array / scale + zero), -128, 127).astype(inp["dtype"])
+            interpreter.set_tensor(inp["index"], array)
+            interpreter.invoke()
+            interpreter.get_tensor(outp["index"])
+            times.append((time.perf_counter() - start) * 1000)
+    return times
 
 
 def worker(
@@ -137,11 +179,13 @@ def worker(
     """One fresh process: import, load, first answer (cold), then warm passes; writes JSON to `out`."""
     os.sched_setaffinity(0, {cpu})
     model_path = Path(model)
+    if model_path.is_dir():  # a model directory: the variant model.json says is served
+        model_path = model_path / json.loads((model_path / "model.json").read_text())["model_file"]
     meta = json.loads((model_path.parent / "model.json").read_text())
     dataset = str(meta.get("dataset") or "local")
     os.environ.update(
         {
-            "MEDIMAGE_MODEL": model,
+            "MEDIMAGE_MODEL": str(model_path),
             "DATASETS": dataset,
             "DEFAULT_DATASET": dataset,
             "POWERTOOLS_TRACE_DISABLED": "true",
@@ -195,10 +239,21 @@ def worker(
     ips = batch / (time.perf_counter() - start)
     import resource
 
+    floor: dict[str, Any] = {}
+    if runtime == "litert":
+        size = int(meta["preprocess"]["image_size"])
+        bare = floor_ms(model_path.parent, datas, size, repeat)
+        floor = {
+            "floor_p50_ms_fullres": round(_percentile(bare, 0.5), 2),
+            "handler_vs_floor_p50": round(_percentile(full, 0.5) / _percentile(bare, 0.5), 3),
+        }
+    served_file = Path(os.environ["MEDIMAGE_MODEL"]).name
     Path(out).write_text(
         json.dumps(
             {
                 "runtime": runtime_name,
+                "model_file": served_file,
+                **floor,
                 "cold_start_s": round(cold, 3),
                 "cold_import_s": round(import_s, 3),  # handler module + runtime, within cold_start_s
                 "warm_p50_ms_fullres": round(_percentile(full, 0.5), 2),

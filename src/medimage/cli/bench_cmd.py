@@ -18,7 +18,9 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=["inference"])
     parser.add_argument(
-        "--model", required=True, help=".tflite file (model.json beside it; model.keras optional)"
+        "--model",
+        required=True,
+        help="model directory (its model.json's model_file serves) or .tflite; model.keras beside it for TF",
     )
     parser.add_argument("--images", required=True, help="folder of JPEG/PNG images (searched recursively)")
     parser.add_argument("--repeat", type=int, default=5, help="warm passes over the images")

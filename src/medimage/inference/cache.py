@@ -166,7 +166,9 @@ class LocalModelSource:
 
     def __init__(self, model_path: str | Path, dataset: str | None = None) -> None:
         path = Path(model_path)
-        self.model_path = path / "model.tflite" if path.is_dir() else path
+        if path.is_dir():  # a model directory: the variant its model.json serves
+            path = path / str(read_model_json(path).get("model_file") or "model.tflite")
+        self.model_path = path
         if not self.model_path.is_file():
             raise FileNotFoundError(f"{self.model_path} does not exist")
         meta = read_model_json(self.model_path.parent)

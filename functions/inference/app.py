@@ -15,7 +15,7 @@ import json
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -31,12 +31,12 @@ from medimage.inference.page import INDEX_HTML
 from medimage.inference.ports import ModelSource
 from medimage.inference.service import InferenceService
 from medimage.inference.settings import InferenceSettings
-from medimage.inference.telemetry import log_fields, record_prediction, record_rejection
+from medimage.inference.telemetry import log_fields, make_metrics, record_prediction, record_rejection
 from medimage.inference.tracing import make_tracer
 
 logger = Logger()
 tracer = make_tracer()
-metrics = Metrics()
+metrics = make_metrics()
 app = APIGatewayRestResolver()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 

@@ -9,6 +9,7 @@ as a value, so CloudWatch percentiles of it can be graphed. Image bytes are neve
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
 from aws_lambda_powertools import Metrics
@@ -17,6 +18,13 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from medimage.inference.service import PredictionResult
 
 CONFIDENCE_EDGES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+DEFAULT_NAMESPACE = "medimage"  # the template's POWERTOOLS_METRICS_NAMESPACE
+
+
+def make_metrics() -> Metrics:
+    """Powertools Metrics in the namespace the template sets, ``medimage`` where nothing sets one (a
+    metric flush without a namespace fails the invocation)."""
+    return Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE)
 
 
 def confidence_bucket(p: float) -> str:

@@ -101,7 +101,11 @@ def test_a_good_first_model_is_promoted_and_the_pointer_names_it(orchestration, 
     pointer = step.pointer_after
     prefix = layout.model_prefix(DATASET, version)
     assert pointer["version"] == version
-    assert pointer["model_key"] == prefix + "model.tflite"
+    served = json.loads(
+        orchestration.s3.get_object(Bucket=orchestration.bucket, Key=prefix + "model.json")["Body"].read()
+    )["model_file"]  # int8 when the trainer found it at parity with float, else float
+    assert served in ("model.tflite", "model-int8.tflite")
+    assert pointer["model_key"] == prefix + served
     assert [h["version"] for h in pointer["history"]] == [version]
     assert pointer["metrics"]["accuracy"] >= 0.9 and pointer["metrics"]["manifest_version"] == VERSION
     keys = {
@@ -113,6 +117,7 @@ def test_a_good_first_model_is_promoted_and_the_pointer_names_it(orchestration, 
         for n in (
             "model.tflite",
             "model-int8.tflite",
+            "model.keras",
             "labels.txt",
             "model.json",
             "evaluation.json",

@@ -4,7 +4,8 @@
 
 Order: ingest (annotate + split on moto), training with the default settings for both ChestXRay2017
 presets (their models kept under the output folder), the acquisition-shift report of both models, and
-the LiteRT vs full TensorFlow inference benchmark on the binary model. With --skip-training the models
+the LiteRT vs full TensorFlow inference benchmark, drop-to-label throughput and the clinical-format check on
+the binary model, and the decoder on clinical formats. With --skip-training the models
 already in the output folder are reused. About 35 minutes on a 2-core machine with the real data; the
 parts that need ../shared/data report "skipped" where it is absent.
 """
@@ -62,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
                 [python, "benchmarks/shift_bench.py", "--preset", preset, "--model", str(model)],
                 out,
             )
-    binary = out / "model-chestxray2017-binary" / "model.tflite"
+    binary = out / "model-chestxray2017-binary"
     shared = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
     images = shared / "chestxray2017-val-fullres"
-    if binary.is_file() and images.is_dir():
+    results["decode"] = run("decode", [python, "benchmarks/decode_bench.py"], out)
+    if (binary / "model.json").is_file() and images.is_dir():
         results["inference"] = run(
             "inference",
             [
@@ -77,6 +79,29 @@ def main(argv: list[str] | None = None) -> int:
                 "--model",
                 str(binary),
                 "--images",
+                str(images),
+            ],
+            out,
+        )
+        results["drop-to-label"] = run(
+            "drop-to-label",
+            [python, "benchmarks/drop_bench.py", "--model", str(binary), "--images", str(images)],
+            out,
+        )
+        results["clinical-formats"] = run(
+            "clinical-formats",
+            [
+                python,
+                "benchmarks/format_bench.py",
+                "--model",
+                str(binary),
+                "--data",
+                str(shared / "chestxray2017-224-train"),
+                "--preset",
+                "chestxray2017-binary",
+                "--split",
+                "val",
+                "--fullres",
                 str(images),
             ],
             out,

@@ -64,3 +64,29 @@ def test_metric_regexes_tell_accuracy_from_val_accuracy() -> None:
     for definition in METRIC_DEFINITIONS:  # SageMaker's limits: name <= 255, regex <= 500 chars
         assert len(definition["Name"]) <= 255 and len(definition["Regex"]) <= 500
         re.compile(definition["Regex"])
+
+
+def test_a_tree_of_dicom_files_becomes_channels_the_trainer_reads(tmp_path: Path) -> None:
+    """`medimage train --data` takes .dcm trees as it takes JPEGs: scanned, laid out, decoded."""
+    import sys
+
+    import numpy as np
+
+    from medimage.core.preprocess import PreprocessSpec
+    from medimage.training.data import load_channel
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from dicom_factory import make_dicom
+
+    rng = np.random.default_rng(0)
+    for label in ("bars", "disk"):
+        (tmp_path / "tree" / label).mkdir(parents=True)
+        for i in range(10):
+            pixels = rng.integers(0, 4096, (24, 24), dtype=np.uint16)
+            (tmp_path / "tree" / label / f"{label}_{i}.dcm").write_bytes(make_dicom(pixels, bits_stored=12))
+    scan = scan_tree(tmp_path / "tree", get_preset("folders"))
+    assert len(scan.images) == 20 and all(i.path.suffix == ".dcm" for i in scan.images)
+    channels = write_channels(scan, tmp_path / "channels")
+    spec = PreprocessSpec(image_size=16, channels=1)
+    loaded = load_channel("train", channels["train"], spec)
+    assert loaded.x.shape[1:] == (16, 16, 1) and loaded.x.std() > 0  # real pixels, not a blank

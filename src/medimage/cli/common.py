@@ -21,3 +21,29 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
         default="default",
         help="samconfig.toml environment whose stack_name to use (default: default)",
     )
+    add_endpoint_arguments(parser)
+
+
+def add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--endpoint-url`` (another AWS endpoint, such as `medimage up`'s) and ``--stack-json`` (the
+    stack.json `medimage up` writes, in place of a deployed stack's outputs)."""
+    parser.add_argument(
+        "--endpoint-url", help="AWS endpoint of every call (default: $AWS_ENDPOINT_URL, else AWS itself)"
+    )
+    parser.add_argument(
+        "--stack-json",
+        type=Path,
+        metavar="PATH",
+        help="stack.json of `medimage up`: its endpoint, bucket and state machine stand in for the stack",
+    )
+
+
+def apply_endpoint_arguments(args: argparse.Namespace) -> None:
+    """Point this process's AWS clients where ``--endpoint-url`` / ``--stack-json`` say (before any client
+    is made)."""
+    from medimage.ops.stack import use_endpoint, use_stack_json
+
+    if getattr(args, "stack_json", None):
+        use_stack_json(args.stack_json)
+    if getattr(args, "endpoint_url", None):
+        use_endpoint(args.endpoint_url)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from medimage.cli.common import add_stack_arguments
+from medimage.cli.common import add_stack_arguments, apply_endpoint_arguments
 
 EXAMPLES = """\
 examples:
@@ -22,7 +22,8 @@ incoming/labeled/<dataset>/NORMAL/x.jpeg. Run it again after an interruption: ob
 with the same size and checksum are skipped. --commit uploads incoming/labeled/<dataset>/_commit last
 (only when every upload succeeded), which makes the stack write a manifest version and start training.
 The bucket: --bucket, else $MEDIMAGE_BUCKET, else the DataBucketName output of the stack (--stack, else
-$MEDIMAGE_STACK, else stack_name of --config-env in samconfig.toml).
+$MEDIMAGE_STACK, else stack_name of --config-env in samconfig.toml). A local stack (`medimage up`):
+--stack-json up-output/stack.json, or --endpoint-url http://127.0.0.1:4566 with --bucket.
 """
 
 
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ValueError("--workers must be at least 1")
+    apply_endpoint_arguments(args)
     plan = ing.plan_files(args.dir, args.dataset)  # a missing folder fails before any AWS call
     files = plan[0]
     if not files:

@@ -13,6 +13,7 @@ from medimage.core.errors import MedimageError
 # Modules under medimage.cli that register sub-commands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "demo_cmd",
+    "up_cmd",
     "presets_cmd",
     "train_cmd",
     "evaluate_cmd",

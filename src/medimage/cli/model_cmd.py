@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 
+from medimage.cli.common import add_endpoint_arguments, apply_endpoint_arguments
 from medimage.core.registry import ProductionPointer
 from medimage.ops.stack import BUCKET_ENV
 
@@ -16,7 +17,8 @@ DESCRIPTION = (
     "examples:\n"
     "  medimage model list --dataset chestxray2017 --bucket my-data-bucket\n"
     "  MEDIMAGE_BUCKET=my-data-bucket medimage model rollback --dataset chestxray2017\n"
-    "  medimage model rollback --dataset chestxray2017 --to 20261125T190500Z-1a2b3c4d-9f8e7d6c"
+    "  medimage model rollback --dataset chestxray2017 --to 20261125T190500Z-1a2b3c4d-9f8e7d6c\n"
+    "  medimage model list --dataset chestxray2017 --stack-json up-output/stack.json   # `medimage up`"
 )
 
 
@@ -28,9 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         action = actions.add_parser(name, help=text, description=text)
         action.add_argument("--dataset", required=True)
-        action.add_argument(
-            "--bucket", default=os.environ.get(BUCKET_ENV), help=f"the data bucket (default: ${BUCKET_ENV})"
-        )
+        action.add_argument("--bucket", help=f"the data bucket (default: ${BUCKET_ENV})")
+        add_endpoint_arguments(action)
         action.add_argument("--json", action="store_true", help="print production.json as JSON")
         if name == "rollback":
             action.add_argument("--to", metavar="VERSION", help="an older version from the history")
@@ -38,9 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _bucket(args: argparse.Namespace) -> str:
-    if not args.bucket:
-        raise ValueError(f"no bucket: pass --bucket or set {BUCKET_ENV}")
-    return str(args.bucket)
+    """``--bucket``, else ``$MEDIMAGE_BUCKET`` (which ``--stack-json`` sets); clients made after this call
+    use ``--endpoint-url``."""
+    apply_endpoint_arguments(args)
+    bucket = args.bucket or os.environ.get(BUCKET_ENV)
+    if not bucket:
+        raise ValueError(f"no bucket: pass --bucket or --stack-json, or set {BUCKET_ENV}")
+    return str(bucket)
 
 
 def _print(pointer: ProductionPointer, as_json: bool) -> None:

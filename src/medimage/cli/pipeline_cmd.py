@@ -8,7 +8,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from medimage.cli.common import add_stack_arguments
+from medimage.cli.common import add_stack_arguments, apply_endpoint_arguments
 
 if TYPE_CHECKING:
     from medimage.ops.executions import ExecutionView
@@ -24,7 +24,8 @@ examples:
 The state machine: --state-machine, else $MEDIMAGE_STATE_MACHINE_ARN, else the TrainingStateMachineArn
 output of the stack; the bucket (for start's manifest and status's gate.json): --bucket, else
 $MEDIMAGE_BUCKET, else the stack's DataBucketName. A commit (`medimage ingest --commit`) starts an
-execution by itself; `start` is for training again, for example with other hyperparameters.
+execution by itself; `start` is for training again, for example with other hyperparameters. A local
+stack (`medimage up`): --stack-json up-output/stack.json.
 """
 
 
@@ -102,6 +103,7 @@ def run_start(args: argparse.Namespace) -> int:
     from medimage.ops import executions as pipeline
     from medimage.ops.stack import aws_errors, client
 
+    apply_endpoint_arguments(args)
     hyperparameters = _hyperparameters(args.hyperparameter)
     arn = _state_machine(args)
     bucket = _bucket(args)
@@ -122,6 +124,7 @@ def run_status(args: argparse.Namespace) -> int:
     from medimage.ops import executions as pipeline
     from medimage.ops.stack import aws_errors, client
 
+    apply_endpoint_arguments(args)
     if not args.execution and not args.dataset:
         raise ValueError("give --dataset (its latest execution) or --execution ARN")
     with aws_errors():
@@ -140,6 +143,7 @@ def run_list(args: argparse.Namespace) -> int:
     from medimage.ops import executions as pipeline
     from medimage.ops.stack import aws_errors, client
 
+    apply_endpoint_arguments(args)
     arn = _state_machine(args)
     with aws_errors():
         views = pipeline.list_executions(client("stepfunctions"), arn, args.dataset, limit=args.limit)

@@ -8,58 +8,25 @@ deployed API's binary media types make them), is passed to ``functions/inference
 from __future__ import annotations
 
 import argparse
-import base64
 import os
-import sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from medimage.local.apigateway import to_proxy_event
+from medimage.local.apigateway import ProxyInvoke, make_http_handler
 from medimage.local.functions import LambdaContext, load_handler_module
 
-MAX_API_BODY = 10 * 1024 * 1024  # API Gateway's own payload limit
 
+def module_invoke(module: ModuleType) -> ProxyInvoke:
+    """The handler module's ``lambda_handler`` called as Lambda calls it for an API Gateway event."""
 
-def make_http_handler(module: ModuleType) -> type[BaseHTTPRequestHandler]:
-    class ProxyHandler(BaseHTTPRequestHandler):
-        server_version = "medimage-serve"
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        return module.lambda_handler(
+            event, LambdaContext(aws_request_id=event["requestContext"]["requestId"])
+        )
 
-        def _proxy(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_API_BODY:
-                self._send(413, {"Content-Type": "application/json"}, b'{"message": "Request Too Long"}')
-                return
-            body = self.rfile.read(length) if length else b""
-            event = to_proxy_event(
-                self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
-            )
-            result = module.lambda_handler(
-                event, LambdaContext(aws_request_id=event["requestContext"]["requestId"])
-            )
-            out = result.get("body") or ""
-            data = base64.b64decode(out) if result.get("isBase64Encoded") else out.encode("utf-8")
-            headers = dict(result.get("headers") or {})
-            for key, values in (result.get("multiValueHeaders") or {}).items():
-                headers.setdefault(key, ", ".join(values))
-            self._send(int(result["statusCode"]), headers, data)
-
-        def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
-            self.send_response(status)
-            for key, value in headers.items():
-                if key.lower() != "content-length":
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = do_DELETE = _proxy
-
-        def log_message(self, format: str, *args: Any) -> None:
-            sys.stderr.write(f"{self.address_string()} {format % args}\n")
-
-    return ProxyHandler
+    return invoke
 
 
 NAME = "serve"
@@ -117,7 +84,7 @@ def configure_env(model: str | None, dataset: str | None, bucket: str | None, em
 def run(args: argparse.Namespace) -> int:
     configure_env(args.model, args.dataset, args.bucket, args.emf)
     module = load_handler_module()
-    server = HTTPServer((args.host, args.port), make_http_handler(module))
+    server = HTTPServer((args.host, args.port), make_http_handler(module_invoke(module)))
     host, port = server.server_address[:2]
     print(f"serving {os.environ['DEFAULT_DATASET']} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     try:

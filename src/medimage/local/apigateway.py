@@ -1,15 +1,21 @@
 """API Gateway's REST proxy integration, locally: an HTTP request becomes the event Lambda receives.
 
-Used by `medimage serve`, `medimage bench` and the demo, so each exercises the real handler with the
-event shape the deployed API sends.
+Used by `medimage serve`, `medimage up`, `medimage bench` and the demo, so each exercises the real
+handler with the event shape the deployed API sends; ``make_http_handler`` is the HTTP side that
+`serve` and `up` share.
 """
 
 from __future__ import annotations
 
 import base64
 import fnmatch
+import json
+import logging
+import sys
 import time
 import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -64,3 +70,56 @@ def to_proxy_event(
         "body": payload,
         "isBase64Encoded": bool(payload) and binary,
     }
+
+
+MAX_API_BODY = 10 * 1024 * 1024  # API Gateway's own payload limit
+ProxyInvoke = Callable[[dict[str, Any]], dict[str, Any]]
+log = logging.getLogger("medimage.local")
+
+
+def make_http_handler(
+    invoke: ProxyInvoke, server_version: str = "medimage-serve"
+) -> type[BaseHTTPRequestHandler]:
+    """An HTTP handler that passes each request to ``invoke`` as a proxy event and writes its response
+    back; a handler that raises answers 502, as API Gateway does for a failed integration."""
+
+    class ProxyHandler(BaseHTTPRequestHandler):
+        def _proxy(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_API_BODY:
+                self._send(413, {"Content-Type": "application/json"}, b'{"message": "Request Too Long"}')
+                return
+            body = self.rfile.read(length) if length else b""
+            event = to_proxy_event(
+                self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
+            )
+            try:
+                result = invoke(event)
+            except Exception as exc:
+                log.error("%s %s: the integration failed", self.command, self.path, exc_info=exc)
+                message = json.dumps({"message": "Internal server error"}).encode()
+                self._send(502, {"Content-Type": "application/json"}, message)
+                return
+            out = result.get("body") or ""
+            data = base64.b64decode(out) if result.get("isBase64Encoded") else out.encode("utf-8")
+            headers = dict(result.get("headers") or {})
+            for key, values in (result.get("multiValueHeaders") or {}).items():
+                headers.setdefault(key, ", ".join(values))
+            self._send(int(result["statusCode"]), headers, data)
+
+        def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                if key.lower() != "content-length":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _proxy
+
+        def log_message(self, format: str, *args: Any) -> None:
+            sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+    ProxyHandler.server_version = server_version
+    return ProxyHandler

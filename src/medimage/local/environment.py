@@ -1,9 +1,9 @@
-"""The local, in-process AWS: moto resources created from ``template.yaml``, and an event pump that
-delivers S3 notifications, SQS messages and EventBridge rules to the real handlers.
+"""The local AWS: moto resources created from ``template.yaml``, and the delivery of S3 notifications,
+SQS messages and EventBridge rules to the real handlers.
 
-What the deployed stack does with event source mappings and rules, ``LocalAws.pump()`` does here:
-receive from each queue that a function consumes, call the handler with a real SQS event, delete what
-succeeded, and leave failed messages for redelivery (moto applies the queue's redrive policy).
+In-process (the demo, the tests) inside ``mock_aws``, ``pump()`` delivers until every queue is empty; as a
+service (``medimage up``) against the moto server at ``endpoint_url``, ``start_pollers()`` keeps
+delivering from one thread per event source. Both go through ``deliver()`` (``medimage.local.delivery``).
 EventBridge rules whose target is a function get a local SQS queue as their target, so moto's own
 pattern matching decides which S3 events reach them.
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,17 @@ import boto3
 
 from medimage.checkout import project_file
 from medimage.local.account import ACCOUNT, CREDENTIALS, REGION
-from medimage.local.functions import LocalFunction, template_functions
+from medimage.local.delivery import (
+    ASYNC_ATTEMPTS,
+    LAMBDA_ASYNC_RETRY_DELAYS_S,
+    EventSource,
+    PumpReport,
+    TaskInvoker,
+    deliver,
+    sqs_record,
+)
+from medimage.local.functions import LocalFunction, share_environment, template_functions
+from medimage.local.moto_patches import configure_moto_server, moto_config
 from medimage.local.template import Resolver, definition_from_template, load_template, resources_of_type
 
 
@@ -43,38 +53,18 @@ LOCAL_ENV = {
     "ANNOTATION_WAIT_S": "0",
 }
 
-# Attempts of an asynchronous (EventBridge) invocation before it counts as failed, as Lambda's default
-# of two retries after the first attempt.
-ASYNC_ATTEMPTS = 3
-
-
-def moto_config() -> dict[str, Any]:
-    """The moto settings local mode needs: the real ASL interpreter, no Docker for Lambda."""
-    return {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
-
-
-@dataclass
-class EventSource:
-    """A queue a function consumes (an SQS event source, or the local target of an EventBridge rule)."""
-
-    function: str
-    queue_url: str
-    queue_arn: str
-    batch_size: int = 10
-    eventbridge: bool = False
-
-
-@dataclass
-class PumpReport:
-    invocations: int = 0
-    messages: int = 0
-    failed_messages: int = 0
-    results: list[tuple[str, Any]] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)
+__all__ = ["ASYNC_ATTEMPTS", "EventSource", "LocalAws", "PumpReport", "moto_config", "sqs_record"]
 
 
 class LocalAws:
-    """Creates the template's bucket, queues, table, rules and state machine in the active moto mock."""
+    """Creates the template's bucket, queues, table, rules and state machine in the active moto mock, or
+    in the moto server at ``endpoint_url``.
+
+    ``visibility_timeout_s``: 0 (the default, for ``pump()``) makes a failed message visible again at
+    once and retries a failed asynchronous invocation at once; None keeps each queue's VisibilityTimeout
+    from the template and Lambda's asynchronous retry delays, as the deployed stack has them.
+    ``concurrent`` (default: with an endpoint) lets different functions run at the same time: they then
+    share one process environment, the union of theirs, applied once."""
 
     def __init__(
         self,
@@ -82,6 +72,9 @@ class LocalAws:
         parameters: dict[str, str] | None = None,
         env_overrides: dict[str, str] | None = None,
         stack_name: str = "medimage-local",
+        endpoint_url: str | None = None,
+        visibility_timeout_s: int | None = 0,
+        concurrent: bool | None = None,
     ) -> None:
         template_path = template_path or default_template()
         self.root = template_path.resolve().parent
@@ -96,10 +89,32 @@ class LocalAws:
         self.state_machine_arn: str | None = None
         self.resolver: Resolver | None = None
         self.sagemaker: Any = None
+        self.endpoint_url = endpoint_url
+        self.visibility_timeout_s = visibility_timeout_s
+        self.concurrent = endpoint_url is not None if concurrent is None else concurrent
 
     # ------------------------------------------------------------------ clients
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION)
+        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint_url)
+
+    def local_env(self) -> dict[str, str]:
+        """What local mode adds to every function's environment (and this process's)."""
+        env = dict(LOCAL_ENV)
+        if self.endpoint_url:
+            env["AWS_ENDPOINT_URL"] = self.endpoint_url
+        if self.concurrent:
+            env.pop("ANNOTATION_WAIT_S")  # the pollers run side by side: a commit may wait, as deployed
+        return env
+
+    @property
+    def async_retry_delays_s(self) -> tuple[float, ...]:
+        if self.visibility_timeout_s is None:
+            return LAMBDA_ASYNC_RETRY_DELAYS_S
+        return (float(self.visibility_timeout_s),) * (ASYNC_ATTEMPTS - 1)
+
+    def queue_urls(self) -> dict[str, str]:
+        """Every queue by logical id (the template's, and the local targets of EventBridge rules)."""
+        return {logical: self.refs[logical] for (logical, attr) in self.attrs if attr == "QueueName"}
 
     @property
     def bucket(self) -> str:
@@ -111,7 +126,7 @@ class LocalAws:
 
     # ------------------------------------------------------------------ creation
     def create(self) -> LocalAws:
-        os.environ.update(LOCAL_ENV)
+        os.environ.update(self.local_env())
         suffix = hashlib.sha256(self.stack_name.encode()).hexdigest()[:8]
         resources = self.template["Resources"]
         for logical, res in resources.items():
@@ -168,8 +183,8 @@ class LocalAws:
         if "RedrivePolicy" in props:
             attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
         if "VisibilityTimeout" in props:
-            # Local delivery retries at once instead of after the deployed timeout.
-            attributes["VisibilityTimeout"] = "0"
+            timeout = self.visibility_timeout_s
+            attributes["VisibilityTimeout"] = str(props["VisibilityTimeout"] if timeout is None else timeout)
         if attributes:
             self.client("sqs").set_queue_attributes(QueueUrl=self.refs[logical], Attributes=attributes)
 
@@ -189,8 +204,10 @@ class LocalAws:
         assert self.resolver is not None
         names = list(resources_of_type(self.template, "AWS::Serverless::Function"))
         self.functions = template_functions(
-            self.root, self.template, self.resolver, names, {**LOCAL_ENV, **self.env_overrides}
+            self.root, self.template, self.resolver, names, {**self.local_env(), **self.env_overrides}
         )
+        if self.concurrent:
+            self.functions = share_environment(self.functions)
         mappings = [
             (logical, event["Properties"]["Queue"], event["Properties"])
             for logical, res in resources_of_type(self.template, "AWS::Serverless::Function").items()
@@ -210,7 +227,15 @@ class LocalAws:
                 continue
             logical_queue = next(k for (k, a), v in self.attrs.items() if a == "Arn" and v == queue_arn)
             self.sources.append(
-                EventSource(function, self.refs[logical_queue], queue_arn, int(props.get("BatchSize", 10)))
+                EventSource(
+                    function,
+                    self.refs[logical_queue],
+                    queue_arn,
+                    batch_size=int(props.get("BatchSize", 10)),
+                    batching_window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in (props.get("FunctionResponseTypes") or []),
+                )
             )
 
     def _create_state_machines(self) -> None:
@@ -265,23 +290,44 @@ class LocalAws:
                 pattern = self.resolver.resolve(event["Properties"]["Pattern"])
                 queue = f"{logical}-{name}"
                 self._create_queue(queue)
-                # A failed asynchronous invocation is retried on the next delivery round.
+                # Lambda's event queue: an event is not handed out again while the function runs.
+                timeout = self.visibility_timeout_s
+                hidden = self.functions[logical].timeout_s if timeout is None else timeout
                 self.client("sqs").set_queue_attributes(
-                    QueueUrl=self.refs[queue], Attributes={"VisibilityTimeout": "0"}
+                    QueueUrl=self.refs[queue], Attributes={"VisibilityTimeout": str(hidden)}
                 )
                 rule = f"{self.stack_name}-{logical}-{name}"
                 events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
                 events.put_targets(Rule=rule, Targets=[{"Id": "local", "Arn": self.attrs[(queue, "Arn")]}])
                 self.sources.append(
-                    EventSource(logical, self.refs[queue], self.attrs[(queue, "Arn")], 1, eventbridge=True)
+                    EventSource(
+                        logical,
+                        self.refs[queue],
+                        self.attrs[(queue, "Arn")],
+                        1,
+                        eventbridge=True,
+                        retry_delays_s=self.async_retry_delays_s,
+                        dead_letter_url=self._dead_letter_url(res),
+                    )
                 )
+
+    def _dead_letter_url(self, function: dict[str, Any]) -> str | None:
+        """The queue of a function's ``DeadLetterQueue`` (where failed asynchronous invocations go)."""
+        assert self.resolver is not None
+        dead_letter = function.get("Properties", {}).get("DeadLetterQueue") or {}
+        if dead_letter.get("Type") != "SQS":
+            return None
+        arn = self.resolver.resolve(dead_letter["TargetArn"])
+        logical = next((k for (k, a), v in self.attrs.items() if a == "Arn" and v == arn), None)
+        return self.refs.get(logical) if logical else None
 
     @contextmanager
     def running(
         self, trainer: Any = None, work_dir: Path | None = None, retry_delay_scale: float = 1.0
     ) -> Iterator[LocalAws]:
-        """The whole local pipeline: moto with the real ASL interpreter, Lambda Task states routed to
-        the real handlers, SageMaker training run by ``trainer`` (default: the real train.py)."""
+        """The whole local pipeline: moto with the real ASL interpreter (``mock_aws``, or the moto server
+        at ``endpoint_url`` configured through its config API), Lambda Task states routed to the real
+        handlers, SageMaker training run by ``trainer`` (default: the real train.py)."""
         from moto import mock_aws
 
         from medimage.adapters.aws import reset_clients
@@ -290,11 +336,18 @@ class LocalAws:
 
         invokers: dict[str, Any] = {}
         sagemaker = LocalSageMaker(trainer=trainer or run_train_py, work_dir=work_dir)
-        with mock_aws(config=moto_config()):
+        mocked: AbstractContextManager[Any] = nullcontext()
+        if self.endpoint_url:
+            configure_moto_server(self.endpoint_url)
+            # moto's Step Functions interpreter calls the services on this port in server mode.
+            os.environ["MOTO_PORT"] = self.endpoint_url.rsplit(":", 1)[1].split("/", 1)[0]
+        else:
+            mocked = mock_aws(config=moto_config())
+        with mocked:
             reset_clients()
             with local_training_workflow(invokers, sagemaker, retry_delay_scale):
                 self.create()
-                invokers.update({name: fn.invoke for name, fn in self.functions.items()})
+                invokers.update({name: TaskInvoker(fn) for name, fn in self.functions.items()})
                 self.sagemaker = sagemaker
                 try:
                     yield self
@@ -309,75 +362,39 @@ class LocalAws:
         consumers work in seconds, while an asynchronous retry comes minutes later, so a retried event
         finds the queues as they will be by then."""
         report = PumpReport()
+        sqs = self.client("sqs")
         polled = [s for s in self.sources if not s.eventbridge]
         for _ in range(max_rounds):
             delivered = 0
             for _ in range(max_rounds):
-                drained = sum(self._deliver(source, report) for source in polled)
+                drained = sum(self.deliver(source, report, sqs=sqs) for source in polled)
                 delivered += drained
                 if not drained:
                     break
-            delivered += sum(self._deliver(source, report) for source in self.sources if source.eventbridge)
+            delivered += sum(
+                self.deliver(source, report, sqs=sqs) for source in self.sources if source.eventbridge
+            )
             if not delivered:
                 break
         return report
 
-    def _deliver(self, source: EventSource, report: PumpReport) -> int:
-        sqs = self.client("sqs")
-        messages = sqs.receive_message(
-            QueueUrl=source.queue_url,
-            MaxNumberOfMessages=source.batch_size,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        if not messages:
-            return 0
-        function = self.functions[source.function]
-        if source.eventbridge:
-            for message in messages:
-                attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-                try:
-                    result = function.invoke(json.loads(message["Body"]))
-                except Exception as exc:
-                    report.errors.append((source.function, f"{type(exc).__name__}: {exc}"))
-                    if attempt < ASYNC_ATTEMPTS:
-                        continue  # visible again at once (local visibility timeout 0): the retry
-                    report.failed_messages += 1
-                else:
-                    report.results.append((source.function, result))
-                sqs.delete_message(QueueUrl=source.queue_url, ReceiptHandle=message["ReceiptHandle"])
-            report.invocations += len(messages)
-            report.messages += len(messages)
-            return len(messages)
-        event = {"Records": [sqs_record(m, source.queue_arn) for m in messages]}
-        result = function.invoke(event)
-        report.invocations += 1
-        report.messages += len(messages)
-        report.results.append((source.function, result))
-        failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
-        report.failed_messages += len(failed)
-        for message in messages:
-            if message["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=source.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return len(messages)
+    def deliver(
+        self, source: EventSource, report: PumpReport, window_s: float = 0.0, wait_s: int = 0, sqs: Any = None
+    ) -> int:
+        """One batch from ``source`` to its function (the body of ``pump()`` and of every poller)."""
+        return deliver(
+            sqs or self.client("sqs"), self.functions[source.function], source, report, window_s, wait_s
+        )
 
+    def start_pollers(
+        self, stop: threading.Event, report: PumpReport | None = None
+    ) -> list[threading.Thread]:
+        """One thread per event source delivering until ``stop`` is set, as Lambda's pollers do: each
+        gathers a batch for the mapping's MaximumBatchingWindowInSeconds."""
+        from medimage.local.pollers import Poller
 
-def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
-    """An SQS message as the Lambda event source mapping hands it to a function."""
-    attributes = message.get("Attributes", {})
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": {
-            "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
-            "SentTimestamp": attributes.get("SentTimestamp", "0"),
-            "SenderId": attributes.get("SenderId", ACCOUNT),
-            "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp", "0"),
-        },
-        "messageAttributes": message.get("MessageAttributes", {}),
-        "md5OfBody": message["MD5OfBody"],
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": REGION,
-    }
+        report = report or PumpReport()
+        pollers: list[threading.Thread] = [Poller(self, source, stop, report) for source in self.sources]
+        for poller in pollers:
+            poller.start()
+        return pollers

@@ -10,10 +10,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -45,14 +46,26 @@ class LambdaContext:
         return self.timeout_s * 1000
 
 
+# Read by Powertools when a handler module loads, so functions sharing one process may differ in it.
+PER_FUNCTION_ENV = frozenset({"POWERTOOLS_SERVICE_NAME"})
+
+
 @dataclass(frozen=True)
 class LocalFunction:
+    """One function, run as one warm Lambda container: one invocation at a time (its module state, a
+    Powertools batch processor for example, is not shared between concurrent invocations).
+
+    ``shared_env``: the process environment already holds this function's variables (see
+    ``share_environment``), so an invocation does not swap ``os.environ`` while others may run."""
+
     logical_id: str
     code_dir: Path
     handler: str
     environment: dict[str, str]
     memory_mb: int = 512
     timeout_s: int = 60
+    shared_env: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     def load(self) -> Handler:
         module_name, _, attr = self.handler.rpartition(".")
@@ -83,10 +96,29 @@ class LocalFunction:
                     os.environ[key] = value
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        handler = self.load()
         context = LambdaContext(self.logical_id, self.memory_mb, self.timeout_s)
-        with self.env():
-            return handler(event, context)
+        with self._lock:
+            handler = self.load()
+            if self.shared_env:
+                return handler(event, context)
+            with self.env():
+                return handler(event, context)
+
+
+def share_environment(functions: dict[str, LocalFunction]) -> dict[str, LocalFunction]:
+    """Functions that run at once in one process cannot each swap ``os.environ``: apply the union of
+    their environments once and load every handler module under its own (Powertools keeps the service
+    name it loaded with). Refuses functions whose settings contradict each other."""
+    shared: dict[str, str] = {}
+    for fn in functions.values():
+        for key, value in fn.environment.items():
+            if key not in PER_FUNCTION_ENV and shared.setdefault(key, value) != value:
+                raise ValueError(f"the functions set {key} to different values: they cannot share a process")
+    os.environ.update(shared)
+    shared_functions = {name: replace(fn, shared_env=True) for name, fn in functions.items()}
+    for fn in shared_functions.values():
+        fn.load()
+    return shared_functions
 
 
 def function_from_template(

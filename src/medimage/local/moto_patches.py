@@ -49,6 +49,19 @@ def check_moto_version() -> None:
         )
 
 
+def moto_config() -> dict[str, Any]:
+    """The moto settings local mode needs: the real ASL interpreter, no Docker for Lambda."""
+    return {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+
+
+def configure_moto_server(endpoint_url: str) -> None:
+    """Apply ``moto_config()`` to a moto server through its config API (``POST /moto-api/config``)."""
+    import requests
+
+    response = requests.post(f"{endpoint_url}/moto-api/config", json=moto_config(), timeout=10)
+    response.raise_for_status()
+
+
 # ---------------------------------------------------------------------------------------------- Lambda
 Invoker = Callable[[dict[str, Any]], Any]
 

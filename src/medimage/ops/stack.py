@@ -2,10 +2,13 @@
 
 The commands that talk to real AWS (`ingest`, `pipeline`, `deploy`) find the bucket and the state machine
 here, so an explicit flag, an environment variable and the stack output agree on one order of precedence.
+A local stack (`medimage up`) is the same to them: its endpoint goes to boto3's own ``AWS_ENDPOINT_URL``
+and its stack.json fills in what the stack outputs would.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Iterator
@@ -20,6 +23,9 @@ DEFAULT_STACK = "medimage"
 BUCKET_ENV = "MEDIMAGE_BUCKET"
 STATE_MACHINE_ENV = "MEDIMAGE_STATE_MACHINE_ARN"
 STACK_ENV = "MEDIMAGE_STACK"
+ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # boto3's own setting: every client made afterwards uses it
+# What `medimage up`'s stack.json holds, by the environment variable each stands in for.
+_STACK_JSON_ENV = {"bucket": BUCKET_ENV, "state_machine_arn": STATE_MACHINE_ENV, "endpoint_url": ENDPOINT_ENV}
 _CREDENTIAL_CODES = {
     "ExpiredToken",
     "ExpiredTokenException",
@@ -43,6 +49,32 @@ def samconfig_stack_name(config_env: str = "default", root: Path | None = None) 
         if name:
             return str(name)
     return None
+
+
+def use_endpoint(endpoint_url: str) -> None:
+    """Every AWS client made from now on talks to ``endpoint_url`` (``--endpoint-url``)."""
+    if not endpoint_url.startswith(("http://", "https://")):
+        raise ValueError(f"--endpoint-url {endpoint_url!r}: expected http://HOST:PORT or https://...")
+    os.environ[ENDPOINT_ENV] = endpoint_url
+
+
+def use_stack_json(path: Path) -> dict[str, Any]:
+    """Take the endpoint, region, bucket and state machine from `medimage up`'s stack.json. It names an
+    emulated account, so moto's dummy credentials fill in when none are set."""
+    try:
+        stack = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--stack-json {path}: cannot read it ({exc}); is `medimage up` running?") from None
+    if not isinstance(stack, dict) or not stack.get("endpoint_url") or not stack.get("bucket"):
+        raise ValueError(f"--stack-json {path}: not a stack.json of `medimage up` (no endpoint_url, bucket)")
+    for key, env_var in _STACK_JSON_ENV.items():
+        if stack.get(key):
+            os.environ[env_var] = str(stack[key])
+    if stack.get("region"):
+        os.environ["AWS_DEFAULT_REGION"] = str(stack["region"])
+    if not os.environ.get("AWS_ACCESS_KEY_ID"):
+        os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+    return stack
 
 
 def stack_name(explicit: str | None, config_env: str = "default", root: Path | None = None) -> str:

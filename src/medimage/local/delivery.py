@@ -73,12 +73,13 @@ def receive_batch(sqs: Any, source: EventSource, window_s: float = 0.0, wait_s: 
     if not messages or window_s <= 0:
         return messages
     deadline = time.monotonic() + window_s
-    while len(messages) < source.batch_size and time.monotonic() < deadline:
-        more = _receive(sqs, source, min(source.batch_size - len(messages), SQS_MAX_MESSAGES), 0)
+    batch = {m["MessageId"]: m for m in messages}  # a message received again keeps its newest receipt
+    while len(batch) < source.batch_size and time.monotonic() < deadline:
+        more = _receive(sqs, source, min(source.batch_size - len(batch), SQS_MAX_MESSAGES), 0)
         if not more:
             time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
-        messages += more
-    return messages
+        batch.update({m["MessageId"]: m for m in more})
+    return list(batch.values())
 
 
 def _receive(sqs: Any, source: EventSource, count: int, wait_s: int) -> list[dict]:

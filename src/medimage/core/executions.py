@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medimage.core.errors import BadExecutionInput, MedimageError
+from medimage.core.layout import check_dataset_name
 
 # Step Functions execution names: at most 80 characters of [A-Za-z0-9-_].
 NAME_LIMIT = 80
@@ -91,3 +92,29 @@ class TrainingResult:
             )
         except (KeyError, TypeError) as exc:
             raise error(f"the training result lacks {exc}: expected a DescribeTrainingJob shape") from None
+
+
+@dataclass(frozen=True)
+class ModelTask:
+    """What every task after training is given: the dataset, the bucket and the Train state's output."""
+
+    dataset: str
+    bucket: str
+    training: TrainingResult
+
+    @property
+    def version(self) -> str:
+        """A model's version is the name of the training job that made it (unique, sortable by data)."""
+        return self.training.job_name
+
+    @staticmethod
+    def fields(event: dict[str, Any], error: type[MedimageError]) -> dict[str, Any]:
+        """The common fields of a task's input; ``error`` (the task's own) names a missing one."""
+        try:
+            return {
+                "dataset": check_dataset_name(str(event["dataset"])),
+                "bucket": str(event["bucket"]),
+                "training": TrainingResult.from_task_output(event["training"], error),
+            }
+        except KeyError as exc:
+            raise error(f"the task input lacks {exc}") from None

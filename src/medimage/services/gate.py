@@ -17,7 +17,7 @@ from typing import Any
 
 from medimage.core import layout
 from medimage.core.errors import GateInputError
-from medimage.core.executions import TrainingResult
+from medimage.core.executions import ModelTask
 from medimage.core.gate import Champion, GateConfig, TestMetrics, decide
 from medimage.core.presets import get_preset
 from medimage.core.registry import ModelEntry
@@ -25,29 +25,20 @@ from medimage.services.ports import ArtifactReader, ChampionEvaluator, ObjectSto
 
 
 @dataclass(frozen=True)
-class GateRequest:
-    dataset: str
+class GateRequest(ModelTask):
     preset: str
     manifest_version: str
     manifest_prefix: str
-    bucket: str
-    training: TrainingResult
-
-    @property
-    def version(self) -> str:
-        """A model's version is the name of the training job that made it (unique, sortable by data)."""
-        return self.training.job_name
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> GateRequest:
+        common = ModelTask.fields(event, GateInputError)
         try:
             return cls(
-                dataset=layout.check_dataset_name(str(event["dataset"])),
+                **common,
                 preset=str(event["preset"]),
                 manifest_version=str(event["manifest_version"]),
                 manifest_prefix=str(event["manifest_prefix"]),
-                bucket=str(event["bucket"]),
-                training=TrainingResult.from_task_output(event["training"], GateInputError),
             )
         except KeyError as exc:
             raise GateInputError(f"the gate input lacks {exc}") from None

@@ -16,7 +16,7 @@ from typing import Any
 
 from medimage.core import layout
 from medimage.core.errors import PromoteRefused
-from medimage.core.executions import TrainingResult
+from medimage.core.executions import ModelTask
 from medimage.core.registry import ModelEntry, ProductionPointer, promote, rollback, sha256_hex
 from medimage.services.gate import read_json_member
 from medimage.services.ports import ArtifactReader, ObjectStore, PointerStore
@@ -27,25 +27,10 @@ _CONTENT_TYPES = {".json": "application/json", ".txt": "text/plain; charset=utf-
 
 
 @dataclass(frozen=True)
-class PromoteRequest:
-    dataset: str
-    bucket: str
-    training: TrainingResult
-
-    @property
-    def version(self) -> str:
-        return self.training.job_name
-
+class PromoteRequest(ModelTask):
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> PromoteRequest:
-        try:
-            return cls(
-                layout.check_dataset_name(str(event["dataset"])),
-                str(event["bucket"]),
-                TrainingResult.from_task_output(event["training"], PromoteRefused),
-            )
-        except KeyError as exc:
-            raise PromoteRefused(f"the promote input lacks {exc}") from None
+        return cls(**ModelTask.fields(event, PromoteRefused))
 
 
 class PromoteService:

@@ -9,7 +9,7 @@ import pytest
 
 from medimage.adapters.catalog import DynamoCatalog
 from medimage.core.presets import get_preset
-from medimage.local.synthetic import bad_files, generate
+from medimage.local.synthetic import BAD_FILE_CODES, bad_files, generate
 
 S3 = "s3"
 
@@ -50,12 +50,7 @@ def test_valid_uploads_are_catalogued_with_label_patient_and_split(local_aws):
 
 @pytest.mark.parametrize(
     ("name", "code"),
-    [
-        ("empty.jpeg", "empty"),
-        ("truncated.jpeg", "truncated"),
-        ("not-an-image.jpeg", "not_an_image"),
-        ("corrupt-header.png", "unreadable"),
-    ],
+    sorted(BAD_FILE_CODES.items()),
 )
 def test_bad_files_are_moved_to_quarantine_with_a_reason(local_aws, name, code):
     key = f"incoming/labeled/chestxray2017/NORMAL/{name}"

@@ -11,7 +11,7 @@ from PIL import Image
 
 from medimage.core.errors import RejectedInput
 from medimage.core.images import ImageLimits, check_size, inspect_image
-from medimage.local.synthetic import bad_files, encode, render
+from medimage.local.synthetic import BAD_FILE_CODES, bad_files, encode, render
 from tests.dicom_factory import make_dicom, reference_image
 
 
@@ -64,12 +64,7 @@ def test_a_valid_dicom_is_described_with_its_header_fields():
 
 @pytest.mark.parametrize(
     ("name", "code"),
-    [
-        ("empty.jpeg", "empty"),
-        ("truncated.jpeg", "truncated"),
-        ("not-an-image.jpeg", "not_an_image"),
-        ("corrupt-header.png", "unreadable"),
-    ],
+    sorted(BAD_FILE_CODES.items()),
 )
 def test_bad_files_are_rejected_with_their_code(name, code):
     with pytest.raises(RejectedInput) as err:
@@ -124,3 +119,9 @@ def test_synthetic_images_are_valid_and_differ_by_class():
     assert inspect_image(encode(a)).width == 32
     assert inspect_image(encode(b, "png")).format == "png"
     assert not np.array_equal(a, b)
+
+
+def test_every_synthetic_bad_file_has_its_expected_code():
+    from medimage.local.synthetic import bad_files
+
+    assert set(bad_files()) == set(BAD_FILE_CODES)

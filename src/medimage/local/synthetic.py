@@ -102,6 +102,15 @@ def generate(
     return files
 
 
+# The rejection code each of `bad_files` must get (tests and the demo check the quarantine against it).
+BAD_FILE_CODES = {
+    "empty.jpeg": "empty",
+    "truncated.jpeg": "truncated",
+    "not-an-image.jpeg": "not_an_image",
+    "corrupt-header.png": "unreadable",
+}
+
+
 def bad_files(size: int = 64) -> dict[str, bytes]:
     """Uploads that must be quarantined, by file name (each name says what is wrong with it)."""
     good = encode(render(0, size, np.random.default_rng(0)))

@@ -108,10 +108,9 @@ def check_port_free(host: str, port: int, flag: str) -> None:
 def check_template(path: Path) -> None:
     try:
         template = load_template(path)
-    except (OSError, ValueError) as exc:  # yaml's errors are ValueErrors
-        raise UpProblem(f"cannot read the template {path}: {exc}") from None
-    except Exception as exc:
-        raise UpProblem(f"cannot read the template {path}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # missing, unreadable, or not YAML: one line whatever the parser says
+        detail = " ".join(str(exc).split())
+        raise UpProblem(f"cannot read the template {path}: {type(exc).__name__}: {detail}") from None
     if not isinstance(template, dict) or not isinstance(template.get("Resources"), dict):
         raise UpProblem(f"the template {path} has no Resources mapping")
 

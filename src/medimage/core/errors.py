@@ -158,3 +158,12 @@ class AwsProblem(MedimageError):
     """AWS said no (credentials, region, a missing stack or bucket): one line for the person at the shell."""
 
     code = "aws"
+
+
+# ---------------------------------------------------------------- the local stack
+
+
+class UpProblem(MedimageError):
+    """`medimage up` cannot start: a port in use, an unreadable template, a missing dependency."""
+
+    code = "up_failed"

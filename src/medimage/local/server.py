@@ -23,7 +23,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from medimage.core.errors import MedimageError
+from medimage.core.errors import UpProblem
 from medimage.local.account import REGION
 from medimage.local.apigateway import make_http_handler
 from medimage.local.environment import LocalAws, default_template
@@ -41,12 +41,6 @@ REQUIRED_MODULES = {
     "ai_edge_litert": "ai-edge-litert (the inference function)",
 }
 PROGRESS_PREFIXES = ("epoch", "Epoch", "metric", "train.py")
-
-
-class UpProblem(MedimageError):
-    """`medimage up` cannot start: a port in use, an unreadable template, a missing dependency."""
-
-    code = "up_failed"
 
 
 @dataclass
@@ -87,7 +81,9 @@ def check_dependencies() -> None:
         {dist for mod, dist in REQUIRED_MODULES.items() if importlib.util.find_spec(mod) is None}
     )
     if missing:
-        raise UpProblem(f"missing dependencies: {', '.join(missing)} (install the project with `make venv`)")
+        raise UpProblem(
+            f"missing dependencies: {', '.join(missing)} (install the project with `make install`)"
+        )
 
 
 def check_port_free(host: str, port: int, flag: str) -> None:

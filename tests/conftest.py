@@ -75,3 +75,30 @@ def local_aws() -> Iterator[Any]:
 
 def deep_copy(value: Any) -> Any:
     return copy.deepcopy(value)
+
+
+@pytest.fixture
+def service_log() -> Iterator[Any]:
+    """``service_log(name)`` -> a StringIO receiving what the Powertools Logger of that service writes,
+    in its JSON format. Powertools binds its handler to the stdout of the moment the logger is first made,
+    which capsys may have replaced and closed since: a handler of our own sees every line whatever ran
+    before."""
+    import io
+    import logging
+
+    attached: list[tuple[logging.Logger, logging.Handler]] = []
+
+    def attach(service: str) -> io.StringIO:
+        logger = logging.getLogger(service)
+        buffer = io.StringIO()
+        handler = logging.StreamHandler(buffer)
+        existing = next((h for h in logger.handlers if h.formatter is not None), None)
+        if existing is not None:
+            handler.setFormatter(existing.formatter)
+        logger.addHandler(handler)
+        attached.append((logger, handler))
+        return buffer
+
+    yield attach
+    for logger, handler in attached:
+        logger.removeHandler(handler)

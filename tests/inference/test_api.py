@@ -252,7 +252,9 @@ def test_image_bytes_are_never_logged(s3, model_v1, capfd, monkeypatch):
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # tests/conftest.py turns EMF off
     publish(s3, model_v1, "v1")
     handler = load_handler_module()
-    handler.logger.registered_handler.setStream(sys.stdout)  # loggers of one service share one handler
+    # Loggers of one service share one handler, bound to the stdout of whichever test made it first (maybe
+    # closed since): point it at this test's stdout without flushing the old one.
+    handler.logger.registered_handler.stream = sys.stdout
     event = load_event("inference-api-predict-binary.json")
     call_api(handler, event)
     out = capfd.readouterr()

@@ -64,17 +64,18 @@ def test_a_dicom_that_cannot_be_served_is_a_4xx_json_error(handler, s3, model_v1
     assert got["error"]["message"]
 
 
-def test_no_phi_reaches_the_logs_or_the_answer(handler, s3, model_v1, dicom, caplog, capsys):
+def test_no_phi_reaches_the_logs_or_the_answer(handler, s3, model_v1, dicom, caplog, service_log):
     caplog.set_level(logging.DEBUG, logger="medimage")
     caplog.set_level(logging.DEBUG, logger="pydicom")
+    function_log = service_log("inference")
     publish(s3, model_v1, "v1")
     response = invoke(handler, api_event(dicom, "application/dicom"))
     no_pixels = invoke(
         handler, api_event(make_dicom(pixels_of(jpeg_bytes()), with_pixels=False), "application/dicom")
     )
-    captured = capsys.readouterr()
-    text = caplog.text + captured.out + captured.err + json.dumps(response) + json.dumps(no_pixels)
-    assert "loaded model" in text and "dicom_no_pixels" in captured.out  # the function's own logs are here
+    logged = function_log.getvalue()
+    text = caplog.text + logged + json.dumps(response) + json.dumps(no_pixels)
+    assert "loaded model" in text and "dicom_no_pixels" in logged  # the function's own logs are here
     for value in PHI_VALUES:
         assert value not in text, value
 

@@ -43,10 +43,11 @@ def everything_written(env) -> str:
     return "\n".join(texts) + json.dumps(items)
 
 
-def test_dicom_is_catalogued_under_a_pseudonymous_patient_and_leaves_no_phi(local_aws, caplog, capsys):
+def test_dicom_is_catalogued_under_a_pseudonymous_patient_and_leaves_no_phi(local_aws, caplog, service_log):
     # Everything the pipeline logs (botocore's own DEBUG lines would echo the test's upload bodies).
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="medimage")
+    function_log = service_log("annotate")
     # GIVEN two 12-bit DICOM X-rays of one patient under unrelated file names, and one of another patient
     first = upload(local_aws, "scan-a.dcm", make_dicom(xray(1), bits_stored=12))
     second = upload(local_aws, "scan-b.dcm", make_dicom(xray(2), bits_stored=12))
@@ -62,8 +63,7 @@ def test_dicom_is_catalogued_under_a_pseudonymous_patient_and_leaves_no_phi(loca
     assert records[first].group == records[second].group == f"patient:{records[first].patient_id}"
     # AND no name, id, birth date or accession number appears in the bucket, the catalog or the logs
     written = everything_written(local_aws)
-    captured = capsys.readouterr()
-    logs = caplog.text + captured.out + captured.err
+    logs = caplog.text + function_log.getvalue()
     assert "annotated" in logs  # the handler's log lines were captured
     for value in PHI_VALUES:
         assert value not in written and value not in logs, value

@@ -79,22 +79,19 @@ def deep_copy(value: Any) -> Any:
 
 @pytest.fixture
 def service_log() -> Iterator[Any]:
-    """``service_log(name)`` -> a StringIO receiving what the Powertools Logger of that service writes,
-    in its JSON format. Powertools binds its handler to the stdout of the moment the logger is first made,
-    which capsys may have replaced and closed since: a handler of our own sees every line whatever ran
-    before."""
+    """``service_log(logger)`` -> a StringIO receiving what a function's Powertools ``Logger`` writes, in its
+    JSON format. Powertools binds its handler to the stdout of the moment the logger was first made, which
+    capsys may have replaced and closed since: a handler of our own sees every line whatever ran before."""
     import io
     import logging
 
     attached: list[tuple[logging.Logger, logging.Handler]] = []
 
-    def attach(service: str) -> io.StringIO:
-        logger = logging.getLogger(service)
+    def attach(powertools_logger: Any) -> io.StringIO:
+        logger = powertools_logger._logger  # the logging.Logger behind Powertools' Logger
         buffer = io.StringIO()
         handler = logging.StreamHandler(buffer)
-        existing = next((h for h in logger.handlers if h.formatter is not None), None)
-        if existing is not None:
-            handler.setFormatter(existing.formatter)
+        handler.setFormatter(powertools_logger.registered_formatter)
         logger.addHandler(handler)
         attached.append((logger, handler))
         return buffer

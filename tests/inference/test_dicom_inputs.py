@@ -67,7 +67,7 @@ def test_a_dicom_that_cannot_be_served_is_a_4xx_json_error(handler, s3, model_v1
 def test_no_phi_reaches_the_logs_or_the_answer(handler, s3, model_v1, dicom, caplog, service_log):
     caplog.set_level(logging.DEBUG, logger="medimage")
     caplog.set_level(logging.DEBUG, logger="pydicom")
-    function_log = service_log("inference")
+    function_log = service_log(handler.logger)
     publish(s3, model_v1, "v1")
     response = invoke(handler, api_event(dicom, "application/dicom"))
     no_pixels = invoke(

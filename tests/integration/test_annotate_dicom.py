@@ -3,6 +3,7 @@ and no PHI in anything the pipeline writes or logs."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
@@ -47,7 +48,8 @@ def test_dicom_is_catalogued_under_a_pseudonymous_patient_and_leaves_no_phi(loca
     # Everything the pipeline logs (botocore's own DEBUG lines would echo the test's upload bodies).
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="medimage")
-    function_log = service_log("annotate")
+    annotate = inspect.getmodule(local_aws.functions["AnnotateFunction"].load())
+    function_log = service_log(annotate.logger)
     # GIVEN two 12-bit DICOM X-rays of one patient under unrelated file names, and one of another patient
     first = upload(local_aws, "scan-a.dcm", make_dicom(xray(1), bits_stored=12))
     second = upload(local_aws, "scan-b.dcm", make_dicom(xray(2), bits_stored=12))

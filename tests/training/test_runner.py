@@ -81,11 +81,12 @@ def test_a_tree_of_dicom_files_becomes_channels_the_trainer_reads(tmp_path: Path
     rng = np.random.default_rng(0)
     for label in ("bars", "disk"):
         (tmp_path / "tree" / label).mkdir(parents=True)
-        for i in range(10):
+        # 50 a class: each file's content hash (its UIDs are random) picks its split, so no split stays empty
+        for i in range(50):
             pixels = rng.integers(0, 4096, (24, 24), dtype=np.uint16)
             (tmp_path / "tree" / label / f"{label}_{i}.dcm").write_bytes(make_dicom(pixels, bits_stored=12))
     scan = scan_tree(tmp_path / "tree", get_preset("folders"))
-    assert len(scan.images) == 20 and all(i.path.suffix == ".dcm" for i in scan.images)
+    assert len(scan.images) == 100 and all(i.path.suffix == ".dcm" for i in scan.images)
     channels = write_channels(scan, tmp_path / "channels")
     spec = PreprocessSpec(image_size=16, channels=1)
     loaded = load_channel("train", channels["train"], spec)

@@ -81,21 +81,25 @@ def deep_copy(value: Any) -> Any:
 def service_log() -> Iterator[Any]:
     """``service_log(logger)`` -> a StringIO receiving what a function's Powertools ``Logger`` writes, in its
     JSON format. Powertools binds its handler to the stdout of the moment the logger was first made, which
-    capsys may have replaced and closed since: a handler of our own sees every line whatever ran before."""
+    capsys may have replaced and closed since, and keeps that logger's level (the in-process demo sets
+    WARNING): a handler of our own, at INFO while attached, sees every line whatever ran before."""
     import io
     import logging
 
-    attached: list[tuple[logging.Logger, logging.Handler]] = []
+    attached: list[tuple[logging.Logger, logging.Handler, int]] = []
 
     def attach(powertools_logger: Any) -> io.StringIO:
         logger = powertools_logger._logger  # the logging.Logger behind Powertools' Logger
         buffer = io.StringIO()
         handler = logging.StreamHandler(buffer)
         handler.setFormatter(powertools_logger.registered_formatter)
+        # Loggers of one service are one logging.Logger: the demo's quiet WARNING level may still be on it.
+        attached.append((logger, handler, logger.level))
+        logger.setLevel(logging.INFO)
         logger.addHandler(handler)
-        attached.append((logger, handler))
         return buffer
 
     yield attach
-    for logger, handler in attached:
+    for logger, handler, level in attached:
         logger.removeHandler(handler)
+        logger.setLevel(level)

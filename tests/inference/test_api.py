@@ -255,6 +255,7 @@ def test_image_bytes_are_never_logged(s3, model_v1, capfd, monkeypatch):
     # Loggers of one service share one handler, bound to the stdout of whichever test made it first (maybe
     # closed since): point it at this test's stdout without flushing the old one.
     handler.logger.registered_handler.stream = sys.stdout
+    handler.logger.setLevel("INFO")  # one logger per service: an earlier in-process demo left it at WARNING
     event = load_event("inference-api-predict-binary.json")
     call_api(handler, event)
     out = capfd.readouterr()

@@ -12,6 +12,7 @@ help:
 	@echo "make demo   - run the whole pipeline locally (in-process AWS emulation, no account, no Docker)"
 	@echo "make test   - lint and run the whole test suite"
 	@echo "make bench  - run the benchmarks (JSON output)"
+	@echo "make bench-container - the inference image under the Lambda emulator (needs Docker)"
 
 # Create or reuse the virtual environment; reinstall when the pins or the project change.
 $(STAMP): pyproject.toml constraints.txt
@@ -97,6 +98,14 @@ base-image:
 # Docker (started here when none runs). Not part of `make test`.
 test-sam: $(STAMP) $(SAM_STAMP)
 	scripts/test-sam.sh
+
+# The inference image under the Lambda Runtime Interface Emulator (needs Docker; not part of .ci/run).
+BENCH_MODEL ?= build/bench/models/chestxray2017-binary
+BENCH_IMAGES ?= ../shared/data/chestxray2017-val-fullres
+.PHONY: bench-container
+bench-container: $(STAMP) $(SAM_STAMP)
+	@mkdir -p build/bench
+	scripts/bench-container.sh --model $(BENCH_MODEL) --images $(BENCH_IMAGES) | tee build/bench/container.json
 
 # Called by `sam build` for MedimageLayer (BuildMethod: makefile, ContextPath: .). The layer holds the medimage
 # package and its run-time dependencies (Pillow, numpy, pydicom + python-gdcm for DICOM, Powertools) for

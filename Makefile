@@ -100,7 +100,7 @@ test-sam: $(STAMP) $(SAM_STAMP)
 	scripts/test-sam.sh
 
 # The inference image under the Lambda Runtime Interface Emulator (needs Docker; not part of .ci/run).
-BENCH_MODEL ?= build/bench/models/chestxray2017-binary
+BENCH_MODEL ?= build/bench/model-chestxray2017-binary
 BENCH_IMAGES ?= ../shared/data/chestxray2017-val-fullres
 .PHONY: bench-container
 bench-container: $(STAMP) $(SAM_STAMP)

@@ -2,6 +2,10 @@
 
 A model directory holds ``model.tflite``, ``labels.txt`` and ``model.json``; ``model.json`` describes the
 preprocessing, so nothing else is needed to serve it. The interpreter is created once and reused.
+
+A model may have a second output, class-activation maps ``[1, h, w, C]`` (per-cell logits whose spatial
+mean is the logits); outputs are told apart by rank, never by position. ``model.json`` ``review`` holds
+the confidence threshold below which a prediction goes to a clinician.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +30,58 @@ except ImportError:  # pragma: no cover - the legacy runtime, same API
 MODEL_JSON = "model.json"
 LABELS_TXT = "labels.txt"
 DEFAULT_MODEL_FILE = "model.tflite"
+# Why a prediction is routed to a clinician (``Prediction.review_reason``).
+REVIEW_REASONS = ("low_confidence",)
 
 
 @dataclass(frozen=True)
 class Prediction:
+    """One image's answer. ``heatmap`` (explain only) is the predicted class's activation map at the
+    model's feature-map resolution, min-max normalised to 0..1; it is not part of ``to_dict``."""
+
     label: str
     probabilities: dict[str, float]
+    confidence: float = 0.0
+    needs_review: bool = False
+    review_reason: str | None = None
+    heatmap: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "probabilities": self.probabilities}
+        return {
+            "label": self.label,
+            "probabilities": self.probabilities,
+            "confidence": self.confidence,
+            "needs_review": self.needs_review,
+            "review_reason": self.review_reason,
+        }
+
+
+def review_threshold_of(meta: dict[str, Any]) -> float | None:
+    """``model.json`` ``review.threshold``, or None for a model trained without a review policy."""
+    review = meta.get("review") or {}
+    value = review.get("threshold")
+    if value is None:
+        return None
+    threshold = float(value)
+    if not 0.0 <= threshold <= 1.0:
+        raise ModelError(f"model.json review.threshold {threshold} is not a probability in [0, 1]")
+    return threshold
+
+
+def review_decision(confidence: float, threshold: float | None) -> tuple[bool, str | None]:
+    """(needs_review, reason): below the threshold goes to a clinician; no threshold, no review."""
+    if threshold is not None and confidence < threshold:
+        return True, "low_confidence"
+    return False, None
+
+
+def normalised_heatmap(cam: np.ndarray, index: int) -> np.ndarray:
+    """Class ``index`` of an ``h x w x C`` map, scaled to 0..1 (all zeros when the map is flat)."""
+    channel = cam[..., index].astype(np.float32)
+    low, high = float(channel.min()), float(channel.max())
+    if high - low <= 1e-12:
+        return np.zeros_like(channel)
+    return (channel - low) / (high - low)
 
 
 def read_model_json(model_dir: Path) -> dict[str, Any]:
@@ -65,7 +112,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class TFLiteClassifier:
-    """One loaded model: preprocess bytes exactly as in training, run the interpreter, map labels."""
+    """One loaded model: preprocess bytes exactly as in training, run the interpreter, map labels.
+
+    ``review_threshold`` (a per-deployment setting) overrides ``model.json``'s ``review.threshold``;
+    ``supports_explain`` says whether the model has the class-activation output.
+    """
 
     def __init__(
         self,
@@ -74,26 +125,38 @@ class TFLiteClassifier:
         spec: PreprocessSpec,
         meta: dict[str, Any],
         outputs: str = "probabilities",
+        review_threshold: float | None = None,
     ):
         self.labels = labels
         self.spec = spec
         self.meta = meta
         self.outputs = outputs
         self.sha256 = hashlib.sha256(model_content).hexdigest()
+        self.review_threshold = (
+            review_threshold if review_threshold is not None else review_threshold_of(meta)
+        )
         try:
             self._interpreter = Interpreter(model_content=model_content, num_threads=1)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"the TFLite model cannot be loaded: {exc}") from None
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
-        n_out = int(self._output["shape"][-1])
-        if n_out != len(labels):
-            raise ModelError(f"the model has {n_out} outputs but {len(labels)} labels")
+        self._output, self._cam = _find_outputs(self._interpreter.get_output_details(), len(labels))
         self._lock = threading.Lock()
 
+    @property
+    def supports_explain(self) -> bool:
+        return self._cam is not None
+
+    @property
+    def heatmap_shape(self) -> tuple[int, int] | None:
+        """(h, w) of the class-activation map, or None without one."""
+        return None if self._cam is None else (int(self._cam["shape"][1]), int(self._cam["shape"][2]))
+
     @classmethod
-    def from_dir(cls, model_dir: str | Path, model_file: str | None = None) -> TFLiteClassifier:
+    def from_dir(
+        cls, model_dir: str | Path, model_file: str | None = None, review_threshold: float | None = None
+    ) -> TFLiteClassifier:
         model_dir = Path(model_dir)
         meta = read_model_json(model_dir)
         labels = list(meta.get("labels") or [])
@@ -105,15 +168,15 @@ class TFLiteClassifier:
         except FileNotFoundError:
             raise ModelError(f"{path} is missing") from None
         spec = PreprocessSpec.from_dict(meta["preprocess"])
-        return cls(content, labels, spec, meta, output_kind(meta, path.name))
+        return cls(content, labels, spec, meta, output_kind(meta, path.name), review_threshold)
 
     @classmethod
-    def from_file(cls, model_path: str | Path) -> TFLiteClassifier:
+    def from_file(cls, model_path: str | Path, review_threshold: float | None = None) -> TFLiteClassifier:
         """A ``.tflite`` file with its ``model.json`` beside it."""
         path = Path(model_path)
         if path.is_dir():
-            return cls.from_dir(path)
-        return cls.from_dir(path.parent, path.name)
+            return cls.from_dir(path, review_threshold=review_threshold)
+        return cls.from_dir(path.parent, path.name, review_threshold)
 
     def _quantize(self, batch: np.ndarray) -> np.ndarray:
         dtype = self._input["dtype"]
@@ -123,29 +186,80 @@ class TFLiteClassifier:
         info = np.iinfo(dtype)
         return np.clip(np.round(batch / scale + zero), info.min, info.max).astype(dtype)
 
-    def _dequantize(self, out: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _dequantize(out: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
         if out.dtype == np.float32:
             return out
-        scale, zero = self._output["quantization"]
+        scale, zero = detail["quantization"]
         return (out.astype(np.float32) - zero) * scale
 
-    def predict_array(self, array: np.ndarray) -> np.ndarray:
-        """Class probabilities for one preprocessed HxWxC array."""
+    def run(self, array: np.ndarray, explain: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class probabilities for one preprocessed HxWxC array, and (explain on a model that has them)
+        the ``h x w x C`` class-activation maps; without explain only output 0 is read."""
         batch = self._quantize(array[None, ...])
         with self._lock:
             self._interpreter.set_tensor(self._input["index"], batch)
             self._interpreter.invoke()
             out = self._interpreter.get_tensor(self._output["index"])[0]
-        values = self._dequantize(out)
-        return softmax(values) if self.outputs == "logits" else values
+            cam = self._interpreter.get_tensor(self._cam["index"])[0] if explain and self._cam else None
+        values = self._dequantize(out, self._output)
+        probs = softmax(values) if self.outputs == "logits" else values
+        return probs, None if cam is None else self._dequantize(cam, self._cam)  # type: ignore[arg-type]
 
-    def predict_bytes(self, data: bytes) -> Prediction:
-        probs = self.predict_array(load_image_array(data, self.spec))
-        return self.to_prediction(probs)
+    def predict_array(self, array: np.ndarray) -> np.ndarray:
+        """Class probabilities for one preprocessed HxWxC array."""
+        return self.run(array)[0]
 
-    def to_prediction(self, probs: np.ndarray) -> Prediction:
+    def classify_array(
+        self, array: np.ndarray, explain: bool = False, review_threshold: float | None = None
+    ) -> Prediction:
+        """A full `Prediction` for one preprocessed array (the decoded-image entry point of serving)."""
+        probs, cam = self.run(array, explain)
+        return self.to_prediction(probs, cam, review_threshold)
+
+    def predict_bytes(
+        self, data: bytes, explain: bool = False, review_threshold: float | None = None
+    ) -> Prediction:
+        return self.classify_array(load_image_array(data, self.spec), explain, review_threshold)
+
+    def to_prediction(
+        self, probs: np.ndarray, cam: np.ndarray | None = None, review_threshold: float | None = None
+    ) -> Prediction:
+        """Label, confidence and review decision; ``cam`` (h x w x C) becomes the predicted class's heatmap.
+
+        ``review_threshold`` overrides the classifier's; classes that borrow this method without a review
+        policy of their own (the TensorFlow benchmark) get none."""
         best = int(np.argmax(probs))
+        confidence = float(probs[best])
+        threshold = (
+            review_threshold if review_threshold is not None else getattr(self, "review_threshold", None)
+        )
+        needs_review, reason = review_decision(confidence, threshold)
         return Prediction(
             label=self.labels[best],
             probabilities={label: round(float(p), 6) for label, p in zip(self.labels, probs, strict=True)},
+            confidence=round(confidence, 6),
+            needs_review=needs_review,
+            review_reason=reason,
+            heatmap=None if cam is None else normalised_heatmap(cam, best),
         )
+
+
+def _find_outputs(
+    details: list[dict[str, Any]], n_labels: int
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The class output ``[1, C]`` and the optional activation maps ``[1, h, w, C]``, told apart by rank
+    (the converter does not keep the Keras output order)."""
+    by_rank: dict[int, dict[str, Any]] = {}
+    for detail in details:
+        rank = len(detail["shape"])
+        if rank not in (2, 4) or rank in by_rank:
+            raise ModelError(f"unexpected model outputs {[list(d['shape']) for d in details]}")
+        by_rank[rank] = detail
+    if 2 not in by_rank:
+        raise ModelError(f"the model has no [1, classes] output: {[list(d['shape']) for d in details]}")
+    for detail in by_rank.values():
+        n_out = int(detail["shape"][-1])
+        if n_out != n_labels:
+            raise ModelError(f"the model has {n_out} outputs but {n_labels} labels")
+    return by_rank[2], by_rank.get(4)

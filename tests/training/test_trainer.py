@@ -236,4 +236,6 @@ def test_bench_inference_compares_litert_with_tensorflow_on_the_same_handler(
     assert report["litert"]["label_agreement_with_tensorflow"] == 1.0
     for result in report.values():
         assert 0 < result["cold_start_s"] < 120
+        # AND the cold start holds the interpreter's start-up and the handler's import within it
+        assert result["process_start_s"] > 0 and result["cold_start_s"] > result["cold_import_s"] > 0
         assert result["warm_p50_ms_fullres"] > 0 and result["ship_mb"] > 0

@@ -8,8 +8,10 @@ fresh process pinned to one CPU core; only the model runtime differs:
   (``model.keras`` beside the ``.tflite``, called as ``model(x, training=False)``, the fast path, not
   ``model.predict``); without a ``.keras`` file, ``tf.lite.Interpreter`` on the same ``.tflite``.
 
-Cold start is measured inside the fresh process from before the first import to the first answer
-(imports + model load + first prediction); ``process_start_s`` adds the interpreter's own start-up.
+Cold start is what Lambda pays: the interpreter's start-up (``process_start_s``, spawn to the first line
+of the fresh process) plus the handler's import, model load and first answer
+(``medimage.benchmarking.cold_start``: nothing of the harness is imported before the handler, so it cannot
+pre-load what the handler needs).
 ``ship_mb`` sums the installed files of the packages each image would ship (the closure of its
 requirements, minus what the Lambda base image already has).
 """
@@ -95,25 +97,61 @@ def run(
         raise FileNotFoundError(f"no JPEG/PNG images under {images_dir}")
     cpu = cpu if cpu is not None else min(os.sched_getaffinity(0))
     report: dict[str, Any] = {}
+    model_path = Path(model).resolve()
+    if model_path.is_dir():  # a model directory: the variant model.json says is served
+        model_path = model_path / json.loads((model_path / "model.json").read_text())["model_file"]
+    dataset = str(json.loads((model_path.parent / "model.json").read_text()).get("dataset") or "local")
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "MEDIMAGE_MODEL": str(model_path),
+        "DATASETS": dataset,
+        "DEFAULT_DATASET": dataset,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "inference",
+        "POWERTOOLS_METRICS_NAMESPACE": "medimage",
+        "MODEL_CHECK_INTERVAL_S": "3600",
+    }
+    from medimage.checkout import project_file
+    from medimage.local.apigateway import to_proxy_event
+
+    app = str(project_file("functions/inference/app.py"))
     with tempfile.TemporaryDirectory() as tmp:
+        first_event = Path(tmp) / "first_event.json"
+        first = to_proxy_event("POST", "/predict", {"Content-Type": "image/jpeg"}, images[0].read_bytes())
+        first_event.write_text(json.dumps(first), encoding="utf-8")
         for runtime in runtimes.split(","):
             out = Path(tmp) / f"{runtime}.json"
-            start = time.perf_counter()
+            prepare = "None"
+            if runtime == "tensorflow":
+                prepare = (
+                    "lambda m: __import__('medimage.benchmarking.inference', fromlist=['x'])"
+                    f".use_tensorflow(m, {str(model_path)!r}, {dataset!r})"
+                )
             code = (
-                "import time; t0 = time.perf_counter(); from medimage.benchmarking.inference import worker; "
-                f"worker(t0, {runtime!r}, {str(Path(model).resolve())!r}, {images_dir!r}, "
-                f"{repeat}, {batch}, {cpu}, {str(out)!r})"
+                "import time; t0 = time.perf_counter(); w0 = time.time(); import os; "
+                f"os.sched_setaffinity(0, {{{cpu}}}); "
+                "from medimage.benchmarking.cold_start import first_answer; "
+                f"cold = first_answer({app!r}, {str(first_event)!r}, {prepare}); "
+                "cold_s = time.perf_counter() - t0; "
+                "from medimage.benchmarking.inference import worker; "
+                f"worker(w0, cold, cold_s, {runtime!r}, {str(model_path)!r}, {images_dir!r}, "
+                f"{repeat}, {batch}, {str(out)!r})"
             )
+            start = time.perf_counter()
+            spawned = time.time()
             proc = subprocess.run(
                 [sys.executable, "-c", code],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
-                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                env=env,
             )
             if proc.returncode != 0:
                 raise RuntimeError(f"{runtime} benchmark failed:\n{proc.stderr[-3000:]}")
             result = json.loads(out.read_text())
+            result["process_start_s"] = round(result.pop("started_wall") - spawned, 3)
+            result["cold_start_s"] = round(result["process_start_s"] + result.pop("cold_in_process_s"), 3)
             result["process_wall_s"] = round(time.perf_counter() - start, 3)
             size, packages = ship_bytes(SHIPPED[runtime])
             result["ship_mb"] = round(size / 1e6, 1)
@@ -174,46 +212,39 @@ def floor_ms(model_dir: Path, datas: list[bytes], size: int, repeat: int) -> lis
 
 
 def worker(
-    t0: float, runtime: str, model: str, images_dir: str, repeat: int, batch: int, cpu: int, out: str
+    started_wall: float,
+    cold: tuple[Any, dict[str, Any], float, float],
+    cold_in_process_s: float,
+    runtime: str,
+    model: str,
+    images_dir: str,
+    repeat: int,
+    batch: int,
+    out: str,
 ) -> None:
-    """One fresh process: import, load, first answer (cold), then warm passes; writes JSON to `out`."""
-    os.sched_setaffinity(0, {cpu})
+    """The rest of one fresh process, after its first answer (``cold_start.first_answer``): warm passes, the
+    floor, peak memory; writes JSON to `out`."""
+    module, response, import_s, _ = cold
+    if response["statusCode"] != 200:
+        raise RuntimeError(f"first prediction failed: {response['body']}")
     model_path = Path(model)
-    if model_path.is_dir():  # a model directory: the variant model.json says is served
-        model_path = model_path / json.loads((model_path / "model.json").read_text())["model_file"]
     meta = json.loads((model_path.parent / "model.json").read_text())
-    dataset = str(meta.get("dataset") or "local")
-    os.environ.update(
-        {
-            "MEDIMAGE_MODEL": str(model_path),
-            "DATASETS": dataset,
-            "DEFAULT_DATASET": dataset,
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_SERVICE_NAME": "inference",
-            "POWERTOOLS_METRICS_NAMESPACE": "medimage",
-            "MODEL_CHECK_INTERVAL_S": "3600",
-        }
-    )
+    runtime_name = "ai-edge-litert Interpreter"
+    if runtime == "tensorflow":
+        runtime_name = (
+            "tensorflow keras model(x)"
+            if (model_path.parent / "model.keras").is_file()
+            else ("tensorflow tf.lite.Interpreter")
+        )
     images = sorted(p for p in Path(images_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     datas = [p.read_bytes() for p in images]
     from medimage.local.apigateway import to_proxy_event
-    from medimage.local.functions import LambdaContext, load_handler_module
+    from medimage.local.functions import LambdaContext
 
     def event(data: bytes) -> dict[str, Any]:
         return to_proxy_event("POST", "/predict", {"Content-Type": "image/jpeg"}, data)
 
-    first_event = event(datas[0])
-    t_import = time.perf_counter()
-    module = load_handler_module()
-    runtime_name = "ai-edge-litert Interpreter"
-    if runtime == "tensorflow":
-        runtime_name = _use_tensorflow(module, model_path, dataset)
-    import_s = time.perf_counter() - t_import
     context = LambdaContext()
-    response = module.lambda_handler(first_event, context)
-    cold = time.perf_counter() - t0
-    if response["statusCode"] != 200:
-        raise RuntimeError(f"first prediction failed: {response['body']}")
 
     def timed(events: list[dict[str, Any]]) -> tuple[list[float], list[str]]:
         times, labels = [], []
@@ -247,14 +278,15 @@ def worker(
             "floor_p50_ms_fullres": round(_percentile(bare, 0.5), 2),
             "handler_vs_floor_p50": round(_percentile(full, 0.5) / _percentile(bare, 0.5), 3),
         }
-    served_file = Path(os.environ["MEDIMAGE_MODEL"]).name
+    served_file = model_path.name
     Path(out).write_text(
         json.dumps(
             {
                 "runtime": runtime_name,
                 "model_file": served_file,
                 **floor,
-                "cold_start_s": round(cold, 3),
+                "started_wall": started_wall,
+                "cold_in_process_s": cold_in_process_s,
                 "cold_import_s": round(import_s, 3),  # handler module + runtime, within cold_start_s
                 "warm_p50_ms_fullres": round(_percentile(full, 0.5), 2),
                 "warm_p95_ms_fullres": round(_percentile(full, 0.95), 2),
@@ -282,7 +314,7 @@ def _resized(data: bytes, size: int) -> bytes:
     return buf.getvalue()
 
 
-def _use_tensorflow(module: Any, model_path: Path, dataset: str) -> str:
+def use_tensorflow(module: Any, model_path: str | Path, dataset: str) -> str:
     """Swap the handler's model runtime for full TensorFlow; the handler code stays the same."""
     import numpy as np
     import tensorflow as tf
@@ -293,6 +325,7 @@ def _use_tensorflow(module: Any, model_path: Path, dataset: str) -> str:
     from medimage.inference.service import InferenceService
     from medimage.inference.settings import InferenceSettings
 
+    model_path = Path(model_path)
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     keras_file = model_path.parent / "model.keras"

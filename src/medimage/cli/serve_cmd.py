@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from http.server import HTTPServer
+import threading
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,14 +20,26 @@ from medimage.local.functions import LambdaContext, load_handler_module
 
 
 def module_invoke(module: ModuleType) -> ProxyInvoke:
-    """The handler module's ``lambda_handler`` called as Lambda calls it for an API Gateway event."""
+    """The handler module's ``lambda_handler`` called as Lambda calls it for an API Gateway event: one
+    invocation at a time, as in one warm container (the model interpreter is not shared between threads)."""
+    lock = threading.Lock()
 
     def invoke(event: dict[str, Any]) -> dict[str, Any]:
-        return module.lambda_handler(
-            event, LambdaContext(aws_request_id=event["requestContext"]["requestId"])
-        )
+        with lock:
+            return module.lambda_handler(
+                event, LambdaContext(aws_request_id=event["requestContext"]["requestId"])
+            )
 
     return invoke
+
+
+class ServeHTTPServer(ThreadingHTTPServer):
+    """One thread per connection, so a slow or stalled client holds only its own thread (reading and
+    writing overlap; the handler still runs one request at a time), and a listen backlog that takes a
+    burst of clients instead of resetting connections beyond the default five."""
+
+    daemon_threads = True
+    request_queue_size = 128
 
 
 NAME = "serve"
@@ -84,7 +97,7 @@ def configure_env(model: str | None, dataset: str | None, bucket: str | None, em
 def run(args: argparse.Namespace) -> int:
     configure_env(args.model, args.dataset, args.bucket, args.emf)
     module = load_handler_module()
-    server = HTTPServer((args.host, args.port), make_http_handler(module_invoke(module)))
+    server = ServeHTTPServer((args.host, args.port), make_http_handler(module_invoke(module)))
     host, port = server.server_address[:2]
     print(f"serving {os.environ['DEFAULT_DATASET']} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     try:

@@ -16,7 +16,17 @@ pytestmark = pytest.mark.slow
 
 MODEL_FILES = ("model.tflite", "model-int8.tflite", "labels.txt", "model.json", "evaluation.json")
 OUTPUT_FILES = ("evaluation.json", "confusion_matrix.png", "training_curves.png")
-METRIC_FIELDS = {"n", "accuracy", "per_class", "macro_auc", "log_loss", "ece", "confusion_matrix", "labels"}
+METRIC_FIELDS = {
+    "n",
+    "accuracy",
+    "per_class",
+    "macro_auc",
+    "log_loss",
+    "ece",
+    "confusion_matrix",
+    "labels",
+    "selective",
+}
 
 
 @pytest.fixture(scope="module")

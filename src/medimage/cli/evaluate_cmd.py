@@ -78,7 +78,12 @@ def run(args: argparse.Namespace) -> int:
         from medimage.evaluation.scoring import score
 
         try:
-            metrics = score(classifier, (i.path.read_bytes() for i in images), truth)
+            metrics = score(
+                classifier,
+                (i.path.read_bytes() for i in images),
+                truth,
+                threshold=classifier.review_threshold,
+            )
         except RejectedInput as exc:
             raise MedimageError(f"an image of {args.data} cannot be scored: {exc}") from None
     text = json.dumps(metrics, indent=2)

@@ -9,6 +9,7 @@ training/<dataset>/<job>/...                SageMaker job output (model.tar.gz)
 models/<dataset>/<version>/...              a trained model, its evaluation and gate decision
 models/<dataset>/production.json            pointer to the serving version (+ history)
 predictions/<dataset>/...                   one JSON per image + batch prediction_output.txt
+review/<dataset>/<file>                     an unsure prediction's image for a clinician (+ <file>.json)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ MANIFESTS_PREFIX = "manifests/"
 TRAINING_PREFIX = "training/"
 MODELS_PREFIX = "models/"
 PREDICTIONS_PREFIX = "predictions/"
+REVIEW_PREFIX = "review/"
 COMMIT_MARKER = "_commit"
 
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -126,3 +128,13 @@ def prediction_key(dataset: str, original_key: str) -> str:
     own_prefix = f"{UNLABELED_PREFIX}{dataset}/"
     name = original_key[len(own_prefix) :] if original_key.startswith(own_prefix) else original_key
     return f"{PREDICTIONS_PREFIX}{dataset}/{name}.json"
+
+
+def review_key(dataset: str, filename: str) -> str:
+    """``review/<dataset>/<file>``: the image of a prediction that needs a clinician."""
+    return f"{REVIEW_PREFIX}{check_dataset_name(dataset)}/{filename}"
+
+
+def review_json_key(dataset: str, filename: str) -> str:
+    """The prediction JSON beside a review image."""
+    return review_key(dataset, filename) + ".json"

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from medimage.core.metrics import evaluate
+from medimage.core.selective import select
 
 
 class Prediction(Protocol):
@@ -40,7 +41,22 @@ def probabilities(classifier: Classifier, contents: Iterable[bytes], workers: in
 
 
 def score(
-    classifier: Classifier, contents: Iterable[bytes], truth: Sequence[int], workers: int = 1
+    classifier: Classifier,
+    contents: Iterable[bytes],
+    truth: Sequence[int],
+    workers: int = 1,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
-    """One split of ``evaluation.json`` (`medimage.core.metrics.evaluate`) for these images."""
-    return evaluate(list(truth), probabilities(classifier, contents, workers), classifier.labels)
+    """One split of ``evaluation.json`` (`medimage.core.metrics.evaluate`) for these images; with a review
+    ``threshold``, plus ``selective``: the coverage and accuracy of the predictions it keeps."""
+    return metrics_of(probabilities(classifier, contents, workers), truth, classifier.labels, threshold)
+
+
+def metrics_of(
+    probs: np.ndarray, truth: Sequence[int], labels: list[str], threshold: float | None = None
+) -> dict[str, Any]:
+    """`score` for probabilities already computed."""
+    metrics = evaluate(list(truth), probs, labels)
+    if threshold is not None:
+        metrics["selective"] = select(probs, np.asarray(truth), threshold).to_dict()
+    return metrics

@@ -126,11 +126,21 @@ def shifted_bytes(data: bytes, shift: Shift) -> bytes:
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {
+    summary = {
         "accuracy": metrics["accuracy"],
         "macro_auc": metrics["macro_auc"],
+        "ece": metrics["ece"],
         "recall": {label: m["recall"] for label, m in metrics["per_class"].items()},
     }
+    if "selective" in metrics:
+        summary["coverage"] = metrics["selective"]["coverage"]
+        summary["accuracy_above"] = metrics["selective"]["accuracy_above"]
+    return summary
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return round(float(np.mean(present)), 6) if present else None
 
 
 def robustness(
@@ -138,19 +148,38 @@ def robustness(
     files: Sequence[bytes],
     truth: Sequence[int],
     shifts: Sequence[Shift] | None = None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Clean and shifted metrics of one classifier on the same images, plus the mean and the worst."""
-    clean = score(classifier, files, truth)
+    """Clean and shifted metrics of one classifier on the same images, plus the mean and the worst;
+    with a review ``threshold``, also the coverage and selective accuracy it gives under each shift."""
+    clean = score(classifier, files, truth, threshold=threshold)
     results = {
-        shift.name: _summary(score(classifier, (shifted_bytes(data, shift) for data in files), truth))
+        shift.name: _summary(
+            score(classifier, (shifted_bytes(data, shift) for data in files), truth, threshold=threshold)
+        )
         for shift in (shifts if shifts is not None else SHIFTS)
     }
     accuracies = {name: result["accuracy"] for name, result in results.items()}
     worst = min(accuracies, key=accuracies.__getitem__) if accuracies else None
-    return {
+    report: dict[str, Any] = {
         "n": clean["n"],
         "clean": _summary(clean),
         "shifted_mean_accuracy": float(np.mean(list(accuracies.values()))) if accuracies else None,
+        "shifted_mean_ece": _mean([result["ece"] for result in results.values()]),
         "worst_shift": {"name": worst, "accuracy": accuracies[worst]} if worst else None,
         "shifts": results,
     }
+    if threshold is not None:
+        coverage = {name: result["coverage"] for name, result in results.items()}
+        lowest = min(coverage, key=coverage.__getitem__) if coverage else None
+        report["review_threshold"] = threshold
+        report["shifted_mean_coverage"] = _mean(list(coverage.values()))
+        report["shifted_mean_accuracy_above"] = _mean(
+            [result["accuracy_above"] for result in results.values()]
+        )
+        report["lowest_coverage_shift"] = (
+            {"name": lowest, **{k: results[lowest][k] for k in ("coverage", "accuracy_above")}}
+            if lowest
+            else None
+        )
+    return report

@@ -13,11 +13,26 @@ import numpy as np
 
 from medimage.core.decoding import decode_to_gray_or_rgb
 from medimage.core.images import DEFAULT_LIMITS, ImageLimits
-from medimage.core.preprocess import PreprocessSpec, to_array
+from medimage.core.preprocess import PreprocessSpec, to_pixels
+
+
+def decode_pixels(data: bytes, spec: PreprocessSpec, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """Bytes of a JPEG, PNG or DICOM to the model's input pixels (HxWxC uint8, 0..255), or RejectedInput
+    with a stable code. `TFLiteClassifier.run` converts them while writing its input tensor: no float copy
+    is made on the way."""
+    return decode_with_size(data, spec, limits)[0]
 
 
 def decode_image(data: bytes, spec: PreprocessSpec, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
-    """Bytes of a JPEG, PNG or DICOM to the model's input array, or RejectedInput with a stable code."""
+    """`decode_pixels` as the float32 array the trainer's `load_image_array` gives, pixel for pixel."""
+    return decode_pixels(data, spec, limits).astype(np.float32)
+
+
+def decode_with_size(
+    data: bytes, spec: PreprocessSpec, limits: ImageLimits = DEFAULT_LIMITS
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The model's input pixels and the stored image's (width, height): a heatmap undoes the square
+    resize with them."""
     mode = "L" if spec.channels == 1 else "RGB"
     decoded = decode_to_gray_or_rgb(data, mode=mode, draft_size=spec.image_size, limits=limits)
-    return to_array(decoded.image, spec)
+    return to_pixels(decoded.image, spec), (decoded.width, decoded.height)

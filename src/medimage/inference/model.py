@@ -141,6 +141,9 @@ class TFLiteClassifier:
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"the TFLite model cannot be loaded: {exc}") from None
         self._input = self._interpreter.get_input_details()[0]
+        # A function giving a fresh view of the input tensor's buffer (no view may outlive an invoke).
+        self._input_buffer = self._interpreter.tensor(self._input["index"])
+        self._float_input = self._input["dtype"] == np.float32
         self._output, self._cam = _find_outputs(self._interpreter.get_output_details(), len(labels))
         self._lock = threading.Lock()
 
@@ -178,13 +181,20 @@ class TFLiteClassifier:
             return cls.from_dir(path, review_threshold=review_threshold)
         return cls.from_dir(path.parent, path.name, review_threshold)
 
-    def _quantize(self, batch: np.ndarray) -> np.ndarray:
+    def _quantize(self, pixels: np.ndarray) -> np.ndarray:
         dtype = self._input["dtype"]
-        if dtype == np.float32:
-            return batch.astype(np.float32)
         scale, zero = self._input["quantization"]
         info = np.iinfo(dtype)
-        return np.clip(np.round(batch / scale + zero), info.min, info.max).astype(dtype)
+        return np.clip(np.round(pixels / scale + zero), info.min, info.max).astype(dtype)
+
+    def _write_input(self, pixels: np.ndarray) -> None:
+        """One HxWxC image (0..255 as uint8 pixels or floats) written into the input tensor's own buffer:
+        a float model's input is filled by one converting copy, with no batch array or set_tensor copy."""
+        target = self._input_buffer()[0]
+        if pixels.size != target.size:
+            raise ValueError(f"the image array has shape {pixels.shape}; the model takes {target.shape}")
+        source = pixels if self._float_input else self._quantize(pixels)
+        np.copyto(target, source.reshape(target.shape), casting="unsafe")
 
     @staticmethod
     def _dequantize(out: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
@@ -196,9 +206,8 @@ class TFLiteClassifier:
     def run(self, array: np.ndarray, explain: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Class probabilities for one preprocessed HxWxC array, and (explain on a model that has them)
         the ``h x w x C`` class-activation maps; without explain only output 0 is read."""
-        batch = self._quantize(array[None, ...])
         with self._lock:
-            self._interpreter.set_tensor(self._input["index"], batch)
+            self._write_input(array)
             self._interpreter.invoke()
             out = self._interpreter.get_tensor(self._output["index"])[0]
             cam = self._interpreter.get_tensor(self._cam["index"])[0] if explain and self._cam else None
@@ -230,7 +239,7 @@ class TFLiteClassifier:
         ``review_threshold`` overrides the classifier's; classes that borrow this method without a review
         policy of their own (the TensorFlow benchmark) get none."""
         best = int(np.argmax(probs))
-        confidence = float(probs[best])
+        confidence = round(float(probs[best]), 6)  # decided on the figure reported (and scored)
         threshold = (
             review_threshold if review_threshold is not None else getattr(self, "review_threshold", None)
         )
@@ -238,7 +247,7 @@ class TFLiteClassifier:
         return Prediction(
             label=self.labels[best],
             probabilities={label: round(float(p), 6) for label, p in zip(self.labels, probs, strict=True)},
-            confidence=round(confidence, 6),
+            confidence=confidence,
             needs_review=needs_review,
             review_reason=reason,
             heatmap=None if cam is None else normalised_heatmap(cam, best),

@@ -78,6 +78,9 @@ class TrainConfig:
     class_weighting: bool = True
     threads: int = 0  # 0: TensorFlow decides
     int8_calibration_images: int = 200
+    # Selective accuracy the review threshold must reach on validation (see core/selective.py); set
+    # above the accuracy wanted in use, since unseen sites are harder than the validation split.
+    review_target: float = 0.99
 
 
 _PATH_OPTIONS = ("train_dir", "validation_dir", "test_dir", "sm_model_dir", "output_data_dir")
@@ -165,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=int(os.environ.get("MEDIMAGE_TF_THREADS", "0")))
     p.add_argument("--int8-calibration-images", type=int, default=d.int8_calibration_images)
+    p.add_argument(
+        "--review-target",
+        type=float,
+        default=d.review_target,
+        help="validation accuracy the confident predictions must reach; the rest go to review",
+    )
     p.add_argument("--train-dir", default=None, help="default: $SM_CHANNEL_TRAIN")
     p.add_argument("--validation-dir", default=None, help="default: $SM_CHANNEL_VALIDATION")
     p.add_argument("--test-dir", default=None, help="default: $SM_CHANNEL_TEST")
@@ -234,6 +243,8 @@ def parse(argv: Sequence[str], env: dict[str, str]) -> tuple[TrainConfig, Paths,
         raise ValueError("--bn-momentum must lie in [0, 1)")
     if not 0 <= config.acquisition_probability <= 1:
         raise ValueError("--acquisition-probability must lie in [0, 1]")
+    if not 0 < config.review_target <= 1:
+        raise ValueError("--review-target must lie in (0, 1]")
     return config, paths, unknown
 
 

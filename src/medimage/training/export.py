@@ -3,6 +3,11 @@
 A converter bug or a quantisation that breaks the model would otherwise only show in production; so the
 float model must match Keras closely (an error if not) and the int8 model's agreement is measured and
 recorded in ``model.json``.
+
+Both files carry a second output, the class-activation maps (CAM, Zhou et al., 2016): the final Dense
+layer applied to every cell of the last feature map, ``[1, h, w, C]`` per-cell logits whose spatial mean
+is exactly the logits (the head is global average pooling, dropout, Dense). It is one tiny op beside the
+classifier in the same graph, never a second model.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ import tensorflow as tf
 from medimage.core.errors import ExportError
 
 FLOAT_MAX_ABS_DIFF = 1e-3  # softmax outputs; the float conversion is exact up to float rounding
+HEAD_LAYER = "probabilities"
+CAM_OUTPUT = "class_activation_maps"
+# Mean |difference| of the served 0..1 heatmaps, int8 vs. float (measured: see docs/CONTRACTS.md).
+CAM_INT8_TOLERANCE = 0.05
 
 
 def _convert(converter: tf.lite.TFLiteConverter) -> bytes:
@@ -27,8 +36,44 @@ def _convert(converter: tf.lite.TFLiteConverter) -> bytes:
         return bytes(converter.convert())
 
 
-def to_tflite_float(model: Any) -> bytes:
-    return _convert(tf.lite.TFLiteConverter.from_keras_model(model))
+def to_tflite_float(model: Any, explain: bool = True) -> bytes:
+    """Softmax output, plus the class-activation maps (`explained_model`) unless ``explain`` is off."""
+    return _convert(tf.lite.TFLiteConverter.from_keras_model(explained_model(model) if explain else model))
+
+
+def feature_map_layer(model: Any) -> Any:
+    """The global average pooling in front of the head; its input is the feature map the CAM weighs."""
+    import keras
+
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
+    if not pools:
+        raise ExportError(
+            f"model {model.name} has no top-level GlobalAveragePooling2D before its head; "
+            "class-activation maps need the feature map it pools"
+        )
+    return pools[-1]
+
+
+def _copy_of_head(head: Any, name: str, inputs: Any) -> Any:
+    import keras
+
+    layer = keras.layers.Dense(head.units, activation=None, name=name)
+    out = layer(inputs)
+    layer.set_weights(head.get_weights())
+    return out
+
+
+def explained_model(model: Any, logits: bool = False) -> Any:
+    """The same network with two outputs: probabilities (or, with ``logits``, the final Dense layer's
+    logits) ``[1, C]``, and the class-activation maps ``[1, h, w, C]`` (the head's Dense applied to each
+    cell of the pooled feature map, so their spatial mean equals the logits)."""
+    import keras
+
+    head = model.get_layer(HEAD_LAYER)
+    first = _copy_of_head(head, "logits", head.input) if logits else model.outputs[0]
+    cam = _copy_of_head(head, CAM_OUTPUT, feature_map_layer(model).input)
+    suffix = "_logits_cam" if logits else "_cam"
+    return keras.Model(model.inputs, [first, cam], name=f"{model.name}{suffix}")
 
 
 def logits_model(model: Any) -> Any:
@@ -39,17 +84,17 @@ def logits_model(model: Any) -> Any:
     float (``model.json`` ``outputs``)."""
     import keras
 
-    head = model.get_layer("probabilities")
-    logits = keras.layers.Dense(head.units, activation=None, name="logits")(head.input)
-    clone = keras.Model(model.inputs, logits, name=f"{model.name}_logits")
-    clone.get_layer("logits").set_weights(head.get_weights())
-    return clone
+    head = model.get_layer(HEAD_LAYER)
+    return keras.Model(model.inputs, _copy_of_head(head, "logits", head.input), name=f"{model.name}_logits")
 
 
-def to_tflite_int8(model: Any, calibration: np.ndarray, samples: int = 200, seed: int = 0) -> bytes:
+def to_tflite_int8(
+    model: Any, calibration: np.ndarray, samples: int = 200, seed: int = 0, explain: bool = True
+) -> bytes:
     """Int8 weights and activations (per-channel weights, the converter's default), calibrated on training
     images (raw 0..255 arrays); float32 input and logits output, so serving feeds the same array as to the
-    float model and the probabilities keep their resolution."""
+    float model and the probabilities keep their resolution. The class-activation maps (unless
+    ``explain`` is off) come out dequantised to float32 too."""
     rng = np.random.default_rng(seed)
     chosen = calibration[rng.permutation(len(calibration))[:samples]]
 
@@ -57,7 +102,8 @@ def to_tflite_int8(model: Any, calibration: np.ndarray, samples: int = 200, seed
         for image in chosen:
             yield [image[None, ...].astype(np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(logits_model(model))
+    network = explained_model(model, logits=True) if explain else logits_model(model)
+    converter = tf.lite.TFLiteConverter.from_keras_model(network)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -116,3 +162,49 @@ def check_agreement(
             "preprocess images differently)"
         )
     return result
+
+
+def _normalised(cams: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Each image's map of its class (n x h x w), min-max scaled to 0..1 as serving shows it."""
+    maps = cams[np.arange(len(cams)), ..., classes].astype(np.float64)
+    low = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - low
+    return np.where(span > 1e-12, (maps - low) / np.where(span > 1e-12, span, 1.0), 0.0)
+
+
+def check_cam_agreement(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """Keras's class-activation maps vs. the float export's (raw per-cell logits, n x h x w x C): an
+    ExportError beyond float rounding, relative to the maps' own scale."""
+    scale = max(1.0, float(np.max(np.abs(reference))))
+    diff = float(np.max(np.abs(reference - candidate)))
+    if diff > FLOAT_MAX_ABS_DIFF * scale:
+        raise ExportError(
+            f"the float model's class-activation maps disagree with Keras: max |difference| {diff:.6f} "
+            f"> {FLOAT_MAX_ABS_DIFF * scale:.6f}"
+        )
+    return {"max_abs_diff": round(diff, 6), "scale": round(scale, 6), "n": len(reference)}
+
+
+def compare_cams(reference: np.ndarray, candidate: np.ndarray, tolerance: float) -> dict[str, Any]:
+    """Two exports' heatmaps of the reference's predicted class, normalised as served: the mean and
+    largest cell difference, the mean Pearson correlation, and the share with the same hottest cell;
+    ``within_tolerance`` when the mean difference is at most ``tolerance``."""
+    classes = reference.mean(axis=(1, 2)).argmax(axis=1)
+    a, b = _normalised(reference, classes), _normalised(candidate, classes)
+    flat_a, flat_b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    centred_a = flat_a - flat_a.mean(axis=1, keepdims=True)
+    centred_b = flat_b - flat_b.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(centred_a, axis=1) * np.linalg.norm(centred_b, axis=1)
+    correlation = np.where(
+        norms > 0, (centred_a * centred_b).sum(axis=1) / np.where(norms > 0, norms, 1.0), 1.0
+    )
+    mean_abs = float(np.mean(np.abs(a - b)))
+    return {
+        "mean_abs_diff": round(mean_abs, 6),
+        "max_abs_diff": round(float(np.max(np.abs(a - b))), 6),
+        "mean_correlation": round(float(np.mean(correlation)), 6),
+        "peak_agreement": round(float(np.mean(flat_a.argmax(1) == flat_b.argmax(1))), 6),
+        "tolerance": tolerance,
+        "within_tolerance": mean_abs <= tolerance,
+        "n": len(reference),
+    }

@@ -72,7 +72,7 @@ def compact_cnn(
         x = _conv(x, filters, weight_decay, bn_momentum)
         x = layers.MaxPooling2D()(x)
     x = _conv(x, 16 * width, weight_decay, bn_momentum)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D(name="pooled")(x)  # its input is the map the CAM export weighs
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="medimage_cnn")
@@ -103,6 +103,8 @@ def imagenet_backbone(image_size: int, channels: int, n_classes: int, dropout: f
     """MobileNetV3Small with ImageNet weights (needs the internet to download them).
 
     Grayscale input is repeated to 3 channels; the backbone's own preprocessing layer rescales 0..255.
+    The pooling sits outside the backbone (the same network as ``pooling="avg"``), so the feature map
+    it pools is reachable for the class-activation maps the export adds.
     """
     inputs = keras.Input((image_size, image_size, channels), name="image")
     x = layers.Concatenate(name="gray_to_rgb")([inputs] * 3) if channels == 1 else inputs
@@ -112,7 +114,7 @@ def imagenet_backbone(image_size: int, channels: int, n_classes: int, dropout: f
             include_top=False,
             weights="imagenet",
             include_preprocessing=True,
-            pooling="avg",
+            pooling=None,
         )
     except Exception as exc:  # the download fails in many ways (no network, proxy, HTTP error)
         raise TrainingInputError(
@@ -120,6 +122,7 @@ def imagenet_backbone(image_size: int, channels: int, n_classes: int, dropout: f
             "train without them with --weights none"
         ) from None
     x = backbone(x)
+    x = layers.GlobalAveragePooling2D(name="pooled")(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="medimage_mobilenetv3")

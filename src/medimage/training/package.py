@@ -50,7 +50,8 @@ def export_and_evaluate(
     returns ``evaluation.json``'s content."""
     import tensorflow as tf
 
-    from medimage.evaluation.scoring import probabilities, score
+    from medimage.core.selective import choose_threshold
+    from medimage.evaluation.scoring import metrics_of, probabilities, score
     from medimage.training import export
 
     export.ensure_interpreter_available()
@@ -78,21 +79,43 @@ def export_and_evaluate(
     check_x = np.concatenate([channels["validation"].x, channels["train"].x[:AGREEMENT_TRAIN_IMAGES]]).astype(
         np.float32
     )
-    reference = model.predict(check_x, batch_size=64, verbose=0)
-    checks = {}
+    reference, reference_cams = export.explained_model(model).predict(check_x, batch_size=64, verbose=0)
+    checks: dict[str, Any] = {}
     classifiers = {}
+    cams = {}
     for name, file, content in (("float", MODEL_FILE, float_bytes), ("int8", INT8_MODEL_FILE, int8_bytes)):
         classifiers[name] = TFLiteClassifier(content, labels, spec, {}, OUTPUTS[file])
-        candidate = probabilities(classifiers[name], (path.read_bytes() for path in check_paths))
+        candidate, cams[name] = served_outputs(classifiers[name], check_paths)
         if name == "float":
             checks[name] = export.check_agreement(reference, candidate)
         else:
             checks[name] = export.compare(reference, candidate)
         checks[name]["bytes"] = len(content)
-    log(f"export: float {checks['float']}; int8 {checks['int8']}")
-    quantization = int8_parity(classifiers, channels["validation"].paths, data.y["validation"])
+    checks["cam_float"] = export.check_cam_agreement(reference_cams, cams["float"])
+    checks["cam_int8_vs_float"] = export.compare_cams(cams["float"], cams["int8"], export.CAM_INT8_TOLERANCE)
+    log(f"export: {checks}")
+
+    # The review threshold of each variant, fitted on validation; the shift report then says what it
+    # keeps, and how accurately, on images that look like another site's.
+    val_files = [path.read_bytes() for path in channels["validation"].paths]
+    y_val = np.asarray(data.y["validation"])
+    val_probs = {name: probabilities(classifier, val_files) for name, classifier in classifiers.items()}
+    reviews = {
+        name: choose_threshold(probs, y_val, config.review_target) for name, probs in val_probs.items()
+    }
+    quantization = int8_parity(classifiers, val_files, y_val, {n: r["threshold"] for n, r in reviews.items()})
     log(f"int8 parity on validation: {quantization}")
+    served_name = quantization["served"]
+    review = {
+        **reviews[served_name],
+        "fitted_on": "validation",
+        "confidence": "top-1 probability",
+        "shifted_mean_coverage": quantization[served_name]["shifted_mean_coverage"],
+        "shifted_mean_accuracy_above": quantization[served_name]["shifted_mean_accuracy_above"],
+    }
+    log(f"review policy: {review}")
     save_keras(model, model_dir / KERAS_MODEL_FILE)
+    h, w, n_classes = (int(v) for v in reference_cams.shape[1:])
 
     meta = {
         "format_version": 1,
@@ -115,33 +138,61 @@ def export_and_evaluate(
         "export_checks": checks,
         "quantization": quantization,
         "calibration": trained.calibration,
+        "review": review,
+        "explain": {
+            "output": export.CAM_OUTPUT,
+            "shape": [h, w, n_classes],
+            "values": "logits",
+            "method": "class activation maps: the final Dense layer on each cell of the pooled feature map",
+        },
     }
     (model_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     # Score val and test exactly as the inference Lambda would: file bytes -> serving classifier.
     served = TFLiteClassifier.from_dir(model_dir)
-    evaluation = {}
-    for channel, split in (("validation", "val"), ("test", "test")):
-        contents = (path.read_bytes() for path in channels[channel].paths)
-        evaluation[split] = score(served, contents, data.y[channel])
+    threshold = served.review_threshold
+    evaluation = {"val": metrics_of(val_probs[served_name], y_val, labels, threshold)}
+    contents = (path.read_bytes() for path in channels["test"].paths)
+    evaluation["test"] = score(served, contents, data.y["test"], threshold=threshold)
     text = json.dumps(evaluation, indent=2) + "\n"
     (model_dir / "evaluation.json").write_text(text, encoding="utf-8")
     return evaluation
 
 
-def int8_parity(classifiers: dict[str, Any], paths: list[Path], truth: Any) -> dict[str, Any]:
-    """Float and int8 side by side on the validation images, clean and under the acquisition shifts;
-    ``served`` is int8 when no figure of `INT8_PARITY` drops by more than its tolerance."""
+def served_outputs(classifier: Any, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (n x C) and raw class-activation maps (n x h x w x C) of these files as served."""
+    from medimage.core.preprocess import load_image_array
+
+    rows = [
+        classifier.run(load_image_array(path.read_bytes(), classifier.spec), explain=True) for path in paths
+    ]
+    return np.stack([probs for probs, _ in rows]), np.stack([cam for _, cam in rows])
+
+
+def int8_parity(
+    classifiers: dict[str, Any],
+    images: list[bytes] | list[Path],
+    truth: Any,
+    thresholds: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Float and int8 side by side on the validation images, clean and under the acquisition shifts (each
+    at its own review threshold, when given); ``served`` is int8 when no figure of `INT8_PARITY` drops by
+    more than its tolerance."""
     from medimage.evaluation.shifts import robustness
 
-    files = [path.read_bytes() for path in paths]
+    files = [image.read_bytes() if isinstance(image, Path) else image for image in images]
     figures = {}
     for name, classifier in classifiers.items():
-        report = robustness(classifier, files, list(truth))
+        threshold = (thresholds or {}).get(name)
+        report = robustness(classifier, files, list(truth), threshold=threshold)
         figures[name] = {
             "accuracy": report["clean"]["accuracy"],
             "macro_auc": report["clean"]["macro_auc"],
             "shifted_mean_accuracy": round(report["shifted_mean_accuracy"], 6),
+            "shifted_mean_ece": report["shifted_mean_ece"],
+            "shifted_mean_coverage": report.get("shifted_mean_coverage"),
+            "shifted_mean_accuracy_above": report.get("shifted_mean_accuracy_above"),
+            "lowest_coverage_shift": report.get("lowest_coverage_shift"),
         }
     losses = {
         key: round((figures["float"][key] or 0.0) - (figures["int8"][key] or 0.0), 6) for key in INT8_PARITY

@@ -1,0 +1,112 @@
+"""Selective prediction: keep the predictions the model is sure of, route the rest to a clinician.
+
+A prediction is kept (labelled automatically) when its confidence, the top-1 probability, is at least
+the threshold ``t``; coverage is the share kept and selective accuracy the accuracy on them. The
+threshold is chosen on the validation split for a stated target accuracy and then applied unchanged to
+every later image. Pure numpy, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a threshold keeps of one labelled set."""
+
+    threshold: float
+    coverage: float  # share of the images kept
+    accuracy_above: float | None  # accuracy on the kept images; None when none is kept
+    kept: int
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check(probabilities: np.ndarray, y_true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    probs = np.asarray(probabilities, dtype=np.float64)
+    truth = np.asarray(y_true)
+    if probs.ndim != 2 or len(probs) != len(truth):
+        raise ValueError(
+            f"expected n x classes probabilities and n labels, got {probs.shape} and {truth.shape}"
+        )
+    if len(probs) == 0:
+        raise ValueError("no predictions to select from")
+    return probs.max(axis=1), probs.argmax(axis=1) == truth
+
+
+def select(probabilities: np.ndarray, y_true: np.ndarray, threshold: float) -> Selection:
+    """Coverage and accuracy of the predictions whose confidence is >= ``threshold``."""
+    confidence, correct = _check(probabilities, y_true)
+    kept = confidence >= threshold
+    n_kept = int(kept.sum())
+    return Selection(
+        threshold=float(threshold),
+        coverage=round(n_kept / len(confidence), 6),
+        accuracy_above=round(float(correct[kept].mean()), 6) if n_kept else None,
+        kept=n_kept,
+        n=len(confidence),
+    )
+
+
+def curve(probabilities: np.ndarray, y_true: np.ndarray) -> list[Selection]:
+    """The coverage-accuracy curve: one point per distinct confidence, most confident first.
+
+    Predictions with the same confidence are kept or referred together (a threshold cannot split a
+    tie), so each point's threshold is a confidence that occurs."""
+    confidence, correct = _check(probabilities, y_true)
+    order = np.argsort(-confidence, kind="stable")
+    sorted_conf, sorted_correct = confidence[order], correct[order]
+    cum_correct = np.cumsum(sorted_correct)
+    # the last index of each run of equal confidences
+    ends = np.flatnonzero(np.append(sorted_conf[1:] != sorted_conf[:-1], True))
+    n = len(confidence)
+    return [
+        Selection(
+            threshold=float(sorted_conf[end]),  # exact, so it keeps its own image
+            coverage=round((end + 1) / n, 6),
+            accuracy_above=round(float(cum_correct[end] / (end + 1)), 6),
+            kept=int(end + 1),
+            n=n,
+        )
+        for end in ends
+    ]
+
+
+def choose_threshold(
+    probabilities: np.ndarray, y_true: np.ndarray, target_accuracy: float, min_kept: int = 1
+) -> dict[str, Any]:
+    """The lowest threshold whose kept predictions reach ``target_accuracy`` (the most coverage at that
+    accuracy), keeping at least ``min_kept`` images.
+
+    Returns ``model.json``'s ``review`` fields for this set: ``threshold``, ``target_accuracy``,
+    ``coverage``, ``accuracy_above``, ``kept``, ``n`` and ``reached``. When no threshold reaches the
+    target, the threshold is 1.0 (only certain predictions kept, nearly all referred) and ``reached``
+    is False, so a model that cannot meet the target never labels silently."""
+    if not 0.0 < target_accuracy <= 1.0:
+        raise ValueError(f"target accuracy must be in (0, 1], got {target_accuracy}")
+    points = [
+        point
+        for point in curve(probabilities, y_true)
+        if point.kept >= min_kept and (point.accuracy_above or 0.0) >= target_accuracy
+    ]
+    if points:
+        best = min(points, key=lambda point: point.threshold)
+        reached = True
+    else:
+        best = select(probabilities, y_true, 1.0)
+        reached = False
+    return {
+        "threshold": best.threshold,
+        "target_accuracy": target_accuracy,
+        "coverage": best.coverage,
+        "accuracy_above": best.accuracy_above,
+        "kept": best.kept,
+        "n": best.n,
+        "reached": reached,
+    }

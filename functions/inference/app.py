@@ -6,6 +6,10 @@
   answered with partial batch failures.
 The handler only parses and shapes; `medimage.inference` holds the logic, `medimage.adapters.model_store`
 the S3 access. The model is loaded once per container and follows the production pointer.
+
+A cold start imports only what `POST /predict` needs: the SQS path (batch processing, drop-to-label and
+its S3 adapter), the upload page and botocore are imported on their first use, and the X-Ray SDK only when
+tracing is on (`medimage.inference.tracing`).
 """
 
 from __future__ import annotations
@@ -13,32 +17,32 @@ from __future__ import annotations
 import contextlib
 import json
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from medimage.core.errors import MedimageError
-from medimage.core.events import refs_from_sqs_body
-from medimage.core.objects import ObjectRef, batch_id
 from medimage.inference.api import ApiError, error_body, parse_predict_request
 from medimage.inference.cache import LocalModelSource, ModelCache
-from medimage.inference.drop_to_label import DropLabeler, LabelOutcome
-from medimage.inference.page import INDEX_HTML
-from medimage.inference.ports import ModelSource
 from medimage.inference.service import InferenceService
 from medimage.inference.settings import InferenceSettings
 from medimage.inference.telemetry import log_fields, make_metrics, record_prediction, record_rejection
 from medimage.inference.tracing import make_tracer
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from medimage.core.objects import ObjectRef
+    from medimage.inference.drop_to_label import DropLabeler, LabelOutcome
+    from medimage.inference.ports import ModelSource
+
 logger = Logger()
 tracer = make_tracer()
 metrics = make_metrics()
 app = APIGatewayRestResolver()
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @cache
@@ -62,8 +66,16 @@ def service() -> InferenceService:
 @cache
 def labeler() -> DropLabeler:
     from medimage.adapters.s3 import S3ObjectStore
+    from medimage.inference.drop_to_label import DropLabeler
 
     return DropLabeler(service(), S3ObjectStore(service().config.data_bucket))
+
+
+@cache
+def batch_processor() -> BatchProcessor:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def _json(status: int, doc: dict[str, Any]) -> Response:
@@ -83,7 +95,9 @@ def predict() -> Response:
         event.query_string_parameters,
         max_bytes=svc.config.max_request_bytes,
     )
-    result = svc.predict(request.image, request.dataset, max_bytes=svc.config.max_request_bytes)
+    result = svc.predict(
+        request.image, request.dataset, max_bytes=svc.config.max_request_bytes, explain=request.explain
+    )
     record_prediction(metrics, result, "api")
     logger.info("prediction", extra=log_fields(result, "api"))
     return _json(200, result.api_body())
@@ -96,6 +110,8 @@ def health() -> Response:
 
 @app.get("/")
 def index() -> Response:
+    from medimage.inference.page import INDEX_HTML
+
     return Response(status_code=200, content_type="text/html; charset=utf-8", body=INDEX_HTML)
 
 
@@ -134,6 +150,8 @@ def not_found(exc: Exception) -> Response:
 # ---------------------------------------------------------------- SQS-wrapped S3 events
 def object_refs(record: SQSRecord) -> list[ObjectRef]:
     """The created objects of one SQS message; S3's ``s3:TestEvent`` carries none."""
+    from medimage.core.events import refs_from_sqs_body
+
     return refs_from_sqs_body(record.body)
 
 
@@ -150,7 +168,12 @@ def _log_outcome(outcome: LabelOutcome) -> None:
 
 @tracer.capture_method
 def handle_sqs(event: dict[str, Any]) -> dict[str, Any]:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from medimage.core.objects import batch_id
+
     records = event["Records"]
+    processor = batch_processor()
     refs: list[ObjectRef] = []
     for raw in records:
         # A malformed message adds nothing here; the record handler fails it (retried, then dead-lettered).

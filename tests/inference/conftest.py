@@ -38,9 +38,19 @@ SHARED_DATA = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared"
 FULLRES = SHARED_DATA / "chestxray2017-val-fullres"
 
 
-def build_model_dir(out: Path, seed: int, image_size: int = 64, labels: list[str] = LABELS) -> Path:
-    """A small CNN with seeded weights, converted to float and int8 TFLite, with model.json/labels.txt."""
+def build_model_dir(
+    out: Path,
+    seed: int,
+    image_size: int = 64,
+    labels: list[str] = LABELS,
+    explain: bool = True,
+    review_threshold: float | None = None,
+) -> Path:
+    """A small CNN with seeded weights, converted to float and int8 TFLite by the trainer's own export
+    (with the class-activation output unless ``explain`` is off), with model.json/labels.txt."""
     import tensorflow as tf
+
+    from medimage.training.export import HEAD_LAYER, to_tflite_float, to_tflite_int8
 
     keras = tf.keras
     keras.utils.set_random_seed(seed)
@@ -51,29 +61,24 @@ def build_model_dir(out: Path, seed: int, image_size: int = 64, labels: list[str
             keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
             keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
             keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(len(labels), activation="softmax"),
+            keras.layers.Dense(len(labels), activation="softmax", name=HEAD_LAYER),
         ]
     )
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model.keras")
-    (out / "model.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    (out / "model.tflite").write_bytes(to_tflite_float(model, explain=explain))
     rng = np.random.default_rng(seed)
-
-    def representative() -> Iterator[list[np.ndarray]]:
-        for _ in range(8):
-            yield [rng.uniform(0, 255, (1, image_size, image_size, 1)).astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    (out / "model-int8.tflite").write_bytes(converter.convert())
+    calibration = rng.uniform(0, 255, (8, image_size, image_size, 1)).astype(np.float32)
+    (out / "model-int8.tflite").write_bytes(to_tflite_int8(model, calibration, samples=8, explain=explain))
     (out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
-    meta = {
+    meta: dict[str, Any] = {
         "format_version": 1,
         "labels": labels,
         "preprocess": PreprocessSpec(image_size=image_size, channels=1).to_dict(),
         "model_file": "model.tflite",
+        "float_model_file": "model.tflite",
         "int8_model_file": "model-int8.tflite",
+        "outputs": {"model.tflite": "probabilities", "model-int8.tflite": "logits"},
         "preset": DATASET,
         "dataset": DATASET,
         "manifest_version": f"test-{seed}",
@@ -82,6 +87,8 @@ def build_model_dir(out: Path, seed: int, image_size: int = 64, labels: list[str
         "parameters": {"seed": seed, "note": "untrained test fixture"},
         "tensorflow_version": tf.__version__,
     }
+    if review_threshold is not None:
+        meta["review"] = {"threshold": review_threshold, "fitted_on": "validation"}
     (out / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return out
 
@@ -89,6 +96,12 @@ def build_model_dir(out: Path, seed: int, image_size: int = 64, labels: list[str
 @pytest.fixture(scope="session")
 def model_v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_model_dir(tmp_path_factory.mktemp("model-v1"), seed=1)
+
+
+@pytest.fixture(scope="session")
+def model_without_maps(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model exported before class-activation maps existed: one output."""
+    return build_model_dir(tmp_path_factory.mktemp("model-plain"), seed=1, explain=False)
 
 
 @pytest.fixture(scope="session")

@@ -23,11 +23,21 @@ PNG_1x1 = base64.b64decode(
 
 def assert_prediction(status: int, body: dict[str, Any], version: str = "v1") -> None:
     assert status == 200, body
-    assert set(body) == {"label", "probabilities", "model_version", "latency_ms"}
+    assert set(body) == {
+        "label",
+        "probabilities",
+        "confidence",
+        "needs_review",
+        "review_reason",
+        "model_version",
+        "latency_ms",
+    }  # no heatmap key without ?explain
     assert body["label"] in LABELS
     assert set(body["probabilities"]) == set(LABELS)
     assert abs(sum(body["probabilities"].values()) - 1) < 1e-3
     assert body["label"] == max(body["probabilities"], key=body["probabilities"].get)
+    assert body["confidence"] == body["probabilities"][body["label"]]
+    assert body["needs_review"] is False and body["review_reason"] is None  # the fixture has no threshold
     assert body["model_version"] == version
     assert body["latency_ms"] > 0
 
@@ -228,7 +238,13 @@ def test_corrupt_new_model_is_refused_and_the_old_one_keeps_serving(
     status, body = call_api(handler, event)
     assert_prediction(status, body, version="v1")
     health = call_api(handler, load_event("inference-api-health.json"))[1]
-    assert health["datasets"][DATASET] == {"model_version": "v1", "variant": "float"}  # model.tflite serves
+    assert health["datasets"][DATASET] == {
+        "model_version": "v1",
+        "variant": "float",  # model.tflite serves
+        "trained_at": "2026-11-25T00:00:00+00:00",
+        "review_threshold": None,
+        "explain": True,
+    }
 
 
 def test_corrupt_first_model_is_a_clear_503(handler, s3, model_v1):

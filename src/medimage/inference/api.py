@@ -4,19 +4,17 @@
 ``application/octet-stream``: the bytes are sniffed, the type is never trusted), as JSON
 ``{"image": "<base64>", "dataset": "..."}``, or as ``multipart/form-data`` with one file part (what
 ``curl -F file=@scan.dcm`` and a browser form send; a ``dataset`` field may ride along); ``?dataset=``
-works for all. Every way a client can get a request wrong maps to a 4xx `ApiError` with a stable code,
-never to a 500.
+works for all. ``?explain=true`` (or JSON ``"explain": true``) asks for the class-activation heatmap too.
+Every way a client can get a request wrong maps to a 4xx `ApiError` with a stable code, never to a 500.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import email.policy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.parser import BytesParser
 from typing import Any
 
 from medimage.core.errors import MedimageError, RejectedInput
@@ -44,6 +42,7 @@ STATUS_OF_CODE: dict[str, int] = {
     "too_many_files": 400,
     "missing_image": 400,
     "bad_dataset": 400,
+    "bad_explain": 400,
     "unknown_dataset": 400,
     "truncated": 400,
     "unreadable": 400,
@@ -88,6 +87,24 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 class PredictRequest:
     image: bytes
     dataset: str | None
+    explain: bool = False
+
+
+_TRUE = ("true", "1", "yes", "on", "")  # "": a bare ?explain, as API Gateway passes it
+_FALSE = ("false", "0", "no", "off")
+
+
+def parse_explain(value: str | bool | None) -> bool:
+    """``?explain=`` (``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``; a bare ``?explain``
+    is true) or a JSON boolean; anything else is a 400 ``bad_explain``."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ApiError(400, "bad_explain", f"explain={value!r}: expected true or false")
 
 
 def _content_type(headers: Mapping[str, str] | None) -> str:
@@ -100,6 +117,9 @@ def _content_type(headers: Mapping[str, str] | None) -> str:
 def _form_parts(content_type: str, raw: bytes) -> tuple[bytes, str | None]:
     """The one file part of a ``multipart/form-data`` body, and its ``dataset`` field if any (parsed with
     the standard library's MIME parser)."""
+    import email.policy  # multipart requests only: the MIME parser is not part of every cold start
+    from email.parser import BytesParser
+
     message = BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw
     )
@@ -158,6 +178,7 @@ def parse_predict_request(
         # Text body: API Gateway passed it through as UTF-8; an image never arrives this way intact.
         raw = body.encode("utf-8", errors="surrogateescape")
     dataset = (query or {}).get("dataset") or None
+    explain = parse_explain((query or {}).get("explain"))
     content_type = _content_type(headers)
     media = content_type.split(";", 1)[0].strip().lower()
     if media == "multipart/form-data":
@@ -184,6 +205,10 @@ def parse_predict_request(
             if not isinstance(doc["dataset"], str):
                 raise ApiError(400, "bad_dataset", '"dataset" must be a string')
             dataset = doc["dataset"]
+        if "explain" in doc and doc["explain"] is not None:
+            if not isinstance(doc["explain"], bool):
+                raise ApiError(400, "bad_explain", '"explain" must be true or false')
+            explain = explain or doc["explain"]
     else:
         image = raw
     if not image:
@@ -192,4 +217,4 @@ def parse_predict_request(
         raise ApiError(
             413, "too_large", f"the image is {len(image)} bytes, over the limit of {max_bytes} bytes"
         )
-    return PredictRequest(image=image, dataset=dataset)
+    return PredictRequest(image=image, dataset=dataset, explain=explain)

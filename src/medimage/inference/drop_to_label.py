@@ -1,8 +1,11 @@
 """Drop-to-label: classify images uploaded under ``incoming/unlabeled/<dataset>/`` (no boto3 here).
 
 Each image gets one JSON result at `layout.prediction_key`; each batch gets one text file in the
-workshop's ``prediction_output.txt`` format (``<file name> <label>`` per line). Delivery is
-at-least-once, so everything is idempotent:
+workshop's ``prediction_output.txt`` format (``<file name> <label>`` per line, ``<file name> <label>
+needs_review`` for a prediction a clinician must confirm). An image that needs review is also stored at
+``review/<dataset>/<name>`` with its result JSON beside it (``<name>.json``), before its result is
+written, so a result never exists without its review copy. Delivery is at-least-once, so everything is
+idempotent:
 
 * the batch id is a hash of the S3 object identities in the batch, so a redelivered batch rewrites
   the same file with the same lines;
@@ -29,6 +32,8 @@ from medimage.core.layout import (
     dataset_of_key,
     dataset_of_unlabeled,
     prediction_key,
+    review_json_key,
+    review_key,
 )
 from medimage.core.objects import ObjectRef
 from medimage.inference.service import InferenceService, PredictionResult
@@ -36,6 +41,13 @@ from medimage.services.ports import ObjectStore
 from medimage.services.quarantine import Moved, quarantine_object
 
 BATCH_FILE = "prediction_output.txt"
+REVIEW_MARK = "needs_review"  # the third column of a batch file line routed to a clinician
+
+
+def _name_in_dataset(dataset: str, key: str) -> str:
+    """The key below ``incoming/unlabeled/<dataset>/`` (sub-folders kept, as in the result's key)."""
+    own_prefix = f"{UNLABELED_PREFIX}{dataset}/"
+    return key[len(own_prefix) :] if key.startswith(own_prefix) else key.rsplit("/", 1)[-1]
 
 
 def batch_output_key(dataset: str, batch_id: str) -> str:
@@ -53,6 +65,7 @@ class LabelOutcome:
     label: str | None = None
     result: PredictionResult | None = None
     reason: dict[str, str] | None = None
+    needs_review: bool = False
 
 
 def _utcnow() -> str:
@@ -97,12 +110,17 @@ class DropLabeler:
             result = self.service.predict(data, dataset, max_bytes=self.service.config.max_image_bytes)
         except RejectedInput as exc:
             return self.quarantine(ref.key, dataset, exc)
+        name = _name_in_dataset(dataset, ref.key)
         record = {
             "key": ref.key,
             "dataset": dataset,
             "file": filename,
             "label": result.label,
             "probabilities": result.probabilities,
+            "confidence": result.confidence,
+            "needs_review": result.needs_review,
+            "review_reason": result.review_reason,
+            "review_key": review_key(dataset, name) if result.needs_review else None,
             "model_version": result.model_version,
             "model_sha256": result.model_sha256,
             "latency_ms": result.latency_ms,
@@ -116,8 +134,13 @@ class DropLabeler:
                 "version_id": ref.version_id,
             },
         }
+        if result.needs_review:  # the exact bytes that were classified, then the result beside them
+            self.store.put_bytes(review_key(dataset, name), data)
+            self.store.put_json(review_json_key(dataset, name), record)
         self.store.put_json(result_key, record)
-        return LabelOutcome("labeled", ref.key, dataset, filename, result.label, result)
+        return LabelOutcome(
+            "labeled", ref.key, dataset, filename, result.label, result, needs_review=result.needs_review
+        )
 
     def _seen_before(
         self,
@@ -130,14 +153,15 @@ class DropLabeler:
     ) -> LabelOutcome:
         reported_in = existing.get("batch_output_key")
         label = str(existing.get("label"))
-        if reported_in == batch_key:
-            return LabelOutcome("labeled", ref.key, dataset, filename, label)  # this same batch, redelivered
+        review = bool(existing.get("needs_review"))
+        if reported_in == batch_key:  # this same batch, redelivered
+            return LabelOutcome("labeled", ref.key, dataset, filename, label, needs_review=review)
         if reported_in and self.store.exists(reported_in):
-            return LabelOutcome("duplicate", ref.key, dataset, filename, label)
+            return LabelOutcome("duplicate", ref.key, dataset, filename, label, needs_review=review)
         self.store.put_json(
             result_key, {**existing, "batch_output_key": batch_key}
         )  # its batch never finished
-        return LabelOutcome("labeled", ref.key, dataset, filename, label)
+        return LabelOutcome("labeled", ref.key, dataset, filename, label, needs_review=review)
 
     def quarantine(self, key: str, dataset: str | None, exc: RejectedInput) -> LabelOutcome:
         moved = quarantine_object(self.store, key, dataset, exc, self._clock(), stage="inference")
@@ -149,7 +173,8 @@ class DropLabeler:
         lines: dict[str, list[str]] = {}
         for outcome in outcomes:
             if outcome.status == "labeled" and outcome.dataset:
-                lines.setdefault(outcome.dataset, []).append(f"{outcome.filename} {outcome.label}")
+                mark = f" {REVIEW_MARK}" if outcome.needs_review else ""
+                lines.setdefault(outcome.dataset, []).append(f"{outcome.filename} {outcome.label}{mark}")
         written = {}
         for dataset, rows in sorted(lines.items()):
             key = batch_output_key(dataset, batch)

@@ -6,14 +6,15 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
 from medimage.core.errors import RejectedInput
 from medimage.core.images import ImageLimits
 from medimage.core.layout import check_dataset_name
-from medimage.inference.cache import ModelCache
-from medimage.inference.decode import decode_image
+from medimage.inference.cache import LoadedModel, ModelCache
+from medimage.inference.decode import decode_pixels, decode_with_size
 from medimage.inference.settings import InferenceSettings
+
+# Why an explain request got no heatmap (``heatmap_error.code``).
+NO_ACTIVATION_MAPS = "no_activation_maps"
 
 
 @dataclass(frozen=True)
@@ -25,18 +26,30 @@ class PredictionResult:
     model_sha256: str
     latency_ms: float
     payload_bytes: int
-
-    @property
-    def confidence(self) -> float:
-        return self.probabilities[self.label]
+    confidence: float = 0.0
+    needs_review: bool = False
+    review_reason: str | None = None
+    # Explain only: whether it was asked, the PNG overlay (`Heatmap.api_body`) or why there is none.
+    explained: bool = False
+    heatmap: dict[str, Any] | None = field(default=None, repr=False)
+    heatmap_error: dict[str, str] | None = None
 
     def api_body(self) -> dict[str, Any]:
-        return {
+        """The answer of ``POST /predict``; ``heatmap`` (+ ``heatmap_error``) only when explain was asked."""
+        body: dict[str, Any] = {
             "label": self.label,
             "probabilities": self.probabilities,
+            "confidence": self.confidence,
+            "needs_review": self.needs_review,
+            "review_reason": self.review_reason,
             "model_version": self.model_version,
             "latency_ms": self.latency_ms,
         }
+        if self.explained:
+            body["heatmap"] = self.heatmap
+            if self.heatmap_error is not None:
+                body["heatmap_error"] = self.heatmap_error
+        return body
 
 
 @dataclass
@@ -57,15 +70,42 @@ class InferenceService:
         return name
 
     def predict(
-        self, data: bytes, dataset: str | None = None, max_bytes: int | None = None
+        self,
+        data: bytes,
+        dataset: str | None = None,
+        max_bytes: int | None = None,
+        explain: bool = False,
     ) -> PredictionResult:
-        """Classify one image; RejectedInput for bad images, NoProductionModel/ModelUnavailable for 503."""
+        """Classify one image; RejectedInput for bad images, NoProductionModel/ModelUnavailable for 503.
+
+        ``explain`` adds the predicted class's activation map as a PNG at the upload's aspect ratio; a
+        model without the activation-map output answers with ``heatmap`` None and a ``heatmap_error``.
+        Without it nothing of the map is read, rendered or imported."""
         name = self.resolve_dataset(dataset)
         model = self.cache.get(name)
+        classifier = model.classifier
+        threshold = self.config.review_threshold
         start = time.perf_counter()
         limits = replace(self.limits, max_bytes=max_bytes or self.limits.max_bytes)
-        probs: np.ndarray = model.classifier.predict_array(decode_image(data, model.classifier.spec, limits))
-        prediction = model.classifier.to_prediction(probs)
+        heatmap: dict[str, Any] | None = None
+        heatmap_error: dict[str, str] | None = None
+        if explain:
+            array, size = decode_with_size(data, classifier.spec, limits)
+            probs, cam = classifier.run(array, explain=True)
+            prediction = classifier.to_prediction(probs, cam, review_threshold=threshold)
+            if prediction.heatmap is not None:
+                from medimage.inference.heatmap import render_heatmap
+
+                heatmap = render_heatmap(prediction.heatmap, size).api_body()
+            else:
+                heatmap_error = {
+                    "code": NO_ACTIVATION_MAPS,
+                    "message": f"model {model.version} of '{name}' has no class-activation output; "
+                    "retrain it with this version of the trainer to get heatmaps",
+                }
+        else:
+            probs = classifier.predict_array(decode_pixels(data, classifier.spec, limits))
+            prediction = classifier.to_prediction(probs, review_threshold=threshold)
         latency_ms = round((time.perf_counter() - start) * 1000, 3)
         return PredictionResult(
             dataset=name,
@@ -75,6 +115,12 @@ class InferenceService:
             model_sha256=model.sha256,
             latency_ms=latency_ms,
             payload_bytes=len(data),
+            confidence=prediction.confidence,
+            needs_review=prediction.needs_review,
+            review_reason=prediction.review_reason,
+            explained=explain,
+            heatmap=heatmap,
+            heatmap_error=heatmap_error,
         )
 
     def health(self) -> dict[str, Any]:
@@ -84,11 +130,19 @@ class InferenceService:
             "status": "ok",
             "default_dataset": self.config.default_dataset,
             "datasets": {
-                ds: (
-                    {"model_version": loaded[ds].version, "variant": loaded[ds].variant}
-                    if ds in loaded
-                    else {"model_version": None}
-                )
+                ds: self._model_facts(loaded[ds]) if ds in loaded else {"model_version": None}
                 for ds in self.config.datasets
             },
+        }
+
+    def _model_facts(self, model: LoadedModel) -> dict[str, Any]:
+        """A served model as a client shows it: version, date, variant, review threshold, explain."""
+        classifier = model.classifier
+        threshold = self.config.review_threshold
+        return {
+            "model_version": model.version,
+            "variant": model.variant,
+            "trained_at": classifier.meta.get("trained_at"),
+            "review_threshold": threshold if threshold is not None else classifier.review_threshold,
+            "explain": classifier.supports_explain,
         }

@@ -1,7 +1,9 @@
 """The inference function's settings, read once from the environment the template gives it.
 
 Field names follow the template parameters (InferenceDatasets, InferenceDefaultDataset,
-ModelCheckIntervalSeconds, MaxImageBytes); ``MEDIMAGE_MODEL`` is `medimage serve --model`'s local model.
+ModelCheckIntervalSeconds, MaxImageBytes, ReviewThreshold); ``MEDIMAGE_MODEL`` is `medimage serve --model`'s
+local model. ``REVIEW_THRESHOLD`` (empty: each model's own ``model.json`` ``review.threshold``) is the
+confidence below which this deployment routes a prediction to a clinician.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from medimage.core.images import ImageLimits
-from medimage.core.presets import preset_names
 
 # Lambda's synchronous payload limit is 6 MB for the whole event, with the body base64-encoded.
 DEFAULT_MAX_REQUEST_BYTES = 4_000_000
@@ -29,12 +30,16 @@ class InferenceSettings:
     model_cache_dir: str | None = None
     # A local .tflite (with model.json beside it) served instead of the S3 registry.
     local_model: str | None = None
+    # Overrides every served model's review threshold (None: the model's own).
+    review_threshold: float | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InferenceSettings:
         env = os.environ if env is None else env
         listed = [d.strip() for d in env.get("DATASETS", "").split(",") if d.strip()]
         if not listed:  # every preset-named dataset, plus the ones mapped to a preset by DATASET_PRESETS
+            from medimage.core.presets import preset_names  # the template always names them
+
             extra = json.loads(env.get("DATASET_PRESETS") or "{}")
             listed = [n for n in preset_names() if n != "folders"] + sorted(extra)
         default = env.get("DEFAULT_DATASET") or listed[0]
@@ -49,4 +54,18 @@ class InferenceSettings:
             data_bucket=env.get("DATA_BUCKET", ""),
             model_cache_dir=env.get("MODEL_CACHE_DIR") or None,
             local_model=env.get("MEDIMAGE_MODEL") or None,
+            review_threshold=parse_review_threshold(env.get("REVIEW_THRESHOLD")),
         )
+
+
+def parse_review_threshold(text: str | None) -> float | None:
+    """``REVIEW_THRESHOLD`` as a probability, None when empty; anything else is a configuration error."""
+    if text is None or not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"REVIEW_THRESHOLD {text!r} is not a probability in [0, 1]") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"REVIEW_THRESHOLD {value} is not a probability in [0, 1]")
+    return value

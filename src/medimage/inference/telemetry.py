@@ -3,7 +3,9 @@
 Besides latency and payload size, every prediction counts towards its label, its model version and a
 bucket of its top-class confidence: a drift in incoming data (more low-confidence answers, a label
 suddenly dominating) shows on a dashboard before anyone relabels. The raw confidence is also emitted
-as a value, so CloudWatch percentiles of it can be graphed. Image bytes are never logged.
+as a value, so CloudWatch percentiles of it can be graphed. A prediction routed to a clinician counts as
+``NeedsReview`` per dataset and model version, and per dataset beside ``Predictions`` per dataset: the
+template's review-rate alarm divides the two. Image bytes are never logged.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def log_fields(result: PredictionResult, source: str) -> dict[str, Any]:
         "label": result.label,
         "confidence": round(result.confidence, 4),
         "confidence_bucket": confidence_bucket(result.confidence),
+        "needs_review": result.needs_review,
+        "review_reason": result.review_reason,
         "model_version": result.model_version,
         "latency_ms": result.latency_ms,
         "payload_bytes": result.payload_bytes,
@@ -67,6 +71,7 @@ def record_prediction(metrics: Metrics, result: PredictionResult, source: str) -
     metrics.add_metric(name="PayloadBytes", unit=MetricUnit.Bytes, value=result.payload_bytes)
     metrics.add_metric(name="TopConfidence", unit=MetricUnit.NoUnit, value=round(result.confidence, 4))
     _count(metrics, "Predictions", {"dataset": result.dataset, "label": result.label})
+    _count(metrics, "Predictions", {"dataset": result.dataset})
     _count(metrics, "PredictionsByModel", {"dataset": result.dataset, "model_version": result.model_version})
     _count(
         metrics,
@@ -74,6 +79,9 @@ def record_prediction(metrics: Metrics, result: PredictionResult, source: str) -
         {"dataset": result.dataset, "bucket": confidence_bucket(result.confidence)},
     )
     _count(metrics, "PredictionsBySource", {"source": source})
+    if result.needs_review:
+        _count(metrics, "NeedsReview", {"dataset": result.dataset, "model_version": result.model_version})
+        _count(metrics, "NeedsReview", {"dataset": result.dataset})
 
 
 def record_rejection(metrics: Metrics, code: str, source: str) -> None:

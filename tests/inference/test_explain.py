@@ -1,0 +1,172 @@
+"""Confidence, review and the class-activation heatmap in the answers of POST /predict (moto S3)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medimage.inference.heatmap import MAX_SIDE, MIN_SIDE, overlay_size, render_heatmap
+from medimage.inference.settings import InferenceSettings, parse_review_threshold
+from medimage.local.functions import load_handler_module
+
+from .conftest import DATASET, LABELS, api_event, call_api, jpeg_bytes, publish
+
+
+def heatmap_pixels(heatmap: dict) -> np.ndarray:
+    image = Image.open(io.BytesIO(base64.b64decode(heatmap["png_base64"])))
+    assert image.format == "PNG" and image.mode == "RGBA"
+    assert image.size == (heatmap["width"], heatmap["height"])
+    return np.asarray(image)
+
+
+def assert_not_flat(pixels: np.ndarray) -> None:
+    """The alpha channel follows the activation: a real map has hot and cold regions."""
+    alpha = pixels[..., 3].astype(np.float64)
+    assert alpha.max() - alpha.min() > 100 and alpha.std() > 10, (alpha.min(), alpha.max(), alpha.std())
+
+
+def test_explain_adds_a_heatmap_at_the_uploads_aspect_ratio(handler, s3, model_v1):
+    publish(s3, model_v1, "v1")
+    upload = jpeg_bytes((300, 200), seed=3)
+    plain = call_api(handler, api_event(upload))[1]
+    status, body = call_api(handler, api_event(upload, query={"explain": "true"}))
+    assert status == 200, body
+    assert "heatmap" not in plain and "heatmap_error" not in body
+    for key in ("label", "probabilities", "confidence", "needs_review", "review_reason"):
+        assert body[key] == plain[key]  # explaining does not change the answer
+    heatmap = body["heatmap"]
+    assert (heatmap["width"], heatmap["height"]) == (256, 171)  # 300 x 200, longest side 256
+    assert_not_flat(heatmap_pixels(heatmap))
+
+
+def test_heatmap_of_a_real_xray_is_not_flat(handler, s3, model_v1, fullres_xray):
+    publish(s3, model_v1, "v1")
+    data = fullres_xray.read_bytes()
+    width, height = Image.open(fullres_xray).size
+    status, body = call_api(handler, api_event(data, query={"explain": "1"}))
+    assert status == 200, body
+    heatmap = body["heatmap"]
+    assert min(heatmap["width"], heatmap["height"]) >= 64
+    assert abs(heatmap["width"] / heatmap["height"] - width / height) < 0.02  # the square squeeze undone
+    assert_not_flat(heatmap_pixels(heatmap))
+
+
+def test_explain_in_a_json_body(handler, s3, model_v1):
+    publish(s3, model_v1, "v1")
+    doc = {"image": base64.b64encode(jpeg_bytes()).decode(), "explain": True}
+    status, body = call_api(handler, api_event(json.dumps(doc), "application/json"))
+    assert status == 200 and body["heatmap"]["png_base64"]
+
+
+@pytest.mark.parametrize("value", ["false", "0", "no"])
+def test_explain_off_answers_without_a_heatmap_key(handler, s3, model_v1, value):
+    publish(s3, model_v1, "v1")
+    status, body = call_api(handler, api_event(jpeg_bytes(), query={"explain": value}))
+    assert status == 200 and "heatmap" not in body
+
+
+def test_a_bad_explain_value_is_a_400(handler, s3, model_v1):
+    publish(s3, model_v1, "v1")
+    status, body = call_api(handler, api_event(jpeg_bytes(), query={"explain": "please"}))
+    assert status == 400 and body["error"]["code"] == "bad_explain"
+
+
+def test_a_model_without_activation_maps_answers_explain_with_a_reason(handler, s3, model_without_maps):
+    publish(s3, model_without_maps, "old")
+    status, body = call_api(handler, api_event(jpeg_bytes(), query={"explain": "true"}))
+    assert status == 200 and body["label"] in LABELS
+    assert body["heatmap"] is None and body["heatmap_error"]["code"] == "no_activation_maps"
+    assert "old" in body["heatmap_error"]["message"]
+    health = call_api(handler, api_event(None, None, method="GET", path="/health"))[1]
+    assert health["datasets"][DATASET]["explain"] is False
+
+
+def test_the_deployment_threshold_routes_unsure_answers_to_review(s3, model_v1, monkeypatch):
+    publish(s3, model_v1, "v1")
+    monkeypatch.setenv("REVIEW_THRESHOLD", "0.99")  # the untrained fixture is never that sure
+    handler = load_handler_module()
+    status, body = call_api(handler, api_event(jpeg_bytes()))
+    assert status == 200
+    assert body["needs_review"] is True and body["review_reason"] == "low_confidence"
+    assert body["confidence"] < 0.99
+    health = call_api(handler, api_event(None, None, method="GET", path="/health"))[1]
+    assert health["datasets"][DATASET]["review_threshold"] == 0.99
+
+
+def test_the_models_own_threshold_applies_without_an_override(s3, tmp_path, monkeypatch):
+    from .conftest import build_model_dir
+
+    model = build_model_dir(tmp_path / "sure", seed=1, review_threshold=0.99)
+    publish(s3, model, "v1")
+    handler = load_handler_module()
+    assert call_api(handler, api_event(jpeg_bytes()))[1]["needs_review"] is True
+    monkeypatch.setenv("REVIEW_THRESHOLD", "0")  # a deployment that reviews nothing
+    handler = load_handler_module()
+    assert call_api(handler, api_event(jpeg_bytes()))[1]["needs_review"] is False
+
+
+def test_needs_review_is_counted_per_dataset_and_model_version(s3, model_v1, capfd, monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # tests/conftest.py turns EMF off
+    monkeypatch.setenv("REVIEW_THRESHOLD", "0.99")
+    publish(s3, model_v1, "v7")
+    handler = load_handler_module()
+    handler.logger.registered_handler.stream = sys.stdout
+    call_api(handler, api_event(jpeg_bytes()))
+    blobs = [json.loads(line) for line in capfd.readouterr().out.splitlines() if '"_aws"' in line]
+    review = [b for b in blobs if "NeedsReview" in b]
+    dimension_sets = sorted(tuple(b["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]) for b in review)
+    assert dimension_sets == [("dataset", "model_version", "service"), ("dataset", "service")]
+    assert {b["dataset"] for b in review} == {DATASET} and any(b.get("model_version") == "v7" for b in review)
+    per_dataset = [
+        b
+        for b in blobs
+        if "Predictions" in b and b["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["dataset", "service"]]
+    ]
+    assert len(per_dataset) == 1  # the review rate's denominator
+
+
+def test_no_review_count_for_a_sure_answer(s3, model_v1, capfd, monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("REVIEW_THRESHOLD", "0")
+    publish(s3, model_v1, "v1")
+    handler = load_handler_module()
+    call_api(handler, api_event(jpeg_bytes()))
+    out = capfd.readouterr().out
+    assert '"Predictions"' in out and "NeedsReview" not in out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [(None, None), ("", None), ("  ", None), ("0.9", 0.9), ("1", 1.0), ("0", 0.0)]
+)
+def test_review_threshold_setting(text, expected):
+    assert parse_review_threshold(text) == expected
+
+
+@pytest.mark.parametrize("text", ["high", "1.5", "-0.1"])
+def test_a_bad_review_threshold_is_refused_at_start(text):
+    with pytest.raises(ValueError, match="REVIEW_THRESHOLD"):
+        InferenceSettings.from_env({"DEFAULT_DATASET": DATASET, "REVIEW_THRESHOLD": text})
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [((1776, 1416), (256, 204)), ((100, 100), (256, 256)), ((2000, 100), (1024, 64)), ((30, 40), (192, 256))],
+)
+def test_overlay_size_keeps_the_aspect_ratio_and_the_minimum_side(size, expected):
+    got = overlay_size(size)
+    assert got == expected and min(got) >= MIN_SIDE and max(got) <= MAX_SIDE
+
+
+def test_render_heatmap_puts_the_hot_cell_where_the_map_is_hot():
+    cam = np.zeros((4, 4), np.float32)
+    cam[0, 3] = 1.0  # top right
+    pixels = np.asarray(Image.open(io.BytesIO(render_heatmap(cam, (400, 200)).png)))
+    assert pixels.shape == (128, 256, 4)
+    alpha = pixels[..., 3]
+    assert alpha[:32, -64:].mean() > 4 * alpha[-32:, :64].mean()

@@ -6,7 +6,9 @@ import copy
 import json
 from typing import Any
 
-from medimage.core.layout import prediction_key
+from medimage.core.layout import prediction_key, review_json_key, review_key
+from medimage.inference.model import TFLiteClassifier
+from medimage.local.functions import load_handler_module
 
 from .conftest import BUCKET, DATASET, LABELS, invoke, jpeg_bytes, load_event, publish
 
@@ -153,3 +155,57 @@ def test_s3_test_event_and_malformed_messages(handler, s3, model_v1):
     event["Records"].append(broken)
     assert invoke(handler, event) == {"batchItemFailures": [{"itemIdentifier": "broken"}]}
     assert prediction_key(DATASET, KEYS[0]) in keys_under(s3, "predictions/")
+
+
+def test_unsure_images_are_copied_to_review_with_their_result(s3, model_v1, monkeypatch):
+    publish(s3, model_v1, "v1")
+    monkeypatch.setenv("REVIEW_THRESHOLD", "0.99")  # the untrained fixture is never that sure
+    handler = load_handler_module()
+    uploads = {key: jpeg_bytes(seed=i) for i, key in enumerate(KEYS)}
+    for key, data in uploads.items():
+        upload(s3, key, data)
+    event = load_event("inference-sqs-s3-unlabeled.json")
+    assert invoke(handler, event) == {"batchItemFailures": []}
+    names = [key.rsplit("/", 1)[1] for key in KEYS]
+    assert keys_under(s3, "review/") == sorted(
+        k for name in names for k in (review_key(DATASET, name), review_json_key(DATASET, name))
+    )
+    for key, name in zip(KEYS, names, strict=True):
+        assert read(s3, review_key(DATASET, name)) == uploads[key]  # the bytes that were classified
+        beside = json.loads(read(s3, review_json_key(DATASET, name)))
+        result = json.loads(read(s3, prediction_key(DATASET, key)))
+        assert beside == result
+        assert result["needs_review"] is True and result["review_reason"] == "low_confidence"
+        assert result["confidence"] == result["probabilities"][result["label"]] < 0.99
+        assert result["review_key"] == review_key(DATASET, name)
+    [batch_file] = [k for k in keys_under(s3, "predictions/") if k.endswith("prediction_output.txt")]
+    lines = read(s3, batch_file).decode().splitlines()
+    assert sorted(line.rsplit(" ", 2)[0] for line in lines) == sorted(names)
+    assert all(line.endswith(" needs_review") and line.rsplit(" ", 2)[1] in LABELS for line in lines)
+    assert keys_under(s3, "incoming/unlabeled/") == sorted(KEYS)  # the upload itself stays
+
+    before = {k: read(s3, k) for k in keys_under(s3, "review/") + keys_under(s3, "predictions/")}
+    assert invoke(handler, event) == {"batchItemFailures": []}  # the same event twice: one result
+    after = {k: read(s3, k) for k in keys_under(s3, "review/") + keys_under(s3, "predictions/")}
+    assert after == before
+
+
+def test_only_the_unsure_image_goes_to_review(s3, model_v1, monkeypatch):
+    publish(s3, model_v1, "v1")
+    classifier = TFLiteClassifier.from_dir(model_v1)
+    uploads = {key: jpeg_bytes(seed=i) for i, key in enumerate(KEYS)}
+    confidence = {key: classifier.predict_bytes(data).confidence for key, data in uploads.items()}
+    unsure, sure = sorted(KEYS, key=confidence.get)
+    assert confidence[unsure] < confidence[sure]
+    monkeypatch.setenv("REVIEW_THRESHOLD", str((confidence[unsure] + confidence[sure]) / 2))
+    handler = load_handler_module()
+    for key, data in uploads.items():
+        upload(s3, key, data)
+    assert invoke(handler, load_event("inference-sqs-s3-unlabeled.json")) == {"batchItemFailures": []}
+    name = unsure.rsplit("/", 1)[1]
+    assert keys_under(s3, "review/") == [review_key(DATASET, name), review_json_key(DATASET, name)]
+    assert json.loads(read(s3, prediction_key(DATASET, sure)))["needs_review"] is False
+    assert json.loads(read(s3, prediction_key(DATASET, sure)))["review_key"] is None
+    [batch_file] = [k for k in keys_under(s3, "predictions/") if k.endswith("prediction_output.txt")]
+    marked = [line for line in read(s3, batch_file).decode().splitlines() if line.endswith(" needs_review")]
+    assert [line.rsplit(" ", 2)[0] for line in marked] == [name]

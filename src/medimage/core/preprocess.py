@@ -50,14 +50,18 @@ def decode(data: bytes, spec: PreprocessSpec, limits: ImageLimits | None = None)
     return decode_to_gray_or_rgb(data, mode=mode, draft_size=spec.image_size, limits=limits).image
 
 
-def to_array(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    """Resize (aspect ratio not kept, as the trainer saw it) to an HxWxC float32 array of 0..255."""
+def to_pixels(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """Resize (aspect ratio not kept, as the trainer saw it) to an HxWxC uint8 array: the 8-bit pixels
+    themselves, which serving writes straight into the model's input tensor."""
     if image.size != (spec.image_size, spec.image_size):
         image = image.resize((spec.image_size, spec.image_size), _RESAMPLE[spec.resize])
-    array = np.asarray(image, dtype=np.float32)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return array
+    pixels = np.asarray(image)
+    return pixels[:, :, None] if pixels.ndim == 2 else pixels
+
+
+def to_array(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """`to_pixels` as an HxWxC float32 array of 0..255 (the trainer's batches)."""
+    return to_pixels(image, spec).astype(np.float32)
 
 
 def load_image_array(data: bytes, spec: PreprocessSpec, limits: ImageLimits | None = None) -> np.ndarray:

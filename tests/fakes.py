@@ -60,6 +60,22 @@ class InMemoryObjectStore:
     def put_json(self, key: str, value: Any) -> None:
         self.put_bytes(key, json.dumps(value, sort_keys=True).encode("utf-8"), "application/json")
 
+    def put_if_absent(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
+        if key in self.objects:
+            return False
+        self.put_bytes(key, data, content_type)
+        return True
+
+    def get_json_with_etag(self, key: str) -> tuple[Any | None, str | None]:
+        data = self.objects.get(key)
+        return (None, None) if data is None else (json.loads(data), hashlib.md5(data).hexdigest())
+
+    def put_json_if(self, key: str, value: Any, etag: str | None) -> bool:
+        if self.get_json_with_etag(key)[1] != etag:
+            return False
+        self.put_json(key, value)
+        return True
+
     def copy(self, source_key: str, dest_key: str) -> None:
         self.objects[dest_key] = self.objects[source_key]
         self.log.append(("copy", dest_key))

@@ -90,6 +90,19 @@ class S3ObjectStore:
     def put_json(self, key: str, value: Any) -> None:
         self.put_bytes(key, dumps(value), "application/json")
 
+    def put_if_absent(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
+        """Write only if nothing is stored at ``key`` (``IfNoneMatch: *``); False when something is. A
+        retry of a write whose answer was lost meets its own object and also answers False."""
+        try:
+            self._s3.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*"
+            )
+        except ClientError as exc:
+            if is_write_conflict(exc):
+                return False
+            raise
+        return True
+
     def put_json_if(self, key: str, value: Any, etag: str | None) -> bool:
         """Write only if the object is still at ``etag`` (or still absent when None); False when another
         writer got there first."""

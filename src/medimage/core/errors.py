@@ -79,6 +79,12 @@ class AnnotationInProgress(MedimageError):
     code = "annotation_in_progress"
 
 
+class ManifestConflict(MedimageError):
+    """Other commits kept moving ``latest.json`` while this one tried to: retried."""
+
+    code = "manifest_conflict"
+
+
 class GateInputError(MedimageError):
     """The gate task's input or the job's model.tar.gz breaks the trainer's contract."""
 
@@ -110,6 +116,14 @@ class ExportError(MedimageError):
     """The exported TFLite model disagrees with the trained network."""
 
     code = "export_failed"
+
+
+class AndroidExportError(MedimageError):
+    """The model for the Android app cannot be made. Codes: ``model_not_found`` (no model directory),
+    ``no_keras_model`` (no ``model.keras`` in it), ``bad_keras_model``, ``bad_model_json``,
+    ``tflite_support_missing`` (no tflite-support environment), ``metadata_failed``, ``export_mismatch``."""
+
+    code = "android_export"
 
 
 # ---------------------------------------------------------------- serving

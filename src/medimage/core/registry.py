@@ -9,6 +9,11 @@ is or was production and has not been rolled back, newest first, the current one
 - rollback(): the previous entry of the history becomes current; the versions above it are withdrawn
   from the history into ``rolled_back`` (so a second rollback goes one further back, not to and fro).
   ``rollback(to=v)`` goes back to any older entry of the history.
+- A version is promoted at most once: promoting a version that is or was production (in ``history`` or
+  ``rolled_back``) changes nothing, so a Promote task retried after its write landed (its answer lost,
+  then production moved on or was rolled back) never re-applies it.
+- supersede(v, by): a promotion that lost the race (its gate compared against a champion that is no
+  longer production) is recorded in ``superseded`` while the winner stays current.
 
 Pure: the registry store adapter does the reading and the conditional writing.
 """
@@ -67,6 +72,7 @@ class ProductionPointer:
     dataset: str
     history: tuple[ModelEntry, ...]
     rolled_back: tuple[dict[str, Any], ...] = ()
+    superseded: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.history:
@@ -80,6 +86,12 @@ class ProductionPointer:
     def version(self) -> str:
         return self.current.version
 
+    def ever_promoted(self, version: str) -> bool:
+        """Whether ``version`` is or was production (in the history, or withdrawn by a rollback)."""
+        return any(e.version == version for e in self.history) or any(
+            r.get("version") == version for r in self.rolled_back
+        )
+
     def to_dict(self) -> dict[str, Any]:
         current = self.current
         return {
@@ -91,6 +103,7 @@ class ProductionPointer:
             "promoted_at": current.promoted_at,
             "history": [e.to_dict() for e in self.history],
             "rolled_back": list(self.rolled_back),
+            "superseded": list(self.superseded),
         }
 
     @classmethod
@@ -103,7 +116,12 @@ class ProductionPointer:
                 f"production.json names {data.get('version')} but its history starts with "
                 f"{history[0].version}"
             )
-        return cls(str(data["dataset"]), history, tuple(data.get("rolled_back") or []))
+        return cls(
+            str(data["dataset"]),
+            history,
+            tuple(data.get("rolled_back") or []),
+            tuple(data.get("superseded") or []),
+        )
 
 
 def promote(
@@ -113,7 +131,7 @@ def promote(
 
     ``expected_champion`` is the production version the gate compared against (None: there was none);
     if production has moved on since, the comparison is stale and ChampionChanged is raised."""
-    if current is not None and current.version == entry.version:
+    if current is not None and current.ever_promoted(entry.version):
         return current
     found = None if current is None else current.version
     if found != expected_champion:
@@ -121,9 +139,18 @@ def promote(
             f"the gate compared {entry.version} against production version "
             f"{expected_champion}, but production is now {found}"
         )
-    older = () if current is None else tuple(e for e in current.history if e.version != entry.version)
-    rolled_back = () if current is None else current.rolled_back
-    return ProductionPointer(dataset, ((entry, *older))[:MAX_HISTORY], rolled_back)
+    if current is None:
+        return ProductionPointer(dataset, (entry,))
+    return replace(current, history=(entry, *current.history)[:MAX_HISTORY])
+
+
+def supersede(current: ProductionPointer, version: str, by: str, now: str) -> ProductionPointer:
+    """The pointer with ``version`` recorded as superseded by production version ``by`` (once per pair);
+    the current version and the history are unchanged."""
+    if any(s.get("version") == version and s.get("by") == by for s in current.superseded):
+        return current
+    record = {"version": version, "by": by, "superseded_at": now}
+    return replace(current, superseded=(record, *current.superseded)[:MAX_HISTORY])
 
 
 def rollback(current: ProductionPointer | None, now: str, to: str | None = None) -> ProductionPointer:
@@ -146,8 +173,8 @@ def rollback(current: ProductionPointer | None, now: str, to: str | None = None)
         {"version": e.version, "model_sha256": e.model_sha256, "rolled_back_at": now}
         for e in current.history[:index]
     )
-    return ProductionPointer(
-        current.dataset,
-        (target, *current.history[index + 1 :]),
-        (*withdrawn, *current.rolled_back)[:MAX_HISTORY],
+    return replace(
+        current,
+        history=(target, *current.history[index + 1 :]),
+        rolled_back=(*withdrawn, *current.rolled_back)[:MAX_HISTORY],
     )

@@ -80,6 +80,7 @@ class FaultInjector:
         self.faults: list[RecordedFault] = []
         self.attempts = 0
         self._crashed: Counter[int] = Counter()
+        self._drawn: Counter[int] = Counter()
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -210,8 +211,11 @@ class FaultInjector:
                 self.attempts += 1
             if service not in self.services:
                 return None, None
-            for rule in self.rules:
+            for index, rule in enumerate(self.rules):
+                if rule.limit is not None and self._drawn[index] >= rule.limit:
+                    continue
                 if rule.matches(service, operation) and self._random.random() < rule.rate:
+                    self._drawn[index] += 1
                     kind = self._random.choice(rule.kinds)
                     if kind is FaultKind.TIMEOUT_AFTER_WRITE and not is_write(service, operation):
                         kind = FaultKind.ERROR

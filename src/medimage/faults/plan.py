@@ -76,13 +76,15 @@ def is_write(service: str, operation: str) -> bool:
 @dataclass(frozen=True)
 class FaultRule:
     """Fault ``rate`` of the attempts of ``service``/``operation`` ("*": any) with one of ``kinds``
-    (drawn uniformly; ``timeout_after_write`` falls back to ``error`` on a read)."""
+    (drawn uniformly; ``timeout_after_write`` falls back to ``error`` on a read), at most ``limit``
+    times in all (None: no limit), so a test can fail exactly the first attempt of a call."""
 
     service: str = "*"
     operation: str = "*"
     rate: float = 0.1
     kinds: tuple[FaultKind, ...] = (FaultKind.ERROR, FaultKind.THROTTLE, FaultKind.TIMEOUT_AFTER_WRITE)
     retry_after_s: int = 1
+    limit: int | None = None
 
     def matches(self, service: str, operation: str) -> bool:
         return self.service in ("*", service) and self.operation in ("*", operation)

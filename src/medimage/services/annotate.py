@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from medimage.core import layout
@@ -15,7 +16,7 @@ from medimage.core.patients import pseudonymous_patient_id
 from medimage.core.splits import assign_split, group_of
 from medimage.services.datasets import DatasetResolver
 from medimage.services.ports import Catalog, ObjectStore
-from medimage.services.quarantine import quarantine_object
+from medimage.services.quarantine import Moved, quarantine_object
 
 
 class Status(StrEnum):
@@ -86,10 +87,16 @@ class Annotator:
                 preset.dicom.check(tags.modality, tags.body_part, tags.view_position)
                 patient = pseudonymous_patient_id(tags.patient_id, self.patient_salt) or patient
         except RejectedInput as error:
-            quarantine_object(self.store, key, dataset, error, now.isoformat(), stage="annotate")
+            at = now.isoformat()
+            record = (
+                None
+                if dataset is None
+                else partial(self.catalog.record_quarantine, dataset, key, error.code, error.message, at)
+            )
+            moved = quarantine_object(self.store, key, dataset, error, at, "annotate", record)
+            if moved is Moved.GONE and dataset is not None:
+                return self._gone(key, dataset)
             target = layout.quarantine_key(dataset, key)
-            if dataset is not None:
-                self.catalog.record_quarantine(dataset, key, error.code, error.message, now.isoformat())
             return AnnotateResult(
                 key=key,
                 status=Status.QUARANTINED,
@@ -125,8 +132,18 @@ class Annotator:
         )
 
     def _gone(self, key: str, dataset: str) -> AnnotateResult:
-        """The object is no longer there: a redelivery after quarantine, or a delete by its owner."""
-        if self.store.exists(layout.quarantine_reason_key(dataset, key)):
+        """The object is no longer there: a redelivery after quarantine, or a delete by its owner. A
+        quarantine whose catalog record is missing (moved by an older procedure that deleted first) gets
+        it from the stored reason."""
+        reason = self.store.get_json(layout.quarantine_reason_key(dataset, key))
+        if isinstance(reason, dict):
+            self.catalog.record_quarantine(
+                dataset,
+                key,
+                str(reason.get("code")),
+                str(reason.get("message")),
+                str(reason.get("quarantined_at")),
+            )
             return AnnotateResult(
                 key=key,
                 status=Status.QUARANTINED,

@@ -4,7 +4,9 @@ Order matters for readers: every file of the version is written before the point
 serving never follows a pointer to a half-copied model. The gate's own record (gate.json) is the
 authority: a model whose recorded decision is not a pass is never promoted, whatever the event says.
 The swap names the champion the gate compared against; if production moved on meanwhile the swap is
-refused with ChampionChanged and the state machine runs the gate again.
+refused with ChampionChanged, production.json records the version as superseded by the winner, and the
+state machine runs the gate again. A version is promoted at most once (``core.registry.promote``): a
+retried task whose swap had landed changes nothing, even after production moved on or was rolled back.
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medimage.core import layout
-from medimage.core.errors import PromoteRefused
+from medimage.core.errors import ChampionChanged, PromoteRefused
 from medimage.core.executions import ModelTask
-from medimage.core.registry import ModelEntry, ProductionPointer, promote, rollback, sha256_hex
+from medimage.core.registry import (
+    ModelEntry,
+    ProductionPointer,
+    promote,
+    rollback,
+    sha256_hex,
+    supersede,
+)
 from medimage.services.gate import read_json_member
 from medimage.services.ports import ArtifactReader, ObjectStore, PointerStore
 
@@ -71,18 +80,36 @@ class PromoteService:
             promoted_at=self.now().isoformat(),
             metrics=gate["metrics"],
         )
-        pointer = self.registry.update(
-            request.dataset, lambda current: promote(current, request.dataset, entry, champion)
-        )
+        try:
+            pointer = self.registry.update(
+                request.dataset, lambda current: promote(current, request.dataset, entry, champion)
+            )
+        except ChampionChanged:
+            self._record_superseded(request.dataset, request.version)
+            raise
+        # A retried task whose swap had landed finds its entry already there (maybe no longer current).
+        mine = next((e for e in pointer.history if e.version == request.version), entry)
         return {
             "promoted": True,
-            "version": pointer.version,
-            "model_key": pointer.current.model_key,
-            "model_sha256": pointer.current.model_sha256,
+            "version": request.version,
+            "model_key": mine.model_key,
+            "model_sha256": mine.model_sha256,
             "previous_version": champion,
             "pointer_key": layout.production_pointer_key(request.dataset),
-            "promoted_at": pointer.current.promoted_at,
+            "promoted_at": mine.promoted_at,
+            "production_version": pointer.version,
         }
+
+    def _record_superseded(self, dataset: str, version: str) -> None:
+        """The promotion lost the race: production.json records it as superseded by the winner."""
+        when = self.now().isoformat()
+
+        def change(current: ProductionPointer | None) -> ProductionPointer:
+            if current is None:
+                raise ChampionChanged(f"production of '{dataset}' disappeared while promoting {version}")
+            return supersede(current, version, current.version, when)
+
+        self.registry.update(dataset, change)
 
 
 def rollback_production(

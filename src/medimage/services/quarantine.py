@@ -1,12 +1,14 @@
 """Moving a rejected object to quarantine: the one procedure and record format (annotate, drop-to-label).
 
-Order: copy the object to ``quarantine/<dataset>/<key>``, write ``<that>.reason.json``, and only then
-delete the original, so nothing is deleted before its copy and its reason are stored. A retry after a
-crash in between repeats the steps harmlessly; a redelivery after the move finds the original gone.
+Order: copy the object to ``quarantine/<dataset>/<key>``, write ``<that>.reason.json``, record it (the
+caller's ``record``: annotate's catalog entry), and only then delete the original, so nothing is deleted
+before its copy, its reason and its record are stored. A retry after a crash in between repeats the steps
+harmlessly; a redelivery after the move finds the original gone and everything else in place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 
 from medimage.core import layout
@@ -34,9 +36,15 @@ def quarantine_reason(
 
 
 def quarantine_object(
-    store: ObjectStore, key: str, dataset: str | None, error: MedimageError, quarantined_at: str, stage: str
+    store: ObjectStore,
+    key: str,
+    dataset: str | None,
+    error: MedimageError,
+    quarantined_at: str,
+    stage: str,
+    record: Callable[[], None] | None = None,
 ) -> Moved:
-    """Move ``key`` to quarantine with its reason (idempotent)."""
+    """Move ``key`` to quarantine with its reason (idempotent); ``record`` runs before the delete."""
     if not store.exists(key):
         return Moved.GONE
     store.copy(key, layout.quarantine_key(dataset, key))
@@ -44,5 +52,7 @@ def quarantine_object(
         layout.quarantine_reason_key(dataset, key),
         quarantine_reason(error, key, store.bucket, stage, quarantined_at),
     )
+    if record is not None:
+        record()
     store.delete(key)
     return Moved.MOVED

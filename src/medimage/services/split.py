@@ -1,4 +1,12 @@
-"""Close a batch: on ``_commit``, write a new manifest version from the catalog and start training."""
+"""Close a batch: on ``_commit``, write a new manifest version from the catalog and start training.
+
+Commits may run twice (a redelivered event) or at once (two ``_commit`` uploads). A manifest version is a
+pure function of the catalogued content, so both compute the same files and the same execution name;
+every file of a version is written only if absent (the first complete write stands, the version is never
+rewritten), the execution starts only after all of them are stored, and ``latest.json`` only moves
+forward (a compare-and-swap to a version of more images), so a slower commit of an older catalog never
+points it back.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from medimage.core import layout
-from medimage.core.errors import AnnotationInProgress
+from medimage.core.errors import AnnotationInProgress, ManifestConflict
 from medimage.core.executions import commit_execution_name, execution_input
 from medimage.core.manifests import (
     CHANNEL_OF_SPLIT,
@@ -20,6 +28,9 @@ from medimage.core.manifests import (
 from medimage.core.presets import SPLITS
 from medimage.services.datasets import DatasetResolver
 from medimage.services.ports import Backlog, Catalog, ObjectStore, Workflow
+
+# Compare-and-swap attempts on latest.json: each lost one means another commit moved it meanwhile.
+LATEST_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,25 @@ class Splitter:
                 raise RuntimeError(f"manifest {latest['version']} of {dataset} lacks {split}.csv")
             shas.update(row["sha256"] for row in read_csv(text))
         return latest["version"], shas
+
+    def _advance_latest(self, dataset: str, version: str, created_at: str, images: int) -> None:
+        """Point ``latest.json`` at ``version`` unless it already names one of at least as many images
+        (the catalog only grows: more images is newer). Compare-and-swap, retried when it moved."""
+        key = layout.latest_manifest_key(dataset)
+        for _ in range(LATEST_ATTEMPTS):
+            current, etag = self.store.get_json_with_etag(key)
+            if current and (current.get("version") == version or self._images_of(dataset, current) >= images):
+                return
+            latest = {"version": version, "created_at": created_at, "images": images}
+            if self.store.put_json_if(key, latest, etag):
+                return
+        raise ManifestConflict(f"{key} kept changing while moving it to {version}")
+
+    def _images_of(self, dataset: str, latest: dict[str, Any]) -> int:
+        if "images" in latest:
+            return int(latest["images"])
+        stats = self.store.get_json(layout.manifest_prefix(dataset, latest["version"]) + "stats.json") or {}
+        return int(stats.get("images", 0))
 
     def wait_for_annotation(self) -> None:
         """A commit closes what was uploaded before it: wait (up to ``wait_s``) until the annotate queue
@@ -126,16 +156,18 @@ class Splitter:
         prefix = layout.manifest_prefix(dataset, plan.version)
         for split in SPLITS:
             csv_key = f"{prefix}{split}.csv"
-            self.store.put_text(csv_key, to_csv(plan.rows[split]), "text/csv")
-            self.store.put_text(
+            self.store.put_if_absent(csv_key, to_csv(plan.rows[split]).encode("utf-8"), "text/csv")
+            self.store.put_if_absent(
                 f"{prefix}{split}.manifest",
-                to_sagemaker_manifest(self.store.bucket, csv_key, plan.rows[split]),
+                to_sagemaker_manifest(self.store.bucket, csv_key, plan.rows[split]).encode("utf-8"),
                 "application/json",
             )
         stats = dict(
             plan.stats, channels=CHANNEL_OF_SPLIT, preset=preset.name, previous_version=previous_version
         )
-        self.store.put_json(f"{prefix}stats.json", stats)
+        stats_key = f"{prefix}stats.json"
+        if not self.store.put_json_if(stats_key, stats, None):
+            stats = self.store.get_json(stats_key) or stats  # another commit of this version wrote it first
 
         execution_arn = None
         if self.workflow is not None:
@@ -143,10 +175,8 @@ class Splitter:
                 commit_execution_name(dataset, plan.version),
                 execution_input(dataset, preset.name, plan.version, self.store.bucket, prefix),
             )
-        # Written last: until it exists, a retried commit redoes the same version (same names) in full.
-        self.store.put_json(
-            layout.latest_manifest_key(dataset), {"version": plan.version, "created_at": stats["created_at"]}
-        )
+        # Written last: until it names this version, a retried commit redoes the same version in full.
+        self._advance_latest(dataset, plan.version, stats["created_at"], int(stats["images"]))
         return SplitResult(
             dataset,
             "written",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from medimage.inference.api import BINARY_MEDIA_TYPES
+from medimage.inference.settings import parse_review_threshold
+from medimage.inference.telemetry import DEFAULT_NAMESPACE
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 
@@ -25,7 +29,9 @@ def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
 
 
 _CfnLoader.add_multi_constructor("!", _tag)
-RESOURCES = yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_CfnLoader)["Resources"]
+TEMPLATE_DOC = yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_CfnLoader)
+RESOURCES = TEMPLATE_DOC["Resources"]
+PARAMETERS = TEMPLATE_DOC["Parameters"]
 
 
 def test_api_binary_media_types_are_the_ones_the_code_expects():
@@ -53,7 +59,9 @@ def test_policies_are_scoped_to_prefixes():
         "ReadAndMoveUnlabeled": "incoming/unlabeled/*",
         "WritePredictions": "predictions/*",
         "WriteQuarantine": "quarantine/*",
+        "WriteReviewQueue": "review/*",
     }
+    assert s3["WriteReviewQueue"]["Action"] == "s3:PutObject"  # writes its copies, never reads or deletes
     assert "s3:PutObject" not in str(s3["ReadModelRegistry"]["Action"])
 
 
@@ -65,3 +73,46 @@ def test_bucket_notifies_the_inference_queue_for_unlabeled_uploads():
     assert "InferenceQueuePolicy" in bucket["DependsOn"]
     queue = RESOURCES["InferenceQueue"]["Properties"]
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"GetAtt": "InferenceDeadLetterQueue.Arn"}
+
+
+@pytest.mark.parametrize("value", ["", "0", "0.9", "0.875", "1", "1.0", "1.5", "-0.1", "0.9x", "high", ".9"])
+def test_review_threshold_parameter_takes_what_the_function_takes(value):
+    props = RESOURCES["InferenceFunction"]["Properties"]
+    assert props["Environment"]["Variables"]["REVIEW_THRESHOLD"] == {"Ref": "ReviewThreshold"}
+    parameter = PARAMETERS["ReviewThreshold"]
+    assert parameter["Default"] == ""  # model.json's threshold unless a deployment says otherwise
+    allowed = re.fullmatch(parameter["AllowedPattern"], value) is not None
+    try:
+        parse_review_threshold(value)
+        parsed = True
+    except ValueError:
+        parsed = False
+    assert allowed <= parsed  # nothing CloudFormation lets through fails the function at start
+    if value in ("", "0", "0.9", "1"):
+        assert allowed
+
+
+def test_review_rate_alarm_divides_the_counts_the_function_emits():
+    alarm = RESOURCES["InferenceReviewRateAlarm"]["Properties"]
+    metrics = {m["Id"]: m for m in alarm["Metrics"]}
+    [returned] = [m for m in alarm["Metrics"] if m.get("ReturnData", True)]
+    assert "FILL(review, 0) / predictions" in returned["Expression"]
+    service = RESOURCES["InferenceFunction"]["Properties"]["Environment"]["Variables"][
+        "POWERTOOLS_SERVICE_NAME"
+    ]
+    for metric_id, name in (("review", "NeedsReview"), ("predictions", "Predictions")):
+        metric = metrics[metric_id]["MetricStat"]["Metric"]
+        assert metric["Namespace"] == DEFAULT_NAMESPACE and metric["MetricName"] == name
+        assert (
+            metric["Namespace"]
+            == TEMPLATE_DOC["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+        )
+        # the dimension set test_explain sees in the function's EMF: dataset + Powertools' service
+        assert metric["Dimensions"] == [
+            {"Name": "dataset", "Value": {"Ref": "InferenceDefaultDataset"}},
+            {"Name": "service", "Value": service},
+        ]
+        assert metrics[metric_id]["MetricStat"]["Stat"] == "Sum"
+    assert alarm["Threshold"] == {"Ref": "ReviewRateAlarmThreshold"}
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]

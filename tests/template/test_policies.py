@@ -30,7 +30,7 @@ S3_PREFIXES = {
     "SplitFunction": ("manifests/", "incoming/labeled/"),
     "GateFunction": ("training/", "manifests/", "incoming/labeled/", "models/"),
     "PromoteFunction": ("training/", "models/"),
-    "InferenceFunction": ("incoming/unlabeled/", "quarantine/", "predictions/", "models/"),
+    "InferenceFunction": ("incoming/unlabeled/", "quarantine/", "predictions/", "models/", "review/"),
 }
 
 # (action, S3 key that must be allowed | resource logical id) each function needs for its job.
@@ -58,6 +58,7 @@ NEEDS = {
     "InferenceFunction": [
         ("s3:GetObject", "incoming/unlabeled/chestxray2017/y.jpeg"),
         ("s3:PutObject", "predictions/chestxray2017/y.jpeg.json"),
+        ("s3:PutObject", "review/chestxray2017/y.jpeg"),
         ("s3:GetObject", "models/chestxray2017/production.json"),
     ],
 }

@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate_cmd",
     "audit_cmd",
     "model_cmd",
+    "review_cmd",
     "predict_cmd",
     "serve_cmd",
     "bench_cmd",

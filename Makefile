@@ -136,6 +136,34 @@ build-%Function:
 			--target "$(ARTIFACTS_DIR)" -c "$(PROJECT_ROOT)/constraints.txt" -r requirements.txt; fi
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +
 
+# ---------------------------------------------------------------- Android export
+# tflite-support (TFLite metadata writers, Task Library) pins protobuf<4, needs numpy<2 and Debian's
+# libusb-1.0-0, and has wheels for CPython 3.9-3.11 only: its own virtual environment, pinned by
+# constraints-tflite.txt. `medimage export android` runs its metadata step there; tests/android runs the
+# Task Library there.
+TFLITE_VENV ?= .venv-tflite
+TFLITE_STAMP := $(TFLITE_VENV)/.installed-stamp
+TFLITE_SUPPORT_VERSION := 0.4.4
+
+.PHONY: tflite-install libusb-deps
+
+libusb-deps:
+	@ldconfig -p | grep -q 'libusb-1.0.so.0' || (apt-get update && apt-get install -y --no-install-recommends libusb-1.0-0)
+
+$(TFLITE_STAMP): constraints-tflite.txt
+	@$(MAKE) --no-print-directory libusb-deps
+	@test -x $(TFLITE_VENV)/bin/python || $(PYTHON) -m venv $(TFLITE_VENV)
+	$(TFLITE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TFLITE_VENV)/bin/python -m pip install --quiet -c constraints-tflite.txt tflite-support==$(TFLITE_SUPPORT_VERSION)
+	$(TFLITE_VENV)/bin/python -c "from tflite_support.metadata_writers import image_classifier; from tflite_support.task import vision"
+	@touch $@
+
+tflite-install: $(TFLITE_STAMP)
+
+# tests/android and the trainer's Android export (make demo) need it.
+test: $(TFLITE_STAMP)
+demo: $(TFLITE_STAMP)
+
 # ---------------------------------------------------------------- inference
 # Debian chromium for the upload-page test (tests/inference/test_cli.py drives it through Playwright).
 .PHONY: browser-deps

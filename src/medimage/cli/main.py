@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "model_cmd",
     "review_cmd",
     "predict_cmd",
+    "export_cmd",
     "serve_cmd",
     "bench_cmd",
     "ingest_cmd",

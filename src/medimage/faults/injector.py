@@ -4,8 +4,9 @@ It registers two handlers on the event emitter of boto3's default session (from 
 ``boto3.client(...)`` is made: the project's adapters, ``LocalAws``, the local SageMaker, moto's Step
 Functions interpreter), and drops the adapters' cached clients so that they are made again with them:
 
-- ``before-call.*``: records the call (`RecordedCall`) and raises `SimulatedCrash` when a crash rule says
-  the current invocation dies here;
+- ``before-parameter-build.*``: records the call as the caller made it (`RecordedCall`, with the bucket,
+  key, table... it names) and raises `SimulatedCrash` when a crash rule says the current invocation dies
+  here;
 - ``before-send.*``: per attempt, draws a fault from the rules. It stands in for moto's own
   ``before-send`` stub on that emitter (botocore calls every handler of the event, so a fault answer must
   keep moto from also applying the request): without a fault it hands the request to moto (in-process
@@ -120,7 +121,7 @@ class FaultInjector:
         stub = _moto_stub()
         if stub is not None:
             events.unregister("before-send", stub)
-        events.register("before-call", self._before_call, unique_id="medimage-faults-call")
+        events.register("before-parameter-build", self._before_call, unique_id="medimage-faults-call")
         events.register("before-send", self._before_send, unique_id="medimage-faults-send")
         self._session = session
         reset_clients()
@@ -131,7 +132,7 @@ class FaultInjector:
         if self._session is None:
             return
         events = self._session.events
-        events.unregister("before-call", unique_id="medimage-faults-call")
+        events.unregister("before-parameter-build", unique_id="medimage-faults-call")
         events.unregister("before-send", unique_id="medimage-faults-send")
         stub = _moto_stub()
         if stub is not None:

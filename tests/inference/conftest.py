@@ -165,6 +165,7 @@ def publish(
     dataset: str = DATASET,
     payload: bytes | None = None,
     pointer_sha: str | None = None,
+    bucket: str = BUCKET,
 ) -> dict[str, Any]:
     """Upload a model version and point production.json at it, as the promote step does.
 
@@ -174,10 +175,10 @@ def publish(
     content = (model_dir / "model.tflite").read_bytes()
     sha = pointer_sha or hashlib.sha256(content).hexdigest()
     s3.put_object(
-        Bucket=BUCKET, Key=prefix + "model.tflite", Body=payload if payload is not None else content
+        Bucket=bucket, Key=prefix + "model.tflite", Body=payload if payload is not None else content
     )
     for name in ("model.json", "labels.txt"):
-        s3.put_object(Bucket=BUCKET, Key=prefix + name, Body=(model_dir / name).read_bytes())
+        s3.put_object(Bucket=bucket, Key=prefix + name, Body=(model_dir / name).read_bytes())
     entry = {
         "version": version,
         "model_sha256": sha,
@@ -186,7 +187,7 @@ def publish(
         "metrics": {"accuracy": 0.9},
     }
     pointer = {"dataset": dataset, **entry, "history": [entry]}
-    s3.put_object(Bucket=BUCKET, Key=f"models/{dataset}/production.json", Body=json.dumps(pointer).encode())
+    s3.put_object(Bucket=bucket, Key=f"models/{dataset}/production.json", Body=json.dumps(pointer).encode())
     return pointer
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from medimage.cli.main import main
 
@@ -38,6 +39,22 @@ def test_predict_prints_one_json_line_per_image(model_v1, tmp_path, capsys):
     assert code == 1 and len(lines) == 2
     assert lines[0]["image"] == str(good) and lines[0]["label"] in LABELS and lines[0]["latency_ms"] > 0
     assert lines[1]["error"]["code"] == "not_an_image"
+    assert lines[0]["confidence"] == lines[0]["probabilities"][lines[0]["label"]]
+    assert lines[0]["needs_review"] is False and lines[0]["review_reason"] is None  # no model threshold
+
+
+def test_predict_with_a_review_threshold_and_heatmaps(model_v1, tmp_path, capsys):
+    image = sample_image(tmp_path)
+    maps = tmp_path / "maps"
+    argv = ["predict", "--model", str(model_v1), "--review-threshold", "0.99", "--heatmaps", str(maps)]
+    assert main([*argv, str(image)]) == 0
+    [line] = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    assert line["needs_review"] is True and line["review_reason"] == "low_confidence"
+    with Image.open(line["heatmap_png"]) as png:
+        assert png.mode == "RGBA" and min(png.size) >= 64
+        with Image.open(image) as original:
+            assert abs(png.size[0] / png.size[1] - original.size[0] / original.size[1]) < 0.02
+    assert main(["predict", "--model", str(model_v1), "--review-threshold", "2", str(image)]) == 2
 
 
 @pytest.fixture

@@ -30,3 +30,22 @@ def test_ingest_benchmark_prints_only_its_json(tmp_path: Path) -> None:
     assert report["annotate"]["images"] == 6 and report["annotate"]["failed"] == 0
     assert [s["catalogued"] for s in report["split"]] == [50]
     assert '"CloudWatchMetrics"' not in done.stdout
+
+
+def test_bench_inference_checks_each_target_against_the_figure_of_its_run() -> None:
+    from medimage.benchmarking.inference import TARGETS, check_targets
+
+    # GIVEN a run whose handler is near the floor and fast to start, against a slow full-TensorFlow handler
+    report = {
+        "litert": {"handler_vs_floor_p50": 1.21, "cold_start_s": 0.16},
+        "ratios": {"cold_start_speedup_vs_tensorflow": 24.0},
+    }
+    targets = check_targets(report)
+    # THEN each target carries its bound and the figure, and says whether it is met
+    assert set(targets) == set(TARGETS)
+    assert targets["handler_vs_floor_p50"] == {"max": 1.3, "measured": 1.21, "met": True}
+    assert targets["cold_start_s"] == {"max": 0.15, "measured": 0.16, "met": False}
+    assert targets["cold_start_speedup_vs_tensorflow"] == {"min": 20.0, "measured": 24.0, "met": True}
+    # AND a run without the TensorFlow side cannot claim the speed-up
+    alone = check_targets({"litert": report["litert"], "ratios": {}})
+    assert alone["cold_start_speedup_vs_tensorflow"]["met"] is None

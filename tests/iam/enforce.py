@@ -126,7 +126,23 @@ class Enforcer:
         statements = self.policies.statements(function, binding, self.drop.get(function, frozenset()))
         return [evaluate(statements, r) for r in requests]
 
-    def _record(self, function: str, call: RecordedCall, evaluation: Evaluation, kind: str = "call") -> None:
+    def grants_used(self, function: str, evaluation: Evaluation, binding: StackBinding) -> list[list[Any]]:
+        statements = self.policies.statements(function, binding, self.drop.get(function, frozenset()))
+        return [
+            [st.label, action, index]
+            for st in statements
+            if st.label in evaluation.allowed_by
+            for action, index in st.grants_used(evaluation.request)
+        ]
+
+    def _record(
+        self,
+        function: str,
+        call: RecordedCall,
+        evaluation: Evaluation,
+        binding: StackBinding,
+        kind: str = "call",
+    ) -> None:
         r = evaluation.request
         entry = {
             "function": function,
@@ -137,6 +153,7 @@ class Enforcer:
             "context": dict(r.context),
             "decision": evaluation.decision.value,
             "allowed_by": list(evaluation.allowed_by),
+            "grants": self.grants_used(function, evaluation, binding) if evaluation.allowed else [],
         }
         key = json.dumps(entry, sort_keys=True)
         with self.lock:
@@ -162,15 +179,17 @@ class Enforcer:
             requests = requests_for(call, REGION, ACCOUNT)
         except (UnmappedCall, KeyError) as exc:
             evaluation = Evaluation(Request(f"{service}:{model.name}", f"unmapped ({exc})"), _implicit_deny())
-            self._record(function, call, evaluation)
+            self._record(function, call, evaluation, binding)
             if not self.evaluator_layer:
                 return None
             context[_DENIED_HERE] = True
             return _denied(service, f"{function}: no IAM mapping for {service}:{model.name} ({exc})")
-        requests += self._through_kms(requests, binding)
+        kinds = ["call"] * len(requests)
+        through = self._through_kms(requests, binding)
+        requests, kinds = requests + through, kinds + ["through_dynamodb"] * len(through)
         denied = None
-        for evaluation in self.authorize(function, requests, binding):
-            self._record(function, call, evaluation)
+        for kind, evaluation in zip(kinds, self.authorize(function, requests, binding), strict=True):
+            self._record(function, call, evaluation, binding, kind)
             if not evaluation.allowed and denied is None:
                 denied = evaluation
         if denied is not None and self.evaluator_layer:
@@ -213,8 +232,9 @@ class Enforcer:
         if not function or service != "s3" or model.name not in ("HeadObject", "GetObject") or status != 404:
             return
         call = RecordedCall(service, model.name, dict(context.get(_SUMMARY, {})), function)
-        (evaluation,) = self.authorize(function, [missing_key_read(call)], self.binding())
-        self._record(function, call, evaluation, kind="missing_key")
+        binding = self.binding()
+        (evaluation,) = self.authorize(function, [missing_key_read(call)], binding)
+        self._record(function, call, evaluation, binding, kind="missing_key")
         if not evaluation.allowed and self.evaluator_layer:
             context[_DENIED_HERE] = True
             # S3 refuses to say that a key is missing to a caller that may not list the bucket.

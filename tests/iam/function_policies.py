@@ -233,8 +233,7 @@ class FunctionPolicies:
     # ------------------------------------------------------------------ calls AWS makes with the role
     def _queue_key(self, queue: str, binding: StackBinding) -> str | None:
         props = self.raw["Resources"].get(queue, {}).get("Properties", {})
-        key = props.get("KmsMasterKeyId")
-        logical = _target(key) if isinstance(key, dict) else None
+        logical = _target(props.get("KmsMasterKeyId"))
         return binding.attrs.get((logical, "Arn")) if logical else None
 
     def implied_calls(self, function: str, binding: StackBinding) -> list[ImpliedCall]:
@@ -283,7 +282,8 @@ class FunctionPolicies:
                 continue
             if binding.attrs.get((logical, "Arn")) != table_arn.split("/index/")[0]:
                 continue
-            key = (res.get("Properties", {}).get("SSESpecification") or {}).get("KMSMasterKeyId")
-            logical_key = _target(key) if isinstance(key, dict) else None
+            logical_key = _target(
+                (res.get("Properties", {}).get("SSESpecification") or {}).get("KMSMasterKeyId")
+            )
             return binding.attrs.get((logical_key, "Arn")) if logical_key else None
         return None

@@ -188,6 +188,18 @@ class Statement:
             for key, expected in block.items()
         )
 
+    def grants_used(self, request: Request) -> list[tuple[str, int]]:
+        """The (action pattern, resource index) pairs of this statement that ``request`` falls under, for
+        telling which grants any call needed (NotAction/NotResource count as one pattern, index 0)."""
+        actions = [a for a in self.actions if wildcard_match(a, request.action, ignore_case=True)]
+        if self.not_actions and self.matches_action(request.action):
+            actions = ["NotAction"]
+        if self.not_resources:
+            indexes = [0] if self.matches_resource(request.resource) else []
+        else:
+            indexes = [i for i, r in enumerate(self.resources) if wildcard_match(r, request.resource)]
+        return [(a, i) for a in actions for i in indexes]
+
     def applies(self, request: Request) -> bool:
         return (
             self.matches_action(request.action)

@@ -43,6 +43,7 @@ def test_demo_trains_promotes_labels_and_serves(tmp_path):
     assert on_disk["model_version"] == summary["model_version"]
     assert (tmp_path / "model" / "model.tflite").is_file()
     assert (tmp_path / "evaluation" / "confusion_matrix.png").is_file()
+    assert (tmp_path / "evaluation" / "coverage_accuracy.png").is_file()
     assert (tmp_path / "predictions" / "prediction_output.txt").read_text().count("\n") == images["held_back"]
     assert any("Where to look" in line for line in lines)
 

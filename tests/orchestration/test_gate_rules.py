@@ -85,3 +85,50 @@ def test_metrics_are_read_from_an_evaluation_split_and_round_trip():
     parsed = TestMetrics.from_evaluation(split, "v1")
     assert parsed.recall == {"normal": 0.8, "pneumonia": None}
     assert TestMetrics.from_dict(parsed.to_dict()) == parsed
+
+
+def test_a_coverage_floor_fails_a_model_that_sends_too_much_to_review():
+    config = GateConfig(min_accuracy=0.9, min_recall={}, min_coverage=0.8)
+    unsure = TestMetrics("v1", 0.95, {"normal": 0.9, "pneumonia": 0.95}, ("normal", "pneumonia"), 100, 0.7)
+    sure = TestMetrics("v1", 0.95, {"normal": 0.9, "pneumonia": 0.95}, ("normal", "pneumonia"), 100, 0.85)
+    decision = decide(unsure, config, None)
+    assert failed(decision) == {"min_coverage"}
+    assert decision.reasons == ["share labelled without review 0.7000 < min_coverage 0.8000"]
+    assert decide(sure, config, None).passed
+    assert decision.to_dict()["thresholds"]["min_coverage"] == 0.8
+
+
+def test_a_coverage_floor_cannot_be_met_by_a_model_without_a_review_threshold():
+    config = GateConfig(min_accuracy=0.9, min_recall={}, min_coverage=0.5)
+    decision = decide(metrics(0.95), config, None)
+    assert failed(decision) == {"min_coverage"} and "no review threshold" in decision.reasons[0]
+
+
+def test_without_a_coverage_floor_no_coverage_check_is_made():
+    assert "min_coverage" not in {c.name for c in decide(metrics(0.95), CONFIG, None).checks}
+
+
+def test_coverage_is_read_from_the_selective_figures_and_round_trips():
+    split = {
+        "n": 10,
+        "accuracy": 0.9,
+        "labels": ["normal", "pneumonia"],
+        "per_class": {"normal": {"recall": 0.8}, "pneumonia": {"recall": 1.0}},
+        "selective": {"threshold": 0.9, "coverage": 0.6, "accuracy_above": 1.0, "kept": 6, "n": 10},
+    }
+    parsed = TestMetrics.from_evaluation(split, "v1")
+    assert parsed.coverage == 0.6
+    assert TestMetrics.from_dict(parsed.to_dict()) == parsed
+
+
+def test_a_preset_coverage_floor_outside_zero_to_one_is_refused():
+    from medimage.core.presets import _parse as parse_preset
+
+    raw = {
+        "name": "x",
+        "classes": ["a", "b"],
+        "split": {"train": 0.8, "val": 0.1, "test": 0.1},
+        "gate": {"min_accuracy": 0.5, "min_coverage": 1.5},
+    }
+    with pytest.raises(ValueError, match="min_coverage"):
+        parse_preset(raw)

@@ -15,7 +15,7 @@ from medimage.training import parse_metrics
 pytestmark = pytest.mark.slow
 
 MODEL_FILES = ("model.tflite", "model-int8.tflite", "labels.txt", "model.json", "evaluation.json")
-OUTPUT_FILES = ("evaluation.json", "confusion_matrix.png", "training_curves.png")
+OUTPUT_FILES = ("evaluation.json", "confusion_matrix.png", "training_curves.png", "coverage_accuracy.png")
 METRIC_FIELDS = {
     "n",
     "accuracy",
@@ -260,3 +260,49 @@ def test_bench_inference_compares_litert_with_tensorflow_on_the_same_handler(
         assert result["cold_start_s"] == pytest.approx(sum(result["cold_start_runs_s"]) / 2, abs=0.002)
         assert result["process_start_s"] > 0 and result["cold_import_s"] > 0
         assert result["warm_p50_ms_fullres"] > 0 and result["peak_rss_mb"] > 0 and result["ship_mb"] > 0
+
+
+def test_the_review_threshold_is_the_one_validation_chooses_for_the_target(trained: dict[str, Path]) -> None:
+    from medimage.core.presets import get_preset
+    from medimage.core.selective import choose_threshold
+    from medimage.evaluation.scoring import probabilities
+    from medimage.inference.model import TFLiteClassifier
+    from medimage.training.runner import scan_tree
+
+    # GIVEN the trained model and the validation images the trainer fitted its review threshold on
+    out = trained["out"]
+    meta = json.loads((out / "model.json").read_text())
+    served = TFLiteClassifier.from_dir(out)
+    val = scan_tree(trained["tree"], get_preset("folders"), None).split("val")
+    truth = np.array([served.labels.index(image.label) for image in val])
+    probs = probabilities(served, (image.path.read_bytes() for image in val))
+    # WHEN the threshold is chosen again, by hand, for the trainer's target
+    again = choose_threshold(probs, truth, meta["review"]["target_accuracy"])
+    # THEN it is the one written to model.json and used by the served classifier and evaluation.json
+    assert meta["review"]["threshold"] == again["threshold"] == served.review_threshold
+    assert meta["review"]["fitted_on"] == "validation" and meta["review"]["target_accuracy"] == 0.99
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["val"]["selective"]["threshold"] == again["threshold"]
+    assert evaluation["val"]["selective"]["coverage"] == again["coverage"]
+    assert evaluation["test"]["selective"]["threshold"] == again["threshold"]
+    # AND the explain output is described for clients
+    assert meta["explain"]["output"] == "class_activation_maps" and len(meta["explain"]["shape"]) == 3
+    assert meta["export_checks"]["cam_int8_vs_float"]["n"] > 0
+
+
+def test_evaluate_draws_the_confusion_matrix_and_coverage_curve_beside_its_json(
+    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "report" / "val.json"
+    args = ["evaluate", "--model", str(trained["out"]), "--data", str(trained["tree"])]
+    code = cli([*args, "--preset", "folders", "--split", "val", "--out", str(target)])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 0.0 <= report["selective"]["coverage"] <= 1.0 and report["selective"]["curve"]
+    for name in ("val-confusion_matrix.png", "val-coverage_accuracy.png"):
+        assert (target.parent / name).read_bytes().startswith(b"\x89PNG"), name
+    # A deployment's own threshold replaces the model's; one outside 0..1 is refused.
+    code = cli([*args, "--preset", "folders", "--split", "val", "--review-threshold", "1.0"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["selective"]["threshold"] == 1.0
+    assert cli([*args, "--preset", "folders", "--review-threshold", "1.5"]) != 0

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from medimage.cli.common import add_tree_arguments
 from medimage.core.errors import MedimageError, RejectedInput
@@ -18,7 +19,9 @@ DESCRIPTION = (
     "Score a model (a .tflite file with its model.json beside it) on a folder-per-label tree,\n"
     "through the serving classifier: the preprocessing and LiteRT interpreter of the inference\n"
     "Lambda. Prints one split of evaluation.json (accuracy, per-class precision/recall/F1,\n"
-    "macro AUC, confusion matrix, n).\n\n"
+    "macro AUC, confusion matrix, n) and, at the model's review threshold, the selective figures:\n"
+    "the share labelled without review (coverage), the accuracy on it, and the coverage-accuracy\n"
+    "curve. With --out, the confusion matrix and that curve are also drawn as PNGs beside it.\n\n"
     "example:\n  medimage evaluate --model build/model/model.tflite \\\n"
     "      --data ../shared/data/chestxray2017-val-fullres --preset chestxray2017-binary"
 )
@@ -46,7 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             + ", ".join(SHIFT_NAMES)
         ),
     )
-    parser.add_argument("--out", type=Path, help="also write the JSON to this file")
+    parser.add_argument(
+        "--review-threshold",
+        type=float,
+        help="confidence below which a prediction goes to review (default: the model's, from model.json)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="also write the JSON to this file, and <stem>-confusion_matrix.png and "
+        "<stem>-coverage_accuracy.png beside it",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     from medimage.training.runner import scan_tree
 
     classifier = TFLiteClassifier.from_file(args.model)
+    threshold = classifier.review_threshold if args.review_threshold is None else args.review_threshold
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise MedimageError(f"--review-threshold {threshold} is not a probability in [0, 1]")
     scan = scan_tree(args.data, get_preset(args.preset), args.dataset)
     images = scan.images if args.split == "all" else scan.split(args.split)
     if not images:
@@ -71,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise MedimageError(str(exc)) from None
         try:
-            metrics = robustness(classifier, [i.path.read_bytes() for i in images], truth, shifts)
+            files = [i.path.read_bytes() for i in images]
+            metrics = robustness(classifier, files, truth, shifts, threshold=threshold)
         except RejectedInput as exc:
             raise MedimageError(f"an image of {args.data} cannot be scored: {exc}") from None
     else:
@@ -82,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 classifier,
                 (i.path.read_bytes() for i in images),
                 truth,
-                threshold=classifier.review_threshold,
+                threshold=threshold,
             )
         except RejectedInput as exc:
             raise MedimageError(f"an image of {args.data} cannot be scored: {exc}") from None
@@ -91,6 +108,16 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
+        if not args.shifts:
+            _plot(metrics, args.split, args.out)
     if scan.skipped:
         print(f"skipped {len(scan.skipped)} file(s) no label rule accepts", file=sys.stderr)
     return 0
+
+
+def _plot(metrics: dict[str, Any], split: str, out: Path) -> None:
+    from medimage.training import plots
+
+    named = {split: metrics}
+    plots.confusion_matrices(named, out.with_name(f"{out.stem}-confusion_matrix.png"))
+    plots.coverage_accuracy(named, out.with_name(f"{out.stem}-coverage_accuracy.png"))

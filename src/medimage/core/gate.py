@@ -7,6 +7,9 @@ A challenger passes only if every check passes:
 - ``min_recall:<class>``: the recall of every class with a floor is at least that floor. A class whose
   recall is undefined (no test images) fails its floor: a floor that cannot be verified is not met,
   because missing, say, pneumonia cases is the error that matters most clinically;
+- ``min_coverage`` (only when the preset sets one): the share of test images it labels without review, at
+  its own review threshold, is at least the floor. A model that sends nearly everything to review is no
+  help to an overwhelmed clinic, and a model without a review threshold cannot show its coverage;
 - ``champion``: its test accuracy is not lower than the production model's (the champion's) on the same
   test manifest. Ties pass, so retraining on unchanged data can be promoted; the first model of a
   dataset has no champion. A champion whose classes differ cannot be compared (the class set of the
@@ -31,6 +34,7 @@ _TOLERANCE = 1e-9
 class GateConfig:
     min_accuracy: float
     min_recall: dict[str, float] = field(default_factory=dict)
+    min_coverage: float | None = None
 
     @classmethod
     def from_preset(cls, preset: Preset, min_accuracy_override: float | None = None) -> GateConfig:
@@ -40,10 +44,17 @@ class GateConfig:
             if not 0.0 <= min_accuracy_override <= 1.0 or math.isnan(min_accuracy_override):
                 raise ValueError(f"min_accuracy override must lie in 0..1, got {min_accuracy_override}")
             min_accuracy = min_accuracy_override
-        return cls(min_accuracy=min_accuracy, min_recall=dict(preset.gate.min_recall))
+        return cls(
+            min_accuracy=min_accuracy,
+            min_recall=dict(preset.gate.min_recall),
+            min_coverage=preset.gate.min_coverage,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"min_accuracy": self.min_accuracy, "min_recall": dict(self.min_recall)}
+        thresholds: dict[str, Any] = {"min_accuracy": self.min_accuracy, "min_recall": dict(self.min_recall)}
+        if self.min_coverage is not None:
+            thresholds["min_coverage"] = self.min_coverage
+        return thresholds
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,8 @@ class TestMetrics:
     recall: dict[str, float | None]
     labels: tuple[str, ...]
     n: int
+    # Share of the images labelled without review at the model's review threshold (None: no threshold).
+    coverage: float | None = None
 
     @classmethod
     def from_evaluation(cls, split: dict[str, Any], manifest_version: str) -> TestMetrics:
@@ -69,7 +82,8 @@ class TestMetrics:
             raise ValueError(f"evaluation metrics lack n/accuracy/per_class: {exc}") from None
         labels = tuple(split.get("labels") or per_class)
         recall = {label: _optional_float(per_class.get(label, {}).get("recall")) for label in labels}
-        return cls(manifest_version, accuracy, recall, labels, n)
+        coverage = _optional_float((split.get("selective") or {}).get("coverage"))
+        return cls(manifest_version, accuracy, recall, labels, n, coverage)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TestMetrics:
@@ -80,16 +94,20 @@ class TestMetrics:
             {k: _optional_float(v) for k, v in data["recall"].items()},
             tuple(data["labels"]),
             int(data["n"]),
+            _optional_float(data.get("coverage")),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        metrics: dict[str, Any] = {
             "manifest_version": self.manifest_version,
             "accuracy": self.accuracy,
             "recall": dict(self.recall),
             "labels": list(self.labels),
             "n": self.n,
         }
+        if self.coverage is not None:
+            metrics["coverage"] = self.coverage
+        return metrics
 
 
 @dataclass(frozen=True)
@@ -144,6 +162,8 @@ def decide(challenger: TestMetrics, config: GateConfig, champion: Champion | Non
     """Run every check (all of them, so the decision explains itself) and combine them."""
     checks = [_accuracy_check(challenger, config)]
     checks += [_recall_check(challenger, label, floor) for label, floor in sorted(config.min_recall.items())]
+    if config.min_coverage is not None:
+        checks.append(_coverage_check(challenger, config.min_coverage))
     checks.append(_champion_check(challenger, champion))
     return GateDecision(all(c.passed for c in checks), tuple(checks), challenger, config, champion)
 
@@ -172,6 +192,22 @@ def _recall_check(challenger: TestMetrics, label: str, floor: float) -> Check:
     ok = recall + _TOLERANCE >= floor
     relation = ">=" if ok else "<"
     return Check(name, ok, f"recall of '{label}' {recall:.4f} {relation} floor {floor:.4f}")
+
+
+def _coverage_check(challenger: TestMetrics, floor: float) -> Check:
+    if challenger.coverage is None:
+        return Check(
+            "min_coverage",
+            False,
+            f"the model has no review threshold, so its coverage cannot be checked against {floor:.4f}",
+        )
+    ok = challenger.coverage + _TOLERANCE >= floor
+    relation = ">=" if ok else "<"
+    return Check(
+        "min_coverage",
+        ok,
+        f"share labelled without review {challenger.coverage:.4f} {relation} min_coverage {floor:.4f}",
+    )
 
 
 def _champion_check(challenger: TestMetrics, champion: Champion | None) -> Check:

@@ -37,6 +37,8 @@ class LabelRule:
 class GateThresholds:
     min_accuracy: float
     min_recall: dict[str, float] = field(default_factory=dict)
+    # Share of test images the model must label without review (at its own review threshold); None: no floor.
+    min_coverage: float | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ def _parse(raw: dict[str, Any]) -> Preset:
         gate=GateThresholds(
             min_accuracy=float(gate.get("min_accuracy", 0.0)),
             min_recall={k: float(v) for k, v in gate.get("min_recall", {}).items()},
+            min_coverage=_optional_fraction(raw["name"], "gate.min_coverage", gate.get("min_coverage")),
         ),
         image_size=int(training.get("image_size", 128)),
         channels=int(training.get("channels", 1)),
@@ -188,3 +191,12 @@ def get_preset(name: str) -> Preset:
         return all_presets()[name]
     except KeyError:
         raise UnknownPreset(f"unknown preset '{name}'; known presets: {', '.join(preset_names())}") from None
+
+
+def _optional_fraction(preset: str, name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    fraction = float(value)
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"preset {preset}: {name} must lie in [0, 1], got {value}")
+    return fraction

@@ -78,6 +78,18 @@ def curve(probabilities: np.ndarray, y_true: np.ndarray) -> list[Selection]:
     ]
 
 
+def sampled_curve(probabilities: np.ndarray, y_true: np.ndarray, points: int = 25) -> list[dict[str, Any]]:
+    """At most ``points`` points of `curve`, evenly spread along it and always ending at full coverage:
+    small enough to keep in ``evaluation.json`` and plot from there."""
+    full = curve(probabilities, y_true)
+    if len(full) > points:
+        picks = np.unique(np.linspace(0, len(full) - 1, points).round().astype(int))
+        full = [full[i] for i in picks]
+    return [
+        {"threshold": p.threshold, "coverage": p.coverage, "accuracy_above": p.accuracy_above} for p in full
+    ]
+
+
 def choose_threshold(
     probabilities: np.ndarray, y_true: np.ndarray, target_accuracy: float, min_kept: int = 1
 ) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from medimage.core.metrics import evaluate
-from medimage.core.selective import select
+from medimage.core.selective import sampled_curve, select
 
 
 class Prediction(Protocol):
@@ -55,8 +55,10 @@ def score(
 def metrics_of(
     probs: np.ndarray, truth: Sequence[int], labels: list[str], threshold: float | None = None
 ) -> dict[str, Any]:
-    """`score` for probabilities already computed."""
+    """`score` for probabilities already computed. ``selective`` also holds a sampled coverage-accuracy
+    curve (``curve``), so a plot or a later threshold choice needs no second pass over the images."""
     metrics = evaluate(list(truth), probs, labels)
     if threshold is not None:
-        metrics["selective"] = select(probs, np.asarray(truth), threshold).to_dict()
+        y = np.asarray(truth)
+        metrics["selective"] = {**select(probs, y, threshold).to_dict(), "curve": sampled_curve(probs, y)}
     return metrics

@@ -1,4 +1,5 @@
-"""Training curves and confusion matrices as PNG files (matplotlib, headless Agg backend)."""
+"""Training curves, confusion matrices and coverage-accuracy curves as PNG files (matplotlib, headless Agg
+backend)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ def training_curves(history: dict[str, list[float]], path: Path) -> None:
 
 
 def confusion_matrices(evaluation: dict[str, dict[str, Any]], path: Path) -> None:
-    """One panel per split (``val``, ``test``), counts in each cell, rows = true class."""
-    splits = [s for s in ("val", "test") if s in evaluation]
+    """One panel per split (``val``, ``test``, or whatever ``evaluation`` names), counts in each cell, rows =
+    true class."""
+    splits = list(evaluation)
     fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 4.5), squeeze=False)
     for ax, split in zip(axes[0], splits, strict=True):
         metrics = evaluation[split]
@@ -56,3 +58,50 @@ def confusion_matrices(evaluation: dict[str, dict[str, Any]], path: Path) -> Non
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def coverage_accuracy(evaluation: dict[str, dict[str, Any]], path: Path) -> bool:
+    """Accuracy of the predictions kept against the share kept, one line per split that has a selective
+    ``curve``, with the review threshold's operating point marked. False (and no file) when none has."""
+    splits = [name for name, metrics in evaluation.items() if (metrics.get("selective") or {}).get("curve")]
+    if not splits:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for split in splits:
+        selective = evaluation[split]["selective"]
+        points = selective["curve"]
+        line = ax.plot(
+            [p["coverage"] for p in points],
+            [p["accuracy_above"] for p in points],
+            marker=".",
+            label=f"{split} (n={evaluation[split]['n']})",
+        )[0]
+        if selective.get("accuracy_above") is not None:
+            ax.plot(
+                selective["coverage"],
+                selective["accuracy_above"],
+                "o",
+                markersize=9,
+                color=line.get_color(),
+                markerfacecolor="none",
+            )
+            ax.annotate(
+                f"threshold {selective['threshold']:.3f}: {selective['coverage']:.0%} kept, "
+                f"{selective['accuracy_above']:.3f} right",
+                (selective["coverage"], selective["accuracy_above"]),
+                textcoords="offset points",
+                xytext=(-10, -16),
+                ha="right",
+                fontsize=8,
+                color=line.get_color(),
+            )
+    ax.set_xlabel("coverage (share labelled without review)")
+    ax.set_ylabel("accuracy on the labelled share")
+    ax.set_xlim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    ax.set_title("coverage vs. accuracy: the rest goes to review")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True

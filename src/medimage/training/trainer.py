@@ -66,6 +66,7 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
     (paths.output_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     plots.training_curves(fitted.history, paths.output_dir / "training_curves.png")
     plots.confusion_matrices(evaluation, paths.output_dir / "confusion_matrix.png")
+    plots.coverage_accuracy(evaluation, paths.output_dir / "coverage_accuracy.png")
     log(
         format_metrics(
             "final:",

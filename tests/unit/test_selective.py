@@ -1,0 +1,74 @@
+"""Selective prediction arithmetic on known probabilities (pure numpy, no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medimage.core.selective import choose_threshold, curve, sampled_curve, select
+
+# Six predictions over two classes: confidences 0.95, 0.9, 0.8, 0.7, 0.6, 0.55; the 0.8 and 0.55 ones wrong.
+PROBS = np.array([[0.95, 0.05], [0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.45, 0.55]])
+TRUTH = np.array([0, 1, 1, 1, 0, 0])
+
+
+def test_select_keeps_the_confident_predictions_and_scores_only_them():
+    chosen = select(PROBS, TRUTH, 0.75)
+    assert (chosen.kept, chosen.n) == (3, 6)
+    assert chosen.coverage == 0.5
+    assert chosen.accuracy_above == pytest.approx(2 / 3, abs=1e-6)
+
+
+def test_a_threshold_equal_to_a_confidence_keeps_that_prediction():
+    assert select(PROBS, TRUTH, 0.9).kept == 2
+
+
+def test_a_threshold_above_every_confidence_keeps_nothing_and_has_no_accuracy():
+    chosen = select(PROBS, TRUTH, 0.99)
+    assert (chosen.kept, chosen.coverage, chosen.accuracy_above) == (0, 0.0, None)
+
+
+def test_the_curve_walks_from_the_most_confident_to_full_coverage():
+    points = curve(PROBS, TRUTH)
+    assert [p.kept for p in points] == [1, 2, 3, 4, 5, 6]
+    assert [p.accuracy_above for p in points] == pytest.approx([1.0, 1.0, 2 / 3, 0.75, 0.8, 4 / 6], abs=1e-6)
+    assert points[-1].coverage == 1.0 and points[-1].threshold == pytest.approx(0.55)
+
+
+def test_tied_confidences_are_kept_or_referred_together():
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4]])
+    points = curve(probs, np.array([0, 1, 0]))
+    assert [p.kept for p in points] == [2, 3]
+
+
+def test_the_threshold_is_the_lowest_that_reaches_the_target():
+    # 1.0 is reached down to 0.9 (2 kept); 0.8 reaches 0.8 at confidence 0.6 (5 kept).
+    assert choose_threshold(PROBS, TRUTH, 1.0)["threshold"] == pytest.approx(0.9)
+    review = choose_threshold(PROBS, TRUTH, 0.8)
+    assert review["threshold"] == pytest.approx(0.6)
+    assert (review["kept"], review["coverage"], review["reached"]) == (5, pytest.approx(5 / 6, abs=1e-6), True)
+
+
+def test_an_unreachable_target_refers_everything_but_certain_predictions():
+    probs = np.array([[0.6, 0.4], [0.7, 0.3]])
+    review = choose_threshold(probs, np.array([1, 1]), 0.9)
+    assert review["threshold"] == 1.0 and review["reached"] is False and review["kept"] == 0
+
+
+def test_bad_targets_and_shapes_are_refused():
+    with pytest.raises(ValueError, match="target accuracy"):
+        choose_threshold(PROBS, TRUTH, 0.0)
+    with pytest.raises(ValueError, match="n x classes"):
+        select(PROBS[:, 0], TRUTH, 0.5)
+    with pytest.raises(ValueError, match="no predictions"):
+        select(np.zeros((0, 2)), np.zeros(0), 0.5)
+
+
+def test_the_sampled_curve_is_short_and_ends_at_full_coverage():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([1, 1, 1], size=500)
+    truth = rng.integers(0, 3, 500)
+    points = sampled_curve(probs, truth, points=25)
+    assert len(points) <= 25 and points[-1]["coverage"] == 1.0
+    coverages = [p["coverage"] for p in points]
+    assert coverages == sorted(coverages)

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ TFLITE_SUPPORT_ENV = "MEDIMAGE_TFLITE_SUPPORT_PYTHON"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_TFLITE_SUPPORT_PYTHON = REPO_ROOT / ".venv-tflite" / "bin" / "python"
 SETUP_HINT = "make tflite-install (creates .venv-tflite)"
+TFLITE_SUPPORT_VERSION = "0.4.4"
 METADATA_SCRIPT = Path(__file__).with_name("metadata_writer.py")
 TASK_LIBRARY_SCRIPT = Path(__file__).with_name("task_library.py")
 # The Android model's file in a trainer's model directory (beside model.tflite and model-int8.tflite).
@@ -85,7 +87,8 @@ def tflite_support_python() -> Path:
         source = f"${TFLITE_SUPPORT_ENV}" if configured else "the default"
         raise AndroidExportError(
             f"no tflite-support environment: {path} ({source}) is not an executable Python. Run "
-            f"`{SETUP_HINT}`, or set {TFLITE_SUPPORT_ENV} to a Python with tflite-support 0.4.4",
+            f"`{SETUP_HINT}`, or set {TFLITE_SUPPORT_ENV} to a Python with tflite-support "
+            f"{TFLITE_SUPPORT_VERSION}",
             "tflite_support_missing",
         )
     return path
@@ -277,6 +280,26 @@ def write_android_model(
         check=check,
         tflite_support=str(answer["tflite_support"]),
     )
+
+
+def model_dir_entry(network: Any, meta: dict[str, Any], model_dir: Path, log: Any = print) -> dict[str, Any]:
+    """The trainer's export step: ``model_dir/model-android.tflite`` and its ``model.json`` ``android``
+    entry, or, where it cannot be made (no tflite-support environment, as in SageMaker's training
+    container), ``{"file": null, "code", "reason"}`` and one log line; the served model is unaffected."""
+    try:
+        result = write_android_model(network, meta, model_dir / MODEL_DIR_FILE)
+    except AndroidExportError as exc:
+        reason = str(exc)
+        if exc.code == "tflite_support_missing":
+            reason += (
+                f". tflite-support {TFLITE_SUPPORT_VERSION} has wheels for CPython 3.9-3.11 only (this is "
+                f"{sys.version_info.major}.{sys.version_info.minor}); make it from this model directory "
+                "with `medimage export android --model DIR --out OUT` where .venv-tflite exists"
+            )
+        log(f"android: no {MODEL_DIR_FILE} written [{exc.code}]: {reason}")
+        return {"file": None, "code": exc.code, "reason": reason}
+    log(f"android: wrote {MODEL_DIR_FILE} (tflite-support {result.tflite_support}), check {result.check}")
+    return result.summary()
 
 
 def export_android(

@@ -62,9 +62,15 @@ class PromoteService:
             raise PromoteRefused(f"{prefix}gate.json does not record a passed gate decision: not promoting")
         files = self.artifacts.read_members(request.training.model_artifacts)
         missing = [name for name in REQUIRED_FILES if name not in files]
-        model_file = str(read_json_member(files, "model.json").get("model_file") or "model.tflite")
+        meta = read_json_member(files, "model.json")
+        model_file = str(meta.get("model_file") or "model.tflite")
         if model_file not in files:
             missing.append(model_file)
+        # The Android app's model (with TFLite metadata), when the trainer could write one (model.json
+        # ``android``); it is copied beside the served file like every other top-level member.
+        android_file = (meta.get("android") or {}).get("file")
+        if android_file and android_file not in files:
+            missing.append(str(android_file))
         if missing:
             raise PromoteRefused(f"model.tar.gz lacks {', '.join(missing)}")
         for name, data in sorted(files.items()):
@@ -95,6 +101,7 @@ class PromoteService:
             "model_key": mine.model_key,
             "model_sha256": mine.model_sha256,
             "previous_version": champion,
+            "android_key": prefix + str(android_file) if android_file else None,
             "pointer_key": layout.production_pointer_key(request.dataset),
             "promoted_at": mine.promoted_at,
             "production_version": pointer.version,

@@ -102,6 +102,8 @@ class FaultInjector:
         self.calls: list[RecordedCall] = []
         self.faults: list[RecordedFault] = []
         self.attempts = 0
+        # Attempts (HTTP sends) by the function whose invocation made them (None: outside any).
+        self.attempts_by_scope: Counter[str | None] = Counter()
         self._crashed: Counter[int] = Counter()
         self._drawn: Counter[int] = Counter()
         self._random = random.Random(seed)
@@ -215,9 +217,9 @@ class FaultInjector:
     def _before_send(self, event_name: str, request: Any, **kwargs: Any) -> AWSResponse | None:
         _, service_id, operation = [*event_name.split("."), "", ""][:3]
         service = service_of(service_id)
-        kind, rule = self._draw(service, operation)
         scope = getattr(self._local, "scope", None)
         function = scope[0] if scope else None
+        kind, rule = self._draw(service, operation, function)
         if kind is FaultKind.TIMEOUT_AFTER_WRITE:
             self._pass_on(event_name, request, **kwargs)  # applied by the service...
             self._record(RecordedFault(service, operation, kind, "ReadTimeout", function))
@@ -230,16 +232,18 @@ class FaultInjector:
             return error_response(service, request.url, code, status, message, retry_after)
         return self._stub(event_name, request, **kwargs)
 
-    def _draw(self, service: str, operation: str) -> tuple[FaultKind | None, FaultRule | None]:
+    def _draw(
+        self, service: str, operation: str, function: str | None
+    ) -> tuple[FaultKind | None, FaultRule | None]:
         with self._lock:
-            if service in self.services:
-                self.attempts += 1
             if service not in self.services:
                 return None, None
+            self.attempts += 1
+            self.attempts_by_scope[function] += 1
             for index, rule in enumerate(self.rules):
                 if rule.limit is not None and self._drawn[index] >= rule.limit:
                     continue
-                if rule.matches(service, operation) and self._random.random() < rule.rate:
+                if rule.matches(service, operation, function) and self._random.random() < rule.rate:
                     self._drawn[index] += 1
                     kind = self._random.choice(rule.kinds)
                     if kind is FaultKind.TIMEOUT_AFTER_WRITE and not is_write(service, operation):

@@ -77,7 +77,11 @@ def is_write(service: str, operation: str) -> bool:
 class FaultRule:
     """Fault ``rate`` of the attempts of ``service``/``operation`` ("*": any) with one of ``kinds``
     (drawn uniformly; ``timeout_after_write`` falls back to ``error`` on a read), at most ``limit``
-    times in all (None: no limit), so a test can fail exactly the first attempt of a call."""
+    times in all (None: no limit), so a test can fail exactly the first attempt of a call.
+
+    ``function``: None, any call; "*", only calls made inside a function invocation (`FaultInjector.wrap`),
+    not those of the emulation around them (its pollers, the Step Functions interpreter); a logical id,
+    only that function's calls."""
 
     service: str = "*"
     operation: str = "*"
@@ -85,8 +89,11 @@ class FaultRule:
     kinds: tuple[FaultKind, ...] = (FaultKind.ERROR, FaultKind.THROTTLE, FaultKind.TIMEOUT_AFTER_WRITE)
     retry_after_s: int = 1
     limit: int | None = None
+    function: str | None = None
 
-    def matches(self, service: str, operation: str) -> bool:
+    def matches(self, service: str, operation: str, function: str | None = None) -> bool:
+        if self.function is not None and (function is None or self.function not in ("*", function)):
+            return False
         return self.service in ("*", service) and self.operation in ("*", operation)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from medimage.core.errors import ModelError
+from medimage.core.input_profile import InputProfile
 from medimage.core.preprocess import PreprocessSpec, load_image_array
 
 try:  # the maintained LiteRT runtime
@@ -30,8 +31,9 @@ except ImportError:  # pragma: no cover - the legacy runtime, same API
 MODEL_JSON = "model.json"
 LABELS_TXT = "labels.txt"
 DEFAULT_MODEL_FILE = "model.tflite"
-# Why a prediction is routed to a clinician (``Prediction.review_reason``).
-REVIEW_REASONS = ("low_confidence",)
+# Why a prediction is routed to a clinician (``Prediction.review_reason``): an image unlike the training
+# images (``model.json`` ``input_profile``) outranks a low confidence, since its confidence means little.
+REVIEW_REASONS = ("outside_training_distribution", "low_confidence")
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,13 @@ def review_threshold_of(meta: dict[str, Any]) -> float | None:
     return threshold
 
 
-def review_decision(confidence: float, threshold: float | None) -> tuple[bool, str | None]:
-    """(needs_review, reason): below the threshold goes to a clinician; no threshold, no review."""
+def review_decision(
+    confidence: float, threshold: float | None, outside: bool = False
+) -> tuple[bool, str | None]:
+    """(needs_review, reason): an image outside the training distribution, or a confidence below the
+    threshold, goes to a clinician; no threshold and no profile, no review."""
+    if outside:
+        return True, "outside_training_distribution"
     if threshold is not None and confidence < threshold:
         return True, "low_confidence"
     return False, None
@@ -82,6 +89,17 @@ def normalised_heatmap(cam: np.ndarray, index: int) -> np.ndarray:
     if high - low <= 1e-12:
         return np.zeros_like(channel)
     return (channel - low) / (high - low)
+
+
+def input_profile_of(meta: dict[str, Any]) -> InputProfile | None:
+    """``model.json`` ``input_profile``, or None for a model trained without one."""
+    raw = meta.get("input_profile")
+    if raw is None:
+        return None
+    try:
+        return InputProfile.from_dict(raw)
+    except ValueError as exc:
+        raise ModelError(f"model.json {exc}") from None
 
 
 def read_model_json(model_dir: Path) -> dict[str, Any]:
@@ -135,6 +153,7 @@ class TFLiteClassifier:
         self.review_threshold = (
             review_threshold if review_threshold is not None else review_threshold_of(meta)
         )
+        self.input_profile = input_profile_of(meta)
         try:
             self._interpreter = Interpreter(model_content=model_content, num_threads=1)
             self._interpreter.allocate_tensors()
@@ -224,7 +243,8 @@ class TFLiteClassifier:
     ) -> Prediction:
         """A full `Prediction` for one preprocessed array (the decoded-image entry point of serving)."""
         probs, cam = self.run(array, explain)
-        return self.to_prediction(probs, cam, review_threshold)
+        outside = self.input_profile is not None and bool(self.input_profile.outside(array))
+        return self.to_prediction(probs, cam, review_threshold, outside)
 
     def predict_bytes(
         self, data: bytes, explain: bool = False, review_threshold: float | None = None
@@ -232,7 +252,11 @@ class TFLiteClassifier:
         return self.classify_array(load_image_array(data, self.spec), explain, review_threshold)
 
     def to_prediction(
-        self, probs: np.ndarray, cam: np.ndarray | None = None, review_threshold: float | None = None
+        self,
+        probs: np.ndarray,
+        cam: np.ndarray | None = None,
+        review_threshold: float | None = None,
+        outside: bool = False,
     ) -> Prediction:
         """Label, confidence and review decision; ``cam`` (h x w x C) becomes the predicted class's heatmap.
 
@@ -243,7 +267,7 @@ class TFLiteClassifier:
         threshold = (
             review_threshold if review_threshold is not None else getattr(self, "review_threshold", None)
         )
-        needs_review, reason = review_decision(confidence, threshold)
+        needs_review, reason = review_decision(confidence, threshold, outside)
         return Prediction(
             label=self.labels[best],
             probabilities={label: round(float(p), 6) for label, p in zip(self.labels, probs, strict=True)},

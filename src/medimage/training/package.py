@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from medimage.core.input_profile import InputProfile
 from medimage.core.preprocess import PreprocessSpec
 from medimage.training.contract import Log, TrainConfig
 from medimage.training.data import LabeledChannels
@@ -113,6 +114,8 @@ def export_and_evaluate(
         "shifted_mean_coverage": quantization[served_name]["shifted_mean_coverage"],
         "shifted_mean_accuracy_above": quantization[served_name]["shifted_mean_accuracy_above"],
     }
+    profile = InputProfile.fit(channels["train"].x)
+    review["outside_training_distribution"] = distribution_rates(profile, val_files, spec)
     log(f"review policy: {review}")
     save_keras(model, model_dir / KERAS_MODEL_FILE)
     h, w, n_classes = (int(v) for v in reference_cams.shape[1:])
@@ -139,6 +142,7 @@ def export_and_evaluate(
         "quantization": quantization,
         "calibration": trained.calibration,
         "review": review,
+        "input_profile": profile.to_dict(),
         "explain": {
             "output": export.CAM_OUTPUT,
             "shape": [h, w, n_classes],
@@ -146,10 +150,6 @@ def export_and_evaluate(
             "method": "class activation maps: the final Dense layer on each cell of the pooled feature map",
         },
     }
-    # The Android app's model (RGB input, TFLite metadata), where the tflite-support environment exists.
-    from medimage.android.package import model_dir_entry
-
-    meta["android"] = model_dir_entry(model, meta, model_dir, log)
     (model_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     # Score val and test exactly as the inference Lambda would: file bytes -> serving classifier.
@@ -161,6 +161,23 @@ def export_and_evaluate(
     text = json.dumps(evaluation, indent=2) + "\n"
     (model_dir / "evaluation.json").write_text(text, encoding="utf-8")
     return evaluation
+
+
+def distribution_rates(profile: InputProfile, files: list[bytes], spec: Any) -> dict[str, Any]:
+    """The share of validation images the input profile flags, clean and under each acquisition shift: an
+    ordinary image should almost never be flagged; one that looks like another site's may be."""
+    from medimage.core.preprocess import load_image_array
+    from medimage.evaluation.shifts import SHIFTS, shifted_bytes
+
+    def rate(contents: list[bytes]) -> float:
+        return profile.rate(np.stack([load_image_array(data, spec) for data in contents]))
+
+    by_shift = {shift.name: rate([shifted_bytes(data, shift) for data in files]) for shift in SHIFTS}
+    return {
+        "validation": rate(files),
+        "shifted_mean": round(float(np.mean(list(by_shift.values()))), 6) if by_shift else None,
+        "by_shift": by_shift,
+    }
 
 
 def served_outputs(classifier: Any, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:

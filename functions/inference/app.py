@@ -1,7 +1,8 @@
 """Inference Lambda (one container image, one entry point `lambda_handler`).
 
 `lambda_handler` dispatches on the event's shape:
-* API Gateway REST proxy events -> `POST /predict`, `GET /health`, `GET /` (the upload page);
+* API Gateway REST proxy events -> `POST /predict`, `GET /health`, `GET /` (the upload page), answered as
+  proxy responses; anything else is a JSON 404;
 * SQS records wrapping S3 `ObjectCreated` events for ``incoming/unlabeled/<dataset>/`` -> drop-to-label,
   answered with partial batch failures.
 The handler only parses and shapes; `medimage.inference` holds the logic, `medimage.adapters.model_store`
@@ -9,18 +10,21 @@ the S3 access. The model is loaded once per container and follows the production
 
 A cold start imports only what `POST /predict` needs: the SQS path (batch processing, drop-to-label and
 its S3 adapter), the upload page and botocore are imported on their first use, and the X-Ray SDK only when
-tracing is on (`medimage.inference.tracing`).
+tracing is on (`medimage.inference.tracing`). The three routes are a table here rather than Powertools'
+event handler, whose package imports every resolver it has (AppSync's asyncio, ssl, sockets, subprocess)
+and every event data class: a fifth of the import time for a routing this API does in a dictionary lookup
+(docs/decisions.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 
 from medimage.core.errors import MedimageError
 from medimage.inference.api import ApiError, error_body, parse_predict_request
@@ -42,7 +46,7 @@ if TYPE_CHECKING:
 logger = Logger()
 tracer = make_tracer()
 metrics = make_metrics()
-app = APIGatewayRestResolver()
+Proxy = dict[str, Any]  # an API Gateway REST proxy event, or the proxy response
 
 
 @cache
@@ -78,21 +82,28 @@ def batch_processor() -> BatchProcessor:
     return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def _json(status: int, doc: dict[str, Any]) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(doc))
+def _response(status: int, content_type: str, body: str) -> Proxy:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_type},
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def _json(status: int, doc: dict[str, Any]) -> Proxy:
+    return _response(status, "application/json", json.dumps(doc))
 
 
 # ---------------------------------------------------------------- API Gateway
-@app.post("/predict")
 @tracer.capture_method
-def predict() -> Response:
-    event = app.current_event
+def predict(event: Proxy) -> Proxy:
     svc = service()
     request = parse_predict_request(
-        event.body,
-        event.is_base64_encoded,
-        event.headers,
-        event.query_string_parameters,
+        event.get("body"),
+        bool(event.get("isBase64Encoded")),
+        event.get("headers"),
+        event.get("queryStringParameters"),
         max_bytes=svc.config.max_request_bytes,
     )
     result = svc.predict(
@@ -103,48 +114,46 @@ def predict() -> Response:
     return _json(200, result.api_body())
 
 
-@app.get("/health")
-def health() -> Response:
+def health(event: Proxy) -> Proxy:
     return _json(200, service().health())
 
 
-@app.get("/")
-def index() -> Response:
+def index(event: Proxy) -> Proxy:
     from medimage.inference.page import INDEX_HTML
 
-    return Response(status_code=200, content_type="text/html; charset=utf-8", body=INDEX_HTML)
+    return _response(200, "text/html; charset=utf-8", INDEX_HTML)
 
 
-@app.exception_handler(ApiError)
-def handle_api_error(exc: ApiError) -> Response:
+ROUTES: dict[tuple[str, str], Callable[[Proxy], Proxy]] = {
+    ("POST", "/predict"): predict,
+    ("GET", "/health"): health,
+    ("GET", "/"): index,
+}
+
+
+def handle_api_error(exc: ApiError) -> Proxy:
     record_rejection(metrics, exc.code, "api")
     logger.info("rejected request", extra={"code": exc.code, "status": exc.status, "reason": exc.message})
     return _json(exc.status, exc.body())
 
 
-@app.exception_handler(MedimageError)
-def handle_medimage_error(exc: MedimageError) -> Response:
-    return handle_api_error(ApiError.from_error(exc))
-
-
-@app.exception_handler(Exception)
-def handle_unexpected(exc: Exception) -> Response:
-    """A fault of ours (the registry unreachable, a bug): logged with its trace, answered as JSON."""
-    logger.exception("unexpected error")
-    return _json(
-        500, error_body("internal", f"internal error ({type(exc).__name__}); see the function's logs")
-    )
-
-
-@app.not_found
-def not_found(exc: Exception) -> Response:
-    event = app.current_event
-    return _json(
-        404,
-        error_body(
-            "not_found", f"no route {event.http_method} {event.path}; try POST /predict, GET /health or GET /"
-        ),
-    )
+def handle_api(event: Proxy) -> Proxy:
+    """Route a REST proxy event; every error is a JSON answer with a stable code."""
+    method, path = event.get("httpMethod"), event.get("path")
+    route = ROUTES.get((method, path))
+    if route is None:
+        message = f"no route {method} {path}; try POST /predict, GET /health or GET /"
+        return _json(404, error_body("not_found", message))
+    try:
+        return route(event)
+    except ApiError as exc:
+        return handle_api_error(exc)
+    except MedimageError as exc:
+        return handle_api_error(ApiError.from_error(exc))
+    except Exception as exc:  # a fault of ours (the registry unreachable, a bug): logged with its trace
+        logger.exception("unexpected error")
+        message = f"internal error ({type(exc).__name__}); see the function's logs"
+        return _json(500, error_body("internal", message))
 
 
 # ---------------------------------------------------------------- SQS-wrapped S3 events
@@ -219,5 +228,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return handle_sqs(event)
     if "httpMethod" in event:
         logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
-        return app.resolve(event, context)
+        return handle_api(event)
     raise ValueError("unsupported event: expected an API Gateway REST proxy event or SQS records")

@@ -48,6 +48,7 @@ DESCRIPTION = (
     "Serve POST /predict, GET /health and the upload page at GET / on this machine. Each request "
     "is turned into an API Gateway proxy event for functions/inference/app.py.\n\nexamples:\n"
     "  medimage serve --model out/model/model.tflite --port 8080\n"
+    "  medimage serve --model out/model --review-threshold 0.9   # review below 90 % confidence\n"
     "  DATA_BUCKET=my-bucket medimage serve --dataset chestxray2017   # the production model in S3"
 )
 
@@ -67,10 +68,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--emf", action="store_true", help="print the embedded-format metrics as Lambda would"
     )
+    parser.add_argument(
+        "--review-threshold",
+        metavar="P",
+        help="confidence below which an answer needs review, as the template's ReviewThreshold "
+        "(default: $REVIEW_THRESHOLD, else the model's model.json review.threshold)",
+    )
 
 
-def configure_env(model: str | None, dataset: str | None, bucket: str | None, emf: bool = False) -> None:
+def configure_env(
+    model: str | None,
+    dataset: str | None,
+    bucket: str | None,
+    emf: bool = False,
+    review_threshold: str | None = None,
+) -> None:
     """The environment the handler reads, as template.yaml sets it for the deployed function."""
+    if review_threshold is not None:
+        from medimage.inference.settings import parse_review_threshold
+
+        parse_review_threshold(review_threshold)  # a bad value fails here, not at the first request
+        os.environ["REVIEW_THRESHOLD"] = review_threshold
     if model:
         from medimage.inference.model import read_model_json
 
@@ -95,7 +113,7 @@ def configure_env(model: str | None, dataset: str | None, bucket: str | None, em
 
 
 def run(args: argparse.Namespace) -> int:
-    configure_env(args.model, args.dataset, args.bucket, args.emf)
+    configure_env(args.model, args.dataset, args.bucket, args.emf, args.review_threshold)
     module = load_handler_module()
     server = ServeHTTPServer((args.host, args.port), make_http_handler(module_invoke(module)))
     host, port = server.server_address[:2]

@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                 "images_per_s_per_instance": round(BATCH / per_batch, 1),
                 "images": str(args.images),
                 "cpu_cores": 1,
+                "s3": "moto, in-process (no network round trips)",
+                "load_average_1m": round(os.getloadavg()[0], 2),
             },
             indent=2,
         )

@@ -41,10 +41,7 @@ from medimage.core.images import IMAGE_SUFFIXES
 
 # The Lambda Python base image already holds these (boto3 and its dependencies).
 BASE_IMAGE_PACKAGES = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"}
-SHIPPED = {
-    "litert": ["ai-edge-litert", "numpy", "pillow", "aws-lambda-powertools", "aws-xray-sdk"],
-    "tensorflow": ["tensorflow", "numpy", "pillow", "aws-lambda-powertools", "aws-xray-sdk"],
-}
+INFERENCE_REQUIREMENTS = "functions/inference/requirements.txt"
 TENSORFLOW_RUNTIME = "tensorflow keras model.keras in a tf.function"
 # What "serving near the floor" means, checked in every report.
 TARGETS = {
@@ -68,6 +65,21 @@ def _dist(name: str) -> metadata.Distribution | None:
         except metadata.PackageNotFoundError:
             continue
     return None
+
+
+def shipped(runtime: str) -> list[str]:
+    """The packages each image installs: the inference image's requirements (the DICOM decoders included),
+    with TensorFlow in place of LiteRT for the full-TensorFlow image."""
+    from medimage.checkout import project_file
+
+    names = []
+    for line in project_file(INFERENCE_REQUIREMENTS).read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.append(line.split("==", 1)[0].split("[", 1)[0].strip())
+    if runtime == "tensorflow":
+        names = ["tensorflow" if name == "ai-edge-litert" else name for name in names]
+    return names
 
 
 def ship_bytes(roots: list[str]) -> tuple[int, list[str]]:
@@ -198,7 +210,7 @@ def run(
             for key in ("process_start_s", "cold_import_s", "cold_start_s"):
                 result[key] = round(statistics.median([c[key] for c in colds]), 3)
             result["cold_start_runs_s"] = [c["cold_start_s"] for c in colds]
-            size, packages = ship_bytes(SHIPPED[runtime])
+            size, packages = ship_bytes(shipped(runtime))
             result["ship_mb"] = round(size / 1e6, 1)
             result["ship_packages"] = packages
             report[runtime] = result

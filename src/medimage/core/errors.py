@@ -121,7 +121,8 @@ class ExportError(MedimageError):
 class AndroidExportError(MedimageError):
     """The model for the Android app cannot be made. Codes: ``model_not_found`` (no model directory),
     ``no_keras_model`` (no ``model.keras`` in it), ``bad_keras_model``, ``bad_model_json``,
-    ``tflite_support_missing`` (no tflite-support environment), ``metadata_failed``, ``export_mismatch``."""
+    ``tflite_support_missing`` (no tflite-support environment), ``metadata_failed``, ``export_mismatch``
+    (the RGB graph disagrees with the network), ``task_library_failed``."""
 
     code = "android_export"
 

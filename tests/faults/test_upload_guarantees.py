@@ -19,15 +19,13 @@ import pytest
 
 from medimage.adapters.catalog import DynamoCatalog
 from medimage.core import layout
-from medimage.core.presets import get_preset
 from medimage.faults import CrashRule, FaultInjector, FaultRule
-from medimage.faults.audit import Audit, PipelineAuditor
 from medimage.local.delivery import PumpReport
 from medimage.local.environment import LocalAws
-from medimage.local.synthetic import BAD_FILE_CODES, bad_files, generate
+from medimage.local.synthetic import BAD_FILE_CODES
 from tests.faults.conftest import run_threads
+from tests.faults.pipeline import DS, audit, bad, images, put
 
-DS = "chestxray2017-binary"
 ANNOTATE = "AnnotateFunction"
 
 
@@ -41,32 +39,6 @@ def env() -> Iterator[LocalAws]:
         reset_clients()
         yield LocalAws().create()
     reset_clients()
-
-
-def images(n: int, seed: int = 1) -> list[tuple[str, bytes]]:
-    """(key, bytes) of ``n`` synthetic labeled uploads."""
-    files = generate(
-        get_preset(DS), per_class=(n + 1) // 2, size=40, seed=seed, classes=("normal", "pneumonia")
-    )
-    return [(f"{layout.LABELED_PREFIX}{DS}/{f.folder}/{f.filename}", f.data) for f in files[:n]]
-
-
-def bad(n: int | None = None) -> list[tuple[str, bytes]]:
-    items = list(bad_files(40).items())[:n]
-    return [(f"{layout.LABELED_PREFIX}{DS}/NORMAL/{name}", data) for name, data in items]
-
-
-def put(env: LocalAws, uploads: list[tuple[str, bytes]]) -> None:
-    s3 = boto3.client("s3")
-    for key, data in uploads:
-        s3.put_object(Bucket=env.bucket, Key=key, Body=data)
-
-
-def audit(env: LocalAws, keys: set[str]) -> Audit:
-    auditor = PipelineAuditor(boto3.client("s3"), boto3.client("dynamodb"), env.bucket, env.table)
-    result = auditor.audit(DS, keys)
-    assert result.lost == [] and result.duplicate_records == 0, result.problems()
-    return result
 
 
 def annotate_source(env: LocalAws) -> Any:

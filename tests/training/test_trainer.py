@@ -259,6 +259,7 @@ def test_bench_inference_compares_litert_with_tensorflow_on_the_same_handler(
         assert len(result["cold_start_runs_s"]) == 2 and 0 < result["cold_start_s"] < 120
         assert result["cold_start_s"] == pytest.approx(sum(result["cold_start_runs_s"]) / 2, abs=0.002)
         assert result["process_start_s"] > 0 and result["cold_import_s"] > 0
+        assert result["cold_start_cpu_s"] > 0
         assert result["warm_p50_ms_fullres"] > 0 and result["peak_rss_mb"] > 0 and result["ship_mb"] > 0
 
 

@@ -74,7 +74,10 @@ class SimulatedCrash(BaseException):
 
 
 class FunctionCrashed(Exception):
-    """What the caller of a crashed invocation sees (Lambda reports the runtime's exit as a failure)."""
+    """What the caller of a crashed invocation sees (Lambda reports the runtime's exit as a failure; Step
+    Functions names such an unhandled runtime failure ``Lambda.Unknown``)."""
+
+    lambda_error_type = "Lambda.Unknown"
 
 
 def _moto_stub() -> Any | None:

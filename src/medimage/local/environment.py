@@ -89,6 +89,8 @@ class LocalAws:
         self.state_machine_arn: str | None = None
         self.resolver: Resolver | None = None
         self.sagemaker: Any = None
+        # What the Step Functions Task states invoke, by function (filled by ``running()``).
+        self.task_invokers: dict[str, TaskInvoker] = {}
         self.endpoint_url = endpoint_url
         self.visibility_timeout_s = visibility_timeout_s
         self.concurrent = endpoint_url is not None if concurrent is None else concurrent
@@ -348,6 +350,7 @@ class LocalAws:
             with local_training_workflow(invokers, sagemaker, retry_delay_scale):
                 self.create()
                 invokers.update({name: TaskInvoker(fn) for name, fn in self.functions.items()})
+                self.task_invokers = invokers
                 self.sagemaker = sagemaker
                 try:
                     yield self

@@ -81,7 +81,8 @@ def _invocation_response(invoker: Invoker, body: Any, response_headers: dict[str
         response_headers["x-amz-function-error"] = "Unhandled"
         return json.dumps(
             {
-                "errorType": type(exc).__name__,
+                # A runtime that died (not an exception of the handler) names its own error type.
+                "errorType": getattr(exc, "lambda_error_type", type(exc).__name__),
                 "errorMessage": str(exc),
                 "stackTrace": traceback.format_tb(exc.__traceback__),
             }

@@ -84,7 +84,7 @@ NO_RESOURCE_SCOPE = {
 # AWS managed policies allowed: those SAM attaches by itself (logs, tracing), and API Gateway's account-wide
 # role for writing access logs (it takes no narrower policy). Not AWSLambdaSQSQueueExecutionRole, which SAM
 # attaches to `Type: SQS` events: it may poll every queue of the account, so the queues are wired with
-# explicit event source mappings and SQSPollerPolicy instead.
+# explicit event source mappings and statements scoped to the one queue each function consumes.
 MANAGED_POLICIES = {
     "service-role/AWSLambdaBasicExecutionRole",
     "AWSXrayWriteOnlyAccess",

@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from medimage.inference import heatmap as heatmap_module
 from medimage.inference.heatmap import MAX_SIDE, MIN_SIDE, overlay_size, render_heatmap
+from medimage.inference.model import TFLiteClassifier
 from medimage.inference.settings import InferenceSettings, parse_review_threshold
 from medimage.local.functions import load_handler_module
 
@@ -173,3 +176,44 @@ def test_render_heatmap_puts_the_hot_cell_where_the_map_is_hot():
     assert pixels.shape == (128, 256, 4)
     alpha = pixels[..., 3]
     assert alpha[:32, -64:].mean() > 4 * alpha[-32:, :64].mean()
+
+
+def test_without_explain_no_map_is_read_or_rendered(handler, s3, model_v1, monkeypatch):
+    asked: list[bool] = []
+    run = TFLiteClassifier.run
+
+    def spy(self: TFLiteClassifier, array: np.ndarray, explain: bool = False):  # type: ignore[no-untyped-def]
+        asked.append(explain)
+        return run(self, array, explain)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a heatmap was rendered without explain")
+
+    monkeypatch.setattr(TFLiteClassifier, "run", spy)
+    monkeypatch.setattr(heatmap_module, "render_heatmap", refuse)
+    publish(s3, model_v1, "v1")
+    status, body = call_api(handler, api_event(jpeg_bytes()))
+    assert status == 200 and "heatmap" not in body
+    assert True not in asked
+
+
+def test_a_plain_prediction_does_not_import_the_heatmap_renderer(model_v1):
+    """The PNG encoder is imported on the first explain request only (the handler's cold start stays lean)."""
+    script = (
+        "import json, sys\n"
+        "from medimage.inference.cache import LocalModelSource, ModelCache\n"
+        "from medimage.inference.service import InferenceService\n"
+        "from medimage.inference.settings import InferenceSettings\n"
+        f"source = LocalModelSource({str(model_v1)!r}, 'chestxray2017')\n"
+        "settings = InferenceSettings(('chestxray2017',), 'chestxray2017')\n"
+        "service = InferenceService(ModelCache(source), settings)\n"
+        "data = sys.stdin.buffer.read()\n"
+        "service.predict(data)\n"
+        "before = 'medimage.inference.heatmap' in sys.modules\n"
+        "service.predict(data, explain=True)\n"
+        "print(json.dumps([before, 'medimage.inference.heatmap' in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=jpeg_bytes(), capture_output=True, timeout=120, check=True
+    )
+    assert json.loads(done.stdout.decode().strip().splitlines()[-1]) == [False, True]

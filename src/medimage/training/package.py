@@ -150,6 +150,10 @@ def export_and_evaluate(
             "method": "class activation maps: the final Dense layer on each cell of the pooled feature map",
         },
     }
+    # The Android app's model (RGB input, TFLite metadata), where the tflite-support environment exists.
+    from medimage.android.package import model_dir_entry
+
+    meta["android"] = model_dir_entry(model, meta, model_dir, log)
     (model_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     # Score val and test exactly as the inference Lambda would: file bytes -> serving classifier.

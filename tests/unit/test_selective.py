@@ -46,7 +46,11 @@ def test_the_threshold_is_the_lowest_that_reaches_the_target():
     assert choose_threshold(PROBS, TRUTH, 1.0)["threshold"] == pytest.approx(0.9)
     review = choose_threshold(PROBS, TRUTH, 0.8)
     assert review["threshold"] == pytest.approx(0.6)
-    assert (review["kept"], review["coverage"], review["reached"]) == (5, pytest.approx(5 / 6, abs=1e-6), True)
+    assert (review["kept"], review["coverage"], review["reached"]) == (
+        5,
+        pytest.approx(5 / 6, abs=1e-6),
+        True,
+    )
 
 
 def test_an_unreachable_target_refers_everything_but_certain_predictions():

@@ -164,6 +164,27 @@ tflite-install: $(TFLITE_STAMP)
 test: $(TFLITE_STAMP)
 demo: $(TFLITE_STAMP)
 
+# ---------------------------------------------------------------- SageMaker Python SDK
+# The SDK (v3: sagemaker-train's ModelTrainer; v2 likewise) needs protobuf<7, rich<15 and, through graphene,
+# graphql-core<3.3, all older than the project's pins: its own virtual environment, pinned by
+# constraints-sagemaker.txt. `medimage train --on sagemaker` launches its jobs from there; tests/ops uses it.
+SAGEMAKER_VENV ?= .venv-sagemaker
+SAGEMAKER_STAMP := $(SAGEMAKER_VENV)/.installed-stamp
+SAGEMAKER_TRAIN_VERSION := 1.27.0
+
+.PHONY: sagemaker-install
+
+$(SAGEMAKER_STAMP): constraints-sagemaker.txt
+	@test -x $(SAGEMAKER_VENV)/bin/python || $(PYTHON) -m venv $(SAGEMAKER_VENV)
+	$(SAGEMAKER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAGEMAKER_VENV)/bin/python -m pip install --quiet -c constraints-sagemaker.txt sagemaker-train==$(SAGEMAKER_TRAIN_VERSION)
+	$(SAGEMAKER_VENV)/bin/python -c "from sagemaker.train import ModelTrainer; from sagemaker.core import image_uris"
+	@touch $@
+
+sagemaker-install: $(SAGEMAKER_STAMP)
+
+test: $(SAGEMAKER_STAMP)
+
 # ---------------------------------------------------------------- inference
 # Debian chromium for the upload-page test (tests/inference/test_cli.py drives it through Playwright).
 .PHONY: browser-deps

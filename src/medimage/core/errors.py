@@ -169,6 +169,15 @@ class DeployProblem(MedimageError):
     code = "deploy"
 
 
+class SageMakerJobProblem(MedimageError):
+    """A SageMaker training job that cannot be launched or that failed. Codes: ``no_manifest`` (the
+    dataset has no such manifest version), ``no_preset``, ``no_training_source`` (the source tarball is
+    not uploaded), ``bad_hyperparameter``, ``sdk_missing`` (no SageMaker SDK environment), ``sdk_failed``
+    (the SDK or SageMaker refused the job), ``job_failed``."""
+
+    code = "sagemaker_job"
+
+
 class AwsProblem(MedimageError):
     """AWS said no (credentials, region, a missing stack or bucket): one line for the person at the shell."""
 

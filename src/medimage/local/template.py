@@ -160,6 +160,9 @@ class Resolver:
         if fn.name == "Select":
             index, items = fn.value
             return self.resolve(items)[int(self.resolve(index))]
+        if fn.name == "Split":
+            sep, text = fn.value
+            return str(self.resolve(text)).split(sep)
         if fn.name == "If":
             condition, yes, no = fn.value
             return self.resolve(yes if self.condition(condition) else no)

@@ -1,0 +1,166 @@
+"""The SageMaker training job of a manifest version: one definition of its CreateTrainingJob request.
+
+Two things start such a job: the state machine's Train state (``statemachine/training.asl.json``, with the
+template's ``DefinitionSubstitutions``) and ``medimage train --on sagemaker`` (the SageMaker Python SDK).
+Both send the request built here: the same channels, hyperparameters, script settings, output layout,
+resources and metric definitions. tests/ops runs the ASL on moto's interpreter and the SDK against moto's
+SageMaker API and compares what each sent with ``create_training_job_request``.
+
+Job names differ only in their unique suffix: the ASL adds 8 hex digits of a UUID to the manifest version,
+the SDK its launch time (``YYYYmmddHHMMSS``); either way the job name is the model's version.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from medimage.core.errors import BadExecutionInput
+from medimage.core.layout import check_dataset_name
+
+# SageMaker script mode: the container's toolkit downloads sagemaker_submit_directory and runs the program.
+ENTRY_POINT = "train.py"
+CONTAINER_LOG_LEVEL = "20"
+SCRIPT_PREFIX = "sagemaker_"
+# The AWS Deep Learning Container the job runs in (framework, version, Python), CPU or GPU by instance type.
+FRAMEWORK = "tensorflow"
+FRAMEWORK_VERSION = "2.19.0"
+PYTHON_VERSION = "py312"
+# The template's defaults (TrainingInstanceType, TrainingEpochs); tests/ops checks that they agree.
+DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
+DEFAULT_EPOCHS = 20
+DEFAULT_WEIGHTS = "none"
+INSTANCE_COUNT = 1
+VOLUME_SIZE_GB = 30
+MAX_RUNTIME_S = 14400
+INPUT_MODE = "File"
+# (channel name, manifest split): the trainer reads SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION, SM_CHANNEL_TEST.
+CHANNELS = (("train", "train"), ("validation", "val"), ("test", "test"))
+# What train.py prints per epoch and at the end, as CloudWatch metrics of the job.
+_NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+METRICS = (
+    ("train:loss", "loss"),
+    ("train:accuracy", "accuracy"),
+    ("validation:loss", "val_loss"),
+    ("validation:calibrated_loss", "val_calibrated_loss"),
+    ("validation:accuracy", "val_accuracy"),
+    ("validation:macro_auc", "val_macro_auc"),
+    ("test:accuracy", "test_accuracy"),
+    ("test:macro_auc", "test_macro_auc"),
+)
+# SageMaker's job names: at most 63 of [A-Za-z0-9-], no leading or doubled-edge dash.
+JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+JOB_NAME_LIMIT = 63
+# The SDK appends "-YYYYmmddHHMMSS" to the base name and cuts the whole at 63 characters.
+SDK_SUFFIX_LENGTH = 15
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    return [{"Name": name, "Regex": rf"\b{printed}={_NUMBER};"} for name, printed in METRICS]
+
+
+def script_settings(source_uri: str, region: str) -> dict[str, str]:
+    """The script-mode hyperparameters: where the source tarball is and which program to run."""
+    return {
+        "sagemaker_program": ENTRY_POINT,
+        "sagemaker_submit_directory": source_uri,
+        "sagemaker_region": region,
+        "sagemaker_container_log_level": CONTAINER_LOG_LEVEL,
+    }
+
+
+def hyperparameters(
+    dataset: str,
+    preset: str,
+    manifest_version: str,
+    source_uri: str,
+    region: str,
+    epochs: int | str = DEFAULT_EPOCHS,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """The job's hyperparameters: the defaults, then ``overrides`` (as strings), then the script settings,
+    which nothing overrides (an override named ``sagemaker_*`` is refused)."""
+    reserved = sorted(k for k in overrides or {} if k.startswith(SCRIPT_PREFIX))
+    if reserved:
+        raise BadExecutionInput(f"hyperparameters {reserved} are script settings, not overridable")
+    values = {
+        "preset": preset,
+        "dataset": dataset,
+        "manifest-version": manifest_version,
+        "epochs": str(epochs),
+        "weights": DEFAULT_WEIGHTS,
+    }
+    values.update({str(k): str(v) for k, v in (overrides or {}).items()})
+    values.update(script_settings(source_uri, region))
+    return values
+
+
+def input_data_config(bucket: str, manifest_prefix: str) -> list[dict[str, Any]]:
+    """One ManifestFile channel per split: SageMaker copies each listed object to ``<channel dir>/<key>``."""
+    return [
+        {
+            "ChannelName": channel,
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "ManifestFile",
+                    "S3Uri": f"s3://{bucket}/{manifest_prefix}{split}.manifest",
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+            "InputMode": INPUT_MODE,
+        }
+        for channel, split in CHANNELS
+    ]
+
+
+def output_path(bucket: str, dataset: str) -> str:
+    """Jobs of a dataset write ``training/<dataset>/<job>/output/{model,output}.tar.gz``."""
+    return f"s3://{bucket}/training/{check_dataset_name(dataset)}/"
+
+
+def model_artifacts_uri(bucket: str, dataset: str, job_name: str) -> str:
+    return f"{output_path(bucket, dataset)}{job_name}/output/model.tar.gz"
+
+
+def sdk_job_name_base(manifest_version: str) -> str:
+    """The name the SDK gives a job is this base plus its launch time; refused when SageMaker would refuse
+    the result or cut the time off."""
+    if len(manifest_version) > JOB_NAME_LIMIT - SDK_SUFFIX_LENGTH or not JOB_NAME.match(manifest_version):
+        raise BadExecutionInput(
+            f"manifest version {manifest_version!r} cannot start a training job name: at most "
+            f"{JOB_NAME_LIMIT - SDK_SUFFIX_LENGTH} of letters, digits and single dashes"
+        )
+    return manifest_version
+
+
+def create_training_job_request(
+    *,
+    job_name: str,
+    role_arn: str,
+    image_uri: str,
+    instance_type: str,
+    bucket: str,
+    dataset: str,
+    manifest_prefix: str,
+    hyperparameters: Mapping[str, str],
+) -> dict[str, Any]:
+    """The CreateTrainingJob request of one job, as the Train state and the SDK send it."""
+    return {
+        "TrainingJobName": job_name,
+        "RoleArn": role_arn,
+        "AlgorithmSpecification": {
+            "TrainingImage": image_uri,
+            "TrainingInputMode": INPUT_MODE,
+            "MetricDefinitions": metric_definitions(),
+        },
+        "HyperParameters": dict(hyperparameters),
+        "InputDataConfig": input_data_config(bucket, manifest_prefix),
+        "OutputDataConfig": {"S3OutputPath": output_path(bucket, dataset)},
+        "ResourceConfig": {
+            "InstanceCount": INSTANCE_COUNT,
+            "InstanceType": instance_type,
+            "VolumeSizeInGB": VOLUME_SIZE_GB,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": MAX_RUNTIME_S},
+    }

@@ -1,0 +1,369 @@
+"""`medimage train --on sagemaker`: a SageMaker training job of a manifest version, from the SageMaker SDK.
+
+The job's request is ``medimage.core.training_job``'s, the one the state machine's Train state sends. This
+module finds what it needs (the bucket, the training role and the source tarball from the stack, the
+manifest version and its preset from the bucket), then hands it to ``sagemaker_sdk.py``, which runs in the
+SDK's own environment (``.venv-sagemaker``, made by ``make sagemaker-install``): there the SDK looks up
+the training image for the region and instance type and a ``ModelTrainer`` launches the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medimage.adapters.s3 import S3ObjectStore
+from medimage.checkout import INSTALLED_FROM, checkout_root
+from medimage.core import layout
+from medimage.core import training_job as job
+from medimage.core.errors import AwsProblem, BadExecutionInput, SageMakerJobProblem
+from medimage.core.objects import BadS3Uri, parse_s3_uri
+
+SDK_VENV = ".venv-sagemaker"
+SDK_PYTHON_ENV = "MEDIMAGE_SAGEMAKER_PYTHON"
+SDK_SCRIPT = Path(__file__).with_name("sagemaker_sdk.py")
+ROLE_ENV = "MEDIMAGE_SAGEMAKER_ROLE_ARN"
+ROLE_OUTPUT = "SageMakerTrainingRoleArn"
+SOURCE_OUTPUT = "TrainingSourceUri"
+SOURCE_KEY_DEFAULT = "code/training/sourcedir.tar.gz"  # the template's TrainingSourceKey default
+MANIFEST_FILES = tuple(f"{split}.manifest" for _, split in job.CHANNELS)
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """What the job needs from the stack: the data bucket, the role SageMaker assumes, the source tarball."""
+
+    bucket: str
+    role_arn: str
+    source_uri: str
+    region: str
+
+
+@dataclass(frozen=True)
+class ManifestChoice:
+    dataset: str
+    version: str
+    preset: str
+
+    @property
+    def prefix(self) -> str:
+        return layout.manifest_prefix(self.dataset, self.version)
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """One training job to launch: everything but the name and the image, which the SDK gives it."""
+
+    manifest: ManifestChoice
+    stack: StackSettings
+    instance_type: str
+    hyperparameters: dict[str, str]
+    wait: bool
+
+    def request(self, job_name: str = "", image_uri: str = "") -> dict[str, Any]:
+        return job.create_training_job_request(
+            job_name=job_name,
+            role_arn=self.stack.role_arn,
+            image_uri=image_uri,
+            instance_type=self.instance_type,
+            bucket=self.stack.bucket,
+            dataset=self.manifest.dataset,
+            manifest_prefix=self.manifest.prefix,
+            hyperparameters=self.hyperparameters,
+        )
+
+    def sdk_spec(self) -> dict[str, Any]:
+        """What sagemaker_sdk.py's ``launch`` reads."""
+        request = self.request()
+        del request["TrainingJobName"]
+        del request["AlgorithmSpecification"]["TrainingImage"]
+        return {
+            "request": request,
+            "job_name_base": job.sdk_job_name_base(self.manifest.version),
+            "framework": {
+                "name": job.FRAMEWORK,
+                "version": job.FRAMEWORK_VERSION,
+                "python": job.PYTHON_VERSION,
+            },
+            "region": self.stack.region,
+            "wait": self.wait,
+        }
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    job_name: str
+    status: str
+    image: str
+    model_artifacts: str
+    request: dict[str, Any] = field(default_factory=dict)
+    failure_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_name": self.job_name,
+            "status": self.status,
+            "image": self.image,
+            "model_artifacts": self.model_artifacts,
+            "failure_reason": self.failure_reason,
+            "request": self.request,
+        }
+
+
+def parse_hyperparameters(pairs: Iterable[str]) -> dict[str, str]:
+    """``NAME=VALUE`` pairs (``-H``); the ``sagemaker_*`` script settings are not the user's to set."""
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip().lstrip("-")
+        if not sep or not name:
+            raise SageMakerJobProblem(
+                f"--hyperparameter {pair!r}: expected NAME=VALUE, e.g. -H epochs=30", "bad_hyperparameter"
+            )
+        values[name] = value.strip()
+    reserved = sorted(k for k in values if k.startswith(job.SCRIPT_PREFIX))
+    if reserved:
+        raise SageMakerJobProblem(
+            f"--hyperparameter {', '.join(reserved)}: the sagemaker_* script settings come from the stack",
+            "bad_hyperparameter",
+        )
+    return values
+
+
+def build_hyperparameters(
+    manifest: ManifestChoice, stack: StackSettings, overrides: Mapping[str, str]
+) -> dict[str, str]:
+    try:
+        return job.hyperparameters(
+            manifest.dataset,
+            manifest.preset,
+            manifest.version,
+            stack.source_uri,
+            stack.region,
+            overrides=overrides,
+        )
+    except BadExecutionInput as exc:
+        raise SageMakerJobProblem(exc.message, "bad_hyperparameter") from None
+
+
+def find_manifest(
+    store: S3ObjectStore, dataset: str, version: str | None = None, preset: str | None = None
+) -> ManifestChoice:
+    """The dataset's manifest version (its newest when none is named: ``latest.json``) and its preset
+    (from its ``stats.json`` unless given); each of its channel manifests must be there."""
+    dataset = layout.check_dataset_name(dataset)
+    where = f"s3://{store.bucket}/{layout.MANIFESTS_PREFIX}{dataset}/"
+    if version is None:
+        latest = store.get_json(layout.latest_manifest_key(dataset))
+        if not isinstance(latest, dict) or not latest.get("version"):
+            raise SageMakerJobProblem(
+                f"dataset {dataset!r} has no manifest ({where}latest.json is missing): upload images with "
+                f"`medimage ingest DIR --dataset {dataset} --commit`, or name one with --manifest-version",
+                "no_manifest",
+            )
+        version = str(latest["version"])
+    prefix = layout.manifest_prefix(dataset, version)
+    missing = [name for name in MANIFEST_FILES if not store.exists(prefix + name)]
+    if missing:
+        known = sorted(_versions(store, dataset))
+        hint = f"; versions there: {', '.join(known[-5:])}" if known else f"; {where} has none"
+        raise SageMakerJobProblem(
+            f"manifest version {version!r} of dataset {dataset!r} not found (s3://{store.bucket}/{prefix} "
+            f"lacks {', '.join(missing)}){hint}",
+            "no_manifest",
+        )
+    if not preset:
+        stats = store.get_json(prefix + "stats.json")
+        preset = str(stats.get("preset") or "") if isinstance(stats, dict) else ""
+        if not preset:
+            raise SageMakerJobProblem(
+                f"s3://{store.bucket}/{prefix}stats.json names no preset: pass --preset"
+            )
+    return ManifestChoice(dataset, version, preset)
+
+
+def _versions(store: S3ObjectStore, dataset: str) -> set[str]:
+    prefix = f"{layout.MANIFESTS_PREFIX}{dataset}/"
+    return {
+        key[len(prefix) :].split("/", 1)[0] for key in store.list_keys(prefix) if key.endswith(".manifest")
+    }
+
+
+def check_source(s3: Any, source_uri: str) -> None:
+    """SageMaker would start the job and fail minutes later without the source tarball: say so now."""
+    try:
+        bucket, key = parse_s3_uri(source_uri)
+    except BadS3Uri as exc:
+        raise SageMakerJobProblem(f"training source: {exc.message}", "no_training_source") from None
+    if not S3ObjectStore(bucket, s3).exists(key):
+        raise SageMakerJobProblem(
+            f"training source {source_uri} not found: `medimage deploy` uploads it (training/ and the "
+            f"medimage package), or pass --source",
+            "no_training_source",
+        )
+
+
+def resolve_stack(
+    bucket: str | None,
+    role_arn: str | None,
+    source_uri: str | None,
+    region: str,
+    outputs: Callable[[], dict[str, str]],
+) -> StackSettings:
+    """A flag, else an environment variable, else the stack output; ``outputs`` is called only when a
+    value is still missing (a `medimage up` stack.json has the bucket but no role)."""
+    from medimage.ops.stack import BUCKET_ENV
+
+    bucket = bucket or os.environ.get(BUCKET_ENV)
+    role_arn = role_arn or os.environ.get(ROLE_ENV)
+    found: dict[str, str] = {}
+    if not bucket or not role_arn or not source_uri:
+        try:
+            found = outputs()
+        except AwsProblem as exc:
+            if not role_arn:
+                raise AwsProblem(f"{exc.message}; without a stack pass --role (and --bucket)") from exc
+    bucket = bucket or found.get("DataBucketName")
+    role_arn = role_arn or found.get(ROLE_OUTPUT)
+    if not bucket:
+        raise AwsProblem(f"no data bucket: pass --bucket or set ${BUCKET_ENV} (or deploy the stack)")
+    if not role_arn:
+        raise AwsProblem(f"no training role: pass --role or set ${ROLE_ENV} (the stack's {ROLE_OUTPUT})")
+    source_uri = source_uri or found.get(SOURCE_OUTPUT) or f"s3://{bucket}/{SOURCE_KEY_DEFAULT}"
+    return StackSettings(bucket=bucket, role_arn=role_arn, source_uri=source_uri, region=region)
+
+
+def plan_job(
+    *,
+    dataset: str,
+    manifest_version: str | None,
+    preset: str | None,
+    instance_type: str | None,
+    overrides: Mapping[str, str],
+    wait: bool,
+    bucket: str | None,
+    role_arn: str | None,
+    source_uri: str | None,
+    stack: str | None,
+    config_env: str = "default",
+) -> JobPlan:
+    """Everything the job needs, found and checked before the SDK is asked to launch it."""
+    from medimage.ops.stack import aws_errors, client, stack_name, stack_outputs
+
+    with aws_errors():
+        settings = resolve_stack(
+            bucket, role_arn, source_uri, region_name(), lambda: stack_outputs(stack_name(stack, config_env))
+        )
+        s3 = client("s3")
+        manifest = find_manifest(S3ObjectStore(settings.bucket, s3), dataset, manifest_version, preset)
+        check_source(s3, settings.source_uri)
+    return JobPlan(
+        manifest=manifest,
+        stack=settings,
+        instance_type=instance_type or job.DEFAULT_INSTANCE_TYPE,
+        hyperparameters=build_hyperparameters(manifest, settings, overrides),
+        wait=wait,
+    )
+
+
+def region_name() -> str:
+    """The region of this process's AWS session (AWS_REGION, AWS_DEFAULT_REGION, the profile)."""
+    import boto3
+    from botocore.exceptions import NoRegionError
+
+    from medimage.ops.stack import describe
+
+    region = boto3.session.Session().region_name
+    if not region:
+        raise AwsProblem(describe(NoRegionError()))
+    return str(region)
+
+
+def sdk_python() -> Path:
+    """The Python of the SageMaker SDK's environment: $MEDIMAGE_SAGEMAKER_PYTHON, else the checkout's
+    .venv-sagemaker."""
+    if os.environ.get(SDK_PYTHON_ENV):
+        return Path(os.environ[SDK_PYTHON_ENV])
+    for root in (checkout_root(), INSTALLED_FROM):
+        if root is not None and (root / SDK_VENV / "bin" / "python").is_file():
+            return root / SDK_VENV / "bin" / "python"
+    raise SageMakerJobProblem(
+        f"no SageMaker SDK environment ({SDK_VENV}): run `make sagemaker-install` in the checkout, or set "
+        f"${SDK_PYTHON_ENV} to a Python with sagemaker-train",
+        "sdk_missing",
+    )
+
+
+def run_sdk(command: str, payload: Any, on_line: Callable[[str], None], python: Path | None = None) -> Any:
+    """Run ``sagemaker_sdk.py COMMAND`` in the SDK's environment, its output relayed line by line to
+    ``on_line``; its JSON answer. AWS settings (endpoint, region, credentials) pass in the environment."""
+    python = python or sdk_python()
+    with tempfile.TemporaryDirectory(prefix="medimage-sagemaker-") as tmp:
+        source, target = Path(tmp) / "in.json", Path(tmp) / "out.json"
+        source.write_text(json.dumps(payload), encoding="utf-8")
+        argv = [str(python), "-I", str(SDK_SCRIPT), command, str(source), str(target)]
+        try:
+            process = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ)
+            )
+        except OSError as exc:
+            raise SageMakerJobProblem(f"cannot run {python}: {exc}", "sdk_missing") from exc
+        assert process.stdout is not None
+        for line in process.stdout:
+            on_line(line.rstrip("\n"))
+        code = process.wait()
+        if code != 0 or not target.is_file():
+            raise SageMakerJobProblem(
+                f"the SageMaker SDK step failed (exit {code}); its output is above", "sdk_failed"
+            )
+        return json.loads(target.read_text(encoding="utf-8"))
+
+
+def launch(plan: JobPlan, on_line: Callable[[str], None], python: Path | None = None) -> LaunchResult:
+    """Start the job with the SDK (and with ``plan.wait`` follow it to its end)."""
+    answer = run_sdk("launch", plan.sdk_spec(), on_line, python)
+    name = str(answer.get("job_name") or "")
+    if not name:
+        error = answer.get("error") or {}
+        raise SageMakerJobProblem(
+            f"the SageMaker SDK did not start the job: {error.get('code')}: {error.get('message')}",
+            "sdk_failed",
+        )
+    result = LaunchResult(
+        job_name=name,
+        status=str(answer.get("status") or "Unknown"),
+        image=str(answer.get("image") or ""),
+        model_artifacts=str(
+            answer.get("model_artifacts")
+            or job.model_artifacts_uri(plan.stack.bucket, plan.manifest.dataset, name)
+        ),
+        request=dict(answer.get("request") or {}),
+        failure_reason=answer.get("failure_reason"),
+    )
+    if result.status in ("Failed", "Stopped"):
+        raise SageMakerJobProblem(
+            f"training job {name} {result.status.lower()}: {result.failure_reason or 'no reason given'}",
+            "job_failed",
+        )
+    if answer.get("error"):
+        error = answer["error"]
+        raise SageMakerJobProblem(
+            f"training job {name} ({result.status}): {error.get('code')}: {error.get('message')}",
+            "sdk_failed",
+        )
+    return result
+
+
+def image_uris(
+    query: list[dict[str, str]], on_line: Callable[[str], None], python: Path | None = None
+) -> list[dict[str, str]]:
+    """The SDK's training image for each ``{"region", "instance_type"}``, for the core's framework."""
+    framework = {"name": job.FRAMEWORK, "version": job.FRAMEWORK_VERSION, "python": job.PYTHON_VERSION}
+    answer = run_sdk("image-uris", {"query": query, "framework": framework}, on_line, python)
+    return list(answer)

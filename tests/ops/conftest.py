@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from medimage.local.template import load_template
 from tests.ops.ops_helpers import REGION, TEMPLATE
@@ -48,7 +49,10 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    # A server in this process shares moto's backends with every other: each test starts empty.
+    requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
     try:
         yield url
     finally:
+        requests.post(f"{url}/moto-api/reset", timeout=10)
         server.stop()

@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 
 
-def add_tree_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--data DIR --preset NAME``: a folder-per-label image tree and the preset that labels it."""
-    parser.add_argument("--data", required=True, type=Path, help="folder-per-label image tree")
+def add_tree_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--data DIR --preset NAME``: a folder-per-label image tree and the preset that labels it (a command
+    that takes them only in one mode checks them itself: ``required=False``)."""
+    parser.add_argument("--data", required=required, type=Path, help="folder-per-label image tree")
     parser.add_argument(
-        "--preset", required=True, help="dataset preset that labels the tree (see 'medimage presets')"
+        "--preset", required=required, help="dataset preset that labels the tree (see 'medimage presets')"
     )
 
 

@@ -35,6 +35,8 @@ INSTANCE_COUNT = 1
 VOLUME_SIZE_GB = 30
 MAX_RUNTIME_S = 14400
 INPUT_MODE = "File"
+# model.tar.gz: the API's default, named so both senders send it (the SDK always does).
+COMPRESSION = "GZIP"
 # (channel name, manifest split): the trainer reads SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION, SM_CHANNEL_TEST.
 CHANNELS = (("train", "train"), ("validation", "val"), ("test", "test"))
 # What train.py prints per epoch and at the end, as CloudWatch metrics of the job.
@@ -156,7 +158,7 @@ def create_training_job_request(
         },
         "HyperParameters": dict(hyperparameters),
         "InputDataConfig": input_data_config(bucket, manifest_prefix),
-        "OutputDataConfig": {"S3OutputPath": output_path(bucket, dataset)},
+        "OutputDataConfig": {"S3OutputPath": output_path(bucket, dataset), "CompressionType": COMPRESSION},
         "ResourceConfig": {
             "InstanceCount": INSTANCE_COUNT,
             "InstanceType": instance_type,

@@ -67,7 +67,10 @@ def _trainer(spec: dict[str, Any], image: str, boto_session: Any) -> tuple[Any, 
         stopping_condition=StoppingCondition(
             max_runtime_in_seconds=request["StoppingCondition"]["MaxRuntimeInSeconds"]
         ),
-        output_data_config=OutputDataConfig(s3_output_path=request["OutputDataConfig"]["S3OutputPath"]),
+        output_data_config=OutputDataConfig(
+            s3_output_path=request["OutputDataConfig"]["S3OutputPath"],
+            compression_type=request["OutputDataConfig"]["CompressionType"],
+        ),
         hyperparameters=dict(request["HyperParameters"]),
         sagemaker_session=Session(boto_session=boto_session, sagemaker_config=SDK_CONFIG),
     ).with_metric_definitions(

@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
+from medimage.adapters.s3 import S3ObjectStore
 from medimage.core import training_job as job
 from medimage.core.errors import SageMakerJobProblem
 from medimage.ops import sagemaker_training as sm
@@ -140,6 +141,17 @@ def test_what_is_missing_is_found_before_the_sdk_runs(moto_server, setup, versio
             stack=None,
         )
     assert missing.value.code == code
+
+
+def test_a_manifest_without_its_preset_needs_one(moto_server):
+    s3 = make_bucket(BUCKET)
+    prefix = put_manifest_version(s3, BUCKET)
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}stats.json", Body=b"{}")
+    store = S3ObjectStore(BUCKET, s3)
+    with pytest.raises(SageMakerJobProblem) as missing:
+        sm.find_manifest(store, DATASET)
+    assert missing.value.code == "no_preset"
+    assert sm.find_manifest(store, DATASET, preset="oct2017").preset == "oct2017"
 
 
 def test_hyperparameters_from_the_command_line():

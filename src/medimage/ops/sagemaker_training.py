@@ -183,7 +183,7 @@ def find_manifest(
         preset = str(stats.get("preset") or "") if isinstance(stats, dict) else ""
         if not preset:
             raise SageMakerJobProblem(
-                f"s3://{store.bucket}/{prefix}stats.json names no preset: pass --preset"
+                f"s3://{store.bucket}/{prefix}stats.json names no preset: pass --preset", "no_preset"
             )
     return ManifestChoice(dataset, version, preset)
 

@@ -15,8 +15,8 @@ import pytest
 
 from medimage.core import layout
 from medimage.faults import CrashRule, FaultInjector, FaultRule
+from medimage.faults.races import WriteRendezvous, run_threads
 from medimage.local.environment import LocalAws
-from tests.faults.conftest import WriteRendezvous, run_threads
 from tests.faults.pipeline import DS, audit, bad, commit_event, executions, images, put
 
 SPLIT = "SplitFunction"

@@ -9,8 +9,9 @@ import pytest
 
 from medimage.core.errors import ChampionChanged
 from medimage.faults import FaultInjector, FaultKind, FaultRule
+from medimage.faults.races import WriteRendezvous, run_threads
 from medimage.services.promote import rollback_production
-from tests.faults.conftest import DATASET, ModelLab, WriteRendezvous, run_threads
+from tests.faults.conftest import DATASET, ModelLab
 
 POINTER = "production.json"
 LOST_ANSWER = FaultRule(

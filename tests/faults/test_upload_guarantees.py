@@ -20,10 +20,10 @@ import pytest
 from medimage.adapters.catalog import DynamoCatalog
 from medimage.core import layout
 from medimage.faults import CrashRule, FaultInjector, FaultRule
+from medimage.faults.races import run_threads
 from medimage.local.delivery import PumpReport
 from medimage.local.environment import LocalAws
 from medimage.local.synthetic import BAD_FILE_CODES
-from tests.faults.conftest import run_threads
 from tests.faults.pipeline import DS, audit, bad, images, put
 
 ANNOTATE = "AnnotateFunction"

@@ -112,7 +112,7 @@ class Enforcer:
         return waiting.pop() if len(waiting) == 1 else None
 
     # ------------------------------------------------------------------ the stack of the moment
-    def binding(self) -> StackBinding:
+    def binding(self, function: str) -> StackBinding:
         buckets: list[str] = []
         try:
             from moto.s3.models import s3_backends
@@ -120,7 +120,7 @@ class Enforcer:
             buckets = list(s3_backends[ACCOUNT]["aws"].buckets)
         except Exception:  # outside moto: only DATA_BUCKET can name the bucket
             buckets = []
-        return self.policies.binding_for(os.environ, buckets)
+        return self.policies.binding_for(function, os.environ, buckets)
 
     def authorize(self, function: str, requests: list[Request], binding: StackBinding) -> list[Evaluation]:
         statements = self.policies.statements(function, binding, self.drop.get(function, frozenset()))
@@ -174,7 +174,7 @@ class Enforcer:
             self.unattributed[f"{service}:{model.name}"] += 1
             return None
         call = RecordedCall(service, model.name, dict(context.get(_SUMMARY, {})), function)
-        binding = self.binding()
+        binding = self.binding(function)
         try:
             requests = requests_for(call, REGION, ACCOUNT)
         except (UnmappedCall, KeyError) as exc:
@@ -232,7 +232,7 @@ class Enforcer:
         if not function or service != "s3" or model.name not in ("HeadObject", "GetObject") or status != 404:
             return
         call = RecordedCall(service, model.name, dict(context.get(_SUMMARY, {})), function)
-        binding = self.binding()
+        binding = self.binding(function)
         (evaluation,) = self.authorize(function, [missing_key_read(call)], binding)
         self._record(function, call, evaluation, binding, kind="missing_key")
         if not evaluation.allowed and self.evaluator_layer:
@@ -273,7 +273,9 @@ class Enforcer:
                     "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
                 }
             else:
-                statements = self.policies.statements(user, self.binding(), self.drop.get(user, frozenset()))
+                statements = self.policies.statements(
+                    user, self.binding(user), self.drop.get(user, frozenset())
+                )
                 document = {"Version": "2012-10-17", "Statement": [_for_moto(s) for s in statements]}
             text = json.dumps(document, sort_keys=True)
             if backend.users[user].policies.get("template") != text:

@@ -195,20 +195,42 @@ class FunctionPolicies:
         binding.attrs[(logical, "QueueName")] = name
         binding.attrs[(logical, "Arn")] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
 
-    def binding_for(self, environ: Mapping[str, str], buckets: Iterable[str] = ()) -> StackBinding:
-        """The stack a function runs on, from its environment (the template's variables, resolved by the
-        test's local stack) and the buckets that exist: the data bucket is ``DATA_BUCKET`` or the only one."""
+    def environment_refs(self, function: str) -> dict[str, str]:
+        """The function's environment variables (Globals and its own) that hold ``!Ref <resource>``."""
+        globals_ = self.raw.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        own = self.raw["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+        resources = self.raw["Resources"]
+        return {
+            var: value.value
+            for var, value in {**globals_, **own}.items()
+            if isinstance(value, Intrinsic) and value.name == "Ref" and value.value in resources
+        }
+
+    def binding_for(
+        self, function: str, environ: Mapping[str, str], buckets: Iterable[str] = ()
+    ) -> StackBinding:
+        """The stack ``function`` runs on: each resource its template environment names by ``!Ref`` takes
+        the value the test's local stack gave that variable; the data bucket, when no variable names it,
+        is the only bucket there is."""
         binding = self.default_binding()
-        if environ.get("CATALOG_TABLE"):
-            table = environ["CATALOG_TABLE"]
-            binding.refs["CatalogTable"] = table
-            binding.attrs[("CatalogTable", "Arn")] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}"
-        if environ.get("STATE_MACHINE_ARN"):
-            binding.refs["TrainingStateMachine"] = environ["STATE_MACHINE_ARN"]
-        if environ.get("ANNOTATE_QUEUE_URL"):
-            self.bind_queue(binding, "AnnotateQueue", environ["ANNOTATE_QUEUE_URL"])
-        candidates = [environ["DATA_BUCKET"]] if environ.get("DATA_BUCKET") else sorted(set(buckets))
-        if len(candidates) == 1:
+        for var, logical in self.environment_refs(function).items():
+            value = environ.get(var)
+            if not value:
+                continue
+            kind = self.raw["Resources"][logical]["Type"]
+            if kind == "AWS::SQS::Queue":
+                self.bind_queue(binding, logical, value)
+            elif kind == "AWS::DynamoDB::Table":
+                binding.refs[logical] = value
+                binding.attrs[(logical, "Arn")] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{value}"
+            elif kind == "AWS::S3::Bucket":
+                binding.refs[logical] = value
+                binding.attrs[(logical, "Arn")] = f"arn:aws:s3:::{value}"
+            else:
+                binding.refs[logical] = value
+        candidates = sorted(set(buckets))
+        unnamed = binding.refs.get("DataBucket") == self.default_binding().refs.get("DataBucket")
+        if unnamed and len(candidates) == 1:
             binding.refs["DataBucket"] = candidates[0]
             binding.attrs[("DataBucket", "Arn")] = f"arn:aws:s3:::{candidates[0]}"
         return binding

@@ -56,14 +56,17 @@ def test_the_stack_binding_names_the_data_bucket_table_queue_and_state_machine(p
     machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:local-training"
     queue = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/local-annotate"
     env = {"CATALOG_TABLE": "catalog", "STATE_MACHINE_ARN": machine, "ANNOTATE_QUEUE_URL": queue}
-    binding = policies.binding_for(env, ["the-bucket"])
+    binding = policies.binding_for("SplitFunction", env, ["the-bucket"])
     assert binding.refs["DataBucket"] == "the-bucket"
     assert binding.attrs[("CatalogTable", "Arn")] == f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/catalog"
     assert binding.refs["TrainingStateMachine"] == machine
     assert binding.attrs[("AnnotateQueue", "Arn")] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:local-annotate"
-    # DATA_BUCKET (the inference function's) wins; two buckets and no DATA_BUCKET name no data bucket.
-    assert policies.binding_for({"DATA_BUCKET": "served"}, ["a", "b"]).refs["DataBucket"] == "served"
-    assert policies.binding_for({}, ["a", "b"]).refs["DataBucket"] == "databucket"
+    # The inference function's DATA_BUCKET names its bucket; another function's stray DATA_BUCKET does not.
+    served = {"DATA_BUCKET": "served"}
+    assert policies.binding_for("InferenceFunction", served, ["a", "b"]).refs["DataBucket"] == "served"
+    assert policies.binding_for("GateFunction", served, ["the-bucket"]).refs["DataBucket"] == "the-bucket"
+    # Two buckets and nothing naming one: no data bucket is assumed.
+    assert policies.binding_for("GateFunction", {}, ["a", "b"]).refs["DataBucket"] == "databucket"
 
 
 def test_aws_polls_and_dead_letters_with_the_functions_role(policies):
@@ -104,7 +107,7 @@ def test_the_fault_injectors_record_of_annotate_is_within_its_policy(local_aws, 
     operations = {c.operation for c in calls}
     assert {"GetObject", "PutItem", "CopyObject", "PutObject", "DeleteObject"} <= operations, operations
     environment = local_aws.functions["AnnotateFunction"].environment
-    binding = policies.binding_for(environment, [local_aws.bucket])
+    binding = policies.binding_for("AnnotateFunction", environment, [local_aws.bucket])
     full = policies.statements("AnnotateFunction", binding)
     without_quarantine = policies.statements("AnnotateFunction", binding, frozenset({"WriteQuarantine"}))
     requests = [r for c in calls for r in requests_for(c, REGION, ACCOUNT)]

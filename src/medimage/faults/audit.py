@@ -7,8 +7,10 @@ state machine's executions and says, object by object and version by version, wh
 - one catalog record per dataset + sha256, no key claimed by two records, no image twice in a manifest
   version (``duplicate_records``);
 - every manifest version is complete (its seven files), consistent (stats counts = CSV rows, every row
-  a catalogued image) and, where the bucket keeps versions, was never rewritten;
-- at most one execution per manifest version;
+  a catalogued image) and, where the bucket keeps versions, was never rewritten; ``latest.json`` names
+  the version of the most images;
+- at most one execution per manifest version started by commits (``executions_per_version``; a manual
+  re-run, ``medimage pipeline start``, is named apart and counted only in ``executions``);
 - ``production.json`` names a version whose gate passed, whose files are all there and whose model file
   has the recorded sha256; every version of its history still has its model file.
 """
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medimage.core import layout
-from medimage.core.executions import may_belong_to
+from medimage.core.executions import commit_execution_name, may_belong_to
 from medimage.core.manifests import read_csv
 from medimage.core.presets import SPLITS
 
@@ -44,8 +46,8 @@ class Audit:
     duplicate_records: int = 0
     manifest_versions: list[str] = field(default_factory=list)
     manifest_problems: list[str] = field(default_factory=list)
-    executions: int = 0
-    executions_per_version: dict[str, int] = field(default_factory=dict)
+    executions: int = 0  # every execution of the dataset, manual re-runs included
+    executions_per_version: dict[str, int] = field(default_factory=dict)  # those commits started
     production_version: str | None = None
     production_problems: list[str] = field(default_factory=list)
 
@@ -172,6 +174,7 @@ class PipelineAuditor:
         keys = self._keys(prefix)
         versions = sorted({k[len(prefix) :].split("/", 1)[0] for k in keys if k.count("/") >= 3})
         result.manifest_versions = versions
+        images: dict[str, int] = {}
         for version in versions:
             folder = layout.manifest_prefix(dataset, version)
             missing = [name for name in MANIFEST_FILES if folder + name not in keys]
@@ -179,6 +182,7 @@ class PipelineAuditor:
                 result.manifest_problems.append(f"manifest {version} lacks {', '.join(missing)}")
                 continue
             stats = self._json(folder + "stats.json")
+            images[version] = int(stats.get("images", 0))
             rows = {split: read_csv((self._get(f"{folder}{split}.csv") or b"").decode()) for split in SPLITS}
             seen = Counter(row["sha256"] for split_rows in rows.values() for row in split_rows)
             result.duplicate_records += sum(n - 1 for n in seen.values() if n > 1)
@@ -194,12 +198,13 @@ class PipelineAuditor:
                         f"manifest {version}: {len(strays)} rows not in the catalog"
                     )
             result.manifest_problems += self._rewritten(folder, version)
+        # The catalog only grows: the newest version holds the most images (two versions of one second
+        # are not ordered by their names).
         latest = self._json(layout.latest_manifest_key(dataset))
-        if versions and (latest is None or latest.get("version") != max(versions)):
-            named = None if latest is None else latest.get("version")
-            result.manifest_problems.append(
-                f"latest.json names {named}, the newest version is {max(versions)}"
-            )
+        named = None if latest is None else latest.get("version")
+        if images and (named not in images or images[named] < max(images.values())):
+            newest = max(images, key=lambda v: (images[v], v))
+            result.manifest_problems.append(f"latest.json names {named}, the newest version is {newest}")
 
     def _rewritten(self, folder: str, version: str) -> list[str]:
         """Files of a manifest version stored more than once (only seen where the bucket keeps versions)."""
@@ -224,9 +229,12 @@ class PipelineAuditor:
                     continue
                 described = self.sfn.describe_execution(executionArn=execution["executionArn"])
                 payload = json.loads(described.get("input") or "{}")
-                if payload.get("dataset") == dataset:
-                    per_version[str(payload.get("manifest_version"))] += 1
-        result.executions = sum(per_version.values())
+                if payload.get("dataset") != dataset:
+                    continue
+                result.executions += 1
+                version = str(payload.get("manifest_version"))
+                if execution["name"] == commit_execution_name(dataset, version):
+                    per_version[version] += 1  # a commit's; a manual re-run has a name of its own
         result.executions_per_version = dict(sorted(per_version.items()))
 
     def production(self, dataset: str) -> tuple[str | None, list[str]]:

@@ -284,6 +284,9 @@ class _CrashableFunction:
             try:
                 return self.function.invoke(event)
             except SimulatedCrash as crash:
+                reset = getattr(self.function, "reset", None)
+                if reset is not None:
+                    reset()  # the container died with the runtime: the next invocation starts cold
                 raise FunctionCrashed(str(crash)) from None
 
     def __getattr__(self, name: str) -> Any:

@@ -82,6 +82,11 @@ class LocalFunction:
                 spec.loader.exec_module(module)
         return getattr(module, attr)
 
+    def reset(self) -> None:
+        """Forget the loaded handler module (and every client and cache it holds): the next invocation
+        is a cold start in a new container, as after a runtime that died."""
+        sys.modules.pop(f"medimage_local_fn_{self.logical_id}", None)
+
     @contextmanager
     def env(self) -> Iterator[None]:
         saved = {k: os.environ.get(k) for k in self.environment}

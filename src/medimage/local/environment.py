@@ -208,6 +208,8 @@ class LocalAws:
         self.functions = template_functions(
             self.root, self.template, self.resolver, names, {**self.local_env(), **self.env_overrides}
         )
+        for function in self.functions.values():
+            function.reset()  # a new stack starts cold: no handler module state (clients, caches) of another
         if self.concurrent:
             self.functions = share_environment(self.functions)
         mappings = [

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medimage.android.graph import SUPERSAMPLE
 from medimage.android.package import classify_with_task_library
 from medimage.cli.main import main
 from medimage.inference.model import TFLiteClassifier
@@ -18,8 +19,9 @@ from tests.android.conftest import FULLRES, IMAGE_SIZE, LABELS
 
 # Same pixels in: the Android graph and the served model run the same float network.
 SAME_PIXELS_TOLERANCE = 1e-4
-# A full-resolution X-ray: the Task Library resizes the RGB bitmap (libyuv bilinear), serving decodes
-# in JPEG draft mode and resizes the gray image with Pillow; the scores differ by that much at most.
+# A full-resolution X-ray: the Task Library resizes the RGB bitmap (bilinear, to SUPERSAMPLE x the size,
+# then the graph block-averages), serving decodes in JPEG draft mode and resizes the gray image with
+# Pillow's filtered resize; the scores differ by that much at most.
 RESIZED_TOLERANCE = 0.02
 
 
@@ -31,17 +33,21 @@ def exported(model_dir: Path, tflite_python: Path, tmp_path_factory: pytest.Temp
 
 
 @pytest.fixture(scope="module")
-def colour_images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """PNGs at the model's size whose channels differ (the luma weights matter) and span 0..255."""
+def colour_images(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Path]]:
+    """Pairs of PNGs whose channels differ (the luma weights matter) and span 0..255: one at the model's
+    size for serving, and the same pixels as SUPERSAMPLE x SUPERSAMPLE blocks at the Android input's size
+    (no resize by the Task Library; the graph's block average gives back the small image's gray)."""
     folder = tmp_path_factory.mktemp("colour")
     rng = np.random.default_rng(7)
-    paths = []
+    pairs = []
     for k in range(6):
         pixels = rng.integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
         pixels[..., k % 3] //= 3
-        paths.append(folder / f"colour-{k}.png")
-        Image.fromarray(pixels, "RGB").save(paths[-1])
-    return paths
+        small, large = folder / f"colour-{k}.png", folder / f"colour-{k}-android.png"
+        Image.fromarray(pixels, "RGB").save(small)
+        Image.fromarray(pixels.repeat(SUPERSAMPLE, 0).repeat(SUPERSAMPLE, 1), "RGB").save(large)
+        pairs.append((small, large))
+    return pairs
 
 
 def scores(result: dict[str, Any]) -> dict[str, float]:
@@ -63,16 +69,16 @@ def test_the_readme_says_where_the_file_goes_and_how_to_call_it(exported: Path) 
 
 
 def test_metadata_has_labels_normalisation_size_and_attribution(
-    exported: Path, colour_images: list[Path], tflite_python: Path
+    exported: Path, colour_images: list[tuple[Path, Path]], tflite_python: Path
 ) -> None:
-    answer = classify_with_task_library(exported, colour_images[:1], tflite_python)
+    answer = classify_with_task_library(exported, [colour_images[0][1]], tflite_python)
     meta = answer["metadata"]
     assert answer["associated_files"] == ["labels.txt"]
     (tensor_in,) = meta["subgraph_metadata"][0]["input_tensor_metadata"]
     (tensor_out,) = meta["subgraph_metadata"][0]["output_tensor_metadata"]
     assert tensor_in["content"]["content_properties"] == {
         "color_space": "RGB",
-        "default_size": {"width": IMAGE_SIZE, "height": IMAGE_SIZE},
+        "default_size": {"width": IMAGE_SIZE * SUPERSAMPLE, "height": IMAGE_SIZE * SUPERSAMPLE},
     }
     (normalisation,) = tensor_in["process_units"]
     assert normalisation["options"] == {"mean": [0.0], "std": [1.0]}
@@ -88,13 +94,13 @@ def test_metadata_has_labels_normalisation_size_and_attribution(
 
 
 def test_task_library_answers_as_the_served_model_on_the_same_pixels(
-    exported: Path, model_dir: Path, colour_images: list[Path], tflite_python: Path
+    exported: Path, model_dir: Path, colour_images: list[tuple[Path, Path]], tflite_python: Path
 ) -> None:
-    answer = classify_with_task_library(exported, colour_images, tflite_python)
+    answer = classify_with_task_library(exported, [large for _, large in colour_images], tflite_python)
     assert len(answer["results"]) == len(colour_images)
-    for path, result in zip(colour_images, answer["results"], strict=True):
+    for (small, _), result in zip(colour_images, answer["results"], strict=True):
         assert sorted(scores(result)) == sorted(LABELS)  # the labels come from the metadata
-        expected = served(model_dir, path)
+        expected = served(model_dir, small)
         got = scores(result)
         for label in LABELS:
             assert got[label] == pytest.approx(expected[label], abs=SAME_PIXELS_TOLERANCE)

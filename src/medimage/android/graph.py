@@ -1,7 +1,8 @@
 """The Android graph: the trained network behind an RGB input that becomes the model's gray input inside.
 
-The Task Library (and ML Model Binding) hands a classifier ``1 x H x W x 3`` pixels; the trained network
-takes ``1 x H x W x 1`` gray values 0..255. Between them sits the luma that serving gets from Pillow's
+The Task Library (and ML Model Binding) hands a classifier ``1 x sH x sW x 3`` pixels (``s`` =
+`SUPERSAMPLE`); the trained network takes ``1 x H x W x 1`` gray values 0..255. Between them sit a block
+average (see `SUPERSAMPLE`) and, before it, the luma that serving gets from Pillow's
 ``Image.convert("L")`` (ITU-R 601-2, in Pillow's integer form ``(19595 R + 38470 G + 7471 B + 32768) >> 16``),
 computed exactly in float32: every term is an integer below 2**24, the division is by a power of two, and
 the floor makes it the same integer Pillow stores. So an RGB image through this graph gets the same answer
@@ -28,6 +29,11 @@ LUMA_WEIGHTS = (19595.0, 38470.0, 7471.0)
 LUMA_ROUNDING = 32768.0
 LUMA_SCALE = 65536.0
 INPUT_NAME = "image"
+# The Android input is this many times the network's size on a side, box-averaged down inside the graph. The
+# Task Library resizes a camera or file bitmap to the input with plain bilinear sampling (no low-pass
+# filter): straight to 128 px, a 2,000 px X-ray aliases into texture the network reads as opacity, while
+# serving's Pillow resize filters. Sampling at SUPERSAMPLE x the size and averaging brings the two together.
+SUPERSAMPLE = 4
 # The largest |probability difference| between the Android graph and the served float model on the same
 # pixels: both run the same float network, so only float rounding differs.
 MAX_PROBABILITY_DIFF = 1e-4
@@ -48,8 +54,9 @@ def load_network(path: Path) -> Any:
         ) from None
 
 
-def rgb_network(network: Any) -> Any:
-    """``network`` (gray input ``H x W x 1``, softmax output) behind an ``H x W x 3`` float input."""
+def rgb_network(network: Any, supersample: int = 1) -> Any:
+    """``network`` (gray input ``H x W x 1``, softmax output) behind an ``sH x sW x 3`` float input
+    (``s`` = ``supersample``), averaged over ``s x s`` blocks down to the network's size inside the graph."""
     import keras
 
     shape = tuple(network.inputs[0].shape[1:])
@@ -60,10 +67,14 @@ def rgb_network(network: Any) -> Any:
             "bad_keras_model",
         )
     height, width = int(shape[0]), int(shape[1])
-    inputs = keras.Input((height, width, 3), name=INPUT_NAME, dtype="float32")
+    if supersample < 1:
+        raise ValueError(f"supersample must be at least 1, got {supersample}")
+    inputs = keras.Input((height * supersample, width * supersample, 3), name=INPUT_NAME, dtype="float32")
     weights = keras.ops.convert_to_tensor(np.asarray(LUMA_WEIGHTS, dtype=np.float32))
     weighted = keras.ops.sum(inputs * weights, axis=-1, keepdims=True) + LUMA_ROUNDING
     gray = keras.ops.floor(weighted / LUMA_SCALE)
+    if supersample > 1:
+        gray = keras.layers.AveragePooling2D(supersample, name="box_downscale")(gray)
     probabilities = network(gray)
     return keras.Model(inputs, probabilities, name=f"{network.name}_rgb")
 
@@ -81,6 +92,6 @@ def to_tflite(model: Any) -> bytes:
 
 
 def image_size(network: Any) -> tuple[int, int]:
-    """(height, width) of the network's input."""
+    """(height, width) of a model's image input."""
     shape = network.inputs[0].shape
     return int(shape[1]), int(shape[2])

@@ -71,7 +71,10 @@ class AndroidModel:
         return {
             "file": self.path.name,
             "name": self.name,
-            "input": "float32 1 x H x W x 3 RGB, 0..255 (metadata mean 0, std 1), made gray inside",
+            "input": (
+                f"float32 1 x {self.check['supersample']}H x {self.check['supersample']}W x 3 RGB, 0..255 "
+                "(metadata mean 0, std 1), made gray and box-averaged to H x W inside"
+            ),
             "output": "probabilities (softmax), float32",
             "associated_files": self.associated_files,
             "tflite_support": self.tflite_support,
@@ -146,9 +149,12 @@ def _texts(meta: dict[str, Any], height: int, width: int, license_text: str | No
     }
 
 
-def check_graph(android_content: bytes, network: Any, seed: int = 0) -> dict[str, Any]:
-    """The Android file (LiteRT) on RGB images vs. the trained network on their ``convert("L")``, the
-    served decoding: AndroidExportError ``export_mismatch`` beyond float rounding."""
+def check_graph(
+    android_content: bytes, network: Any, supersample: int = graph.SUPERSAMPLE, seed: int = 0
+) -> dict[str, Any]:
+    """The Android file (LiteRT) on RGB images vs. the trained network on their ``convert("L")`` averaged
+    over ``supersample`` x ``supersample`` blocks: AndroidExportError ``export_mismatch`` beyond float
+    rounding."""
     from medimage.training.export import ensure_interpreter_available
 
     ensure_interpreter_available()
@@ -156,10 +162,14 @@ def check_graph(android_content: bytes, network: Any, seed: int = 0) -> dict[str
 
     height, width = graph.image_size(network)
     rng = np.random.default_rng(seed)
-    rgb = rng.integers(0, 256, (CHECK_IMAGES, height, width, 3), dtype=np.uint8)
+    size = (CHECK_IMAGES, height * supersample, width * supersample, 3)
+    rgb = rng.integers(0, 256, size, dtype=np.uint8)
     rgb[: CHECK_IMAGES // 2] //= rng.integers(1, 4, (CHECK_IMAGES // 2, 1, 1, 3), dtype=np.uint8)
     gray = np.stack([np.asarray(Image.fromarray(image, "RGB").convert("L")) for image in rgb])
-    reference = network.predict(gray[..., None].astype(np.float32), verbose=0)
+    boxed = (
+        gray.reshape(CHECK_IMAGES, height, supersample, width, supersample).astype(np.float64).mean((2, 4))
+    )
+    reference = network.predict(boxed[..., None].astype(np.float32), verbose=0)
     interpreter = Interpreter(model_content=android_content, num_threads=1)
     interpreter.allocate_tensors()
     (detail_in,), (detail_out,) = interpreter.get_input_details(), interpreter.get_output_details()
@@ -171,7 +181,11 @@ def check_graph(android_content: bytes, network: Any, seed: int = 0) -> dict[str
     candidate = np.stack(rows)
     diff = float(np.max(np.abs(reference - candidate)))
     result = {
-        "against": "the trained network on Image.convert('L') of the same RGB pixels",
+        "against": (
+            "the trained network on Image.convert('L') of the same RGB pixels"
+            + (f", averaged over {supersample} x {supersample} blocks" if supersample > 1 else "")
+        ),
+        "supersample": supersample,
         "max_abs_diff": round(diff, 8),
         "top1_agreement": float(np.mean(reference.argmax(1) == candidate.argmax(1))),
         "probabilities_sum_to_1": bool(np.allclose(candidate.sum(1), 1.0, atol=1e-4)),
@@ -257,13 +271,14 @@ def write_android_model(
     author: str = DEFAULT_AUTHOR,
     license_text: str | None = None,
     python: Path | None = None,
+    supersample: int = graph.SUPERSAMPLE,
 ) -> AndroidModel:
     """``network`` (the trained Keras model) as ``out``, with metadata built from ``meta`` (model.json)."""
     python = python or tflite_support_python()
-    android = graph.rgb_network(network)
+    android = graph.rgb_network(network, supersample)
     content = graph.to_tflite(android)
-    check = check_graph(content, network)
-    size = graph.image_size(network)
+    check = check_graph(content, network, supersample)
+    size = graph.image_size(android)
     texts = {**_texts(meta, *size, license_text), "author": author}
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="medimage-android-") as scratch:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from medimage.evaluation.scoring import probabilities
+from medimage.evaluation.shifts import shifted_probabilities
 from medimage.training.package import INT8_PARITY, int8_parity
 
 
@@ -44,9 +46,15 @@ def images(tmp_path: Path, n: int = 20) -> tuple[list[Path], list[int]]:
     return paths, truth
 
 
+def outputs(classifier: BrightnessClassifier, paths: list[Path]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    files = [path.read_bytes() for path in paths]
+    return probabilities(classifier, files), shifted_probabilities(classifier, files)
+
+
 def test_an_int8_model_as_good_as_float_is_served(tmp_path):
     paths, truth = images(tmp_path)
-    decision = int8_parity({"float": BrightnessClassifier(), "int8": BrightnessClassifier()}, paths, truth)
+    variants = {"float": BrightnessClassifier(), "int8": BrightnessClassifier()}
+    decision = int8_parity({n: outputs(c, paths) for n, c in variants.items()}, truth, ["bright", "dark"])
     assert decision["served"] == "int8" and decision["at_parity"] is True
     assert decision["float"]["accuracy"] == decision["int8"]["accuracy"] == 1.0
     assert decision["tolerance"] == INT8_PARITY and decision["n"] == 20
@@ -55,6 +63,7 @@ def test_an_int8_model_as_good_as_float_is_served(tmp_path):
 def test_an_int8_model_that_loses_accuracy_leaves_float_served(tmp_path):
     paths, truth = images(tmp_path)
     lossy = BrightnessClassifier(flip_every=10)
-    decision = int8_parity({"float": BrightnessClassifier(), "int8": lossy}, paths, truth)
+    variants = {"float": BrightnessClassifier(), "int8": lossy}
+    decision = int8_parity({n: outputs(c, paths) for n, c in variants.items()}, truth, ["bright", "dark"])
     assert decision["served"] == "float" and decision["at_parity"] is False
     assert decision["loss"]["accuracy"] > INT8_PARITY["accuracy"]

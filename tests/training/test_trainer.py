@@ -267,24 +267,33 @@ def test_the_review_threshold_is_the_one_validation_chooses_for_the_target(train
     from medimage.core.presets import get_preset
     from medimage.core.selective import choose_threshold
     from medimage.evaluation.scoring import probabilities
+    from medimage.evaluation.shifts import SHIFTS, shifted_probabilities
     from medimage.inference.model import TFLiteClassifier
     from medimage.training.runner import scan_tree
 
-    # GIVEN the trained model and the validation images the trainer fitted its review threshold on
+    # GIVEN the trained model and the validation images the trainer fitted its review threshold on, clean
+    # and under every acquisition shift
     out = trained["out"]
     meta = json.loads((out / "model.json").read_text())
     served = TFLiteClassifier.from_dir(out)
     val = scan_tree(trained["tree"], get_preset("folders"), None).split("val")
     truth = np.array([served.labels.index(image.label) for image in val])
-    probs = probabilities(served, (image.path.read_bytes() for image in val))
-    # WHEN the threshold is chosen again, by hand, for the trainer's target
-    again = choose_threshold(probs, truth, meta["review"]["target_accuracy"])
+    files = [image.path.read_bytes() for image in val]
+    probs = probabilities(served, files)
+    shifted = shifted_probabilities(served, files)
+    # WHEN the threshold is chosen again, by hand, for the trainer's target on all of them pooled
+    pooled = np.concatenate([probs, *shifted.values()])
+    again = choose_threshold(
+        pooled, np.concatenate([truth] * (1 + len(SHIFTS))), meta["review"]["target_accuracy"]
+    )
     # THEN it is the one written to model.json and used by the served classifier and evaluation.json
     assert meta["review"]["threshold"] == again["threshold"] == served.review_threshold
-    assert meta["review"]["fitted_on"] == "validation" and meta["review"]["target_accuracy"] == 0.99
+    assert meta["review"]["pooled"]["coverage"] == again["coverage"]
+    assert meta["review"]["fitted_on"].startswith("validation, clean and under 14 acquisition shifts")
+    assert meta["review"]["target_accuracy"] == 0.99
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert evaluation["val"]["selective"]["threshold"] == again["threshold"]
-    assert evaluation["val"]["selective"]["coverage"] == again["coverage"]
+    assert evaluation["val"]["selective"]["coverage"] == meta["review"]["coverage"]
     assert evaluation["test"]["selective"]["threshold"] == again["threshold"]
     # AND the explain output is described for clients
     assert meta["explain"]["output"] == "class_activation_maps" and len(meta["explain"]["shape"]) == 3

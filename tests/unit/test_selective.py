@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medimage.core.selective import choose_threshold, curve, sampled_curve, select
+from medimage.core.selective import choose_threshold, curve, fit_review, sampled_curve, select
 
 # Six predictions over two classes: confidences 0.95, 0.9, 0.8, 0.7, 0.6, 0.55; the 0.8 and 0.55 ones wrong.
 PROBS = np.array([[0.95, 0.05], [0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.45, 0.55]])
@@ -76,3 +76,25 @@ def test_the_sampled_curve_is_short_and_ends_at_full_coverage():
     assert len(points) <= 25 and points[-1]["coverage"] == 1.0
     coverages = [p["coverage"] for p in points]
     assert coverages == sorted(coverages)
+
+
+def test_the_review_threshold_is_fitted_on_clean_and_shifted_validation_pooled():
+    # Clean: three images, all right (confidences 0.9, 0.8, 0.7). Under a shift the same images come out
+    # 0.95 right, 0.85 WRONG, 0.6 right: the clean fit alone would keep the confident mistake.
+    clean = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
+    truth = np.array([0, 1, 0])
+    shifted = {"darker": np.array([[0.95, 0.05], [0.85, 0.15], [0.6, 0.4]])}
+    assert choose_threshold(clean, truth, 1.0)["threshold"] == pytest.approx(0.7)
+    review = fit_review(clean, truth, shifted, 1.0)
+    # Pooled, the lowest threshold at accuracy 1.0 is above the 0.85 mistake: 0.9 keeps 0.95 and 0.9.
+    assert review["threshold"] == pytest.approx(0.9) and review["reached"] is True
+    assert (review["kept"], review["n"], review["coverage"]) == (1, 3, pytest.approx(1 / 3, abs=1e-6))
+    assert review["pooled"] == {
+        "coverage": pytest.approx(2 / 6, abs=1e-6),
+        "accuracy_above": 1.0,
+        "kept": 2,
+        "n": 6,
+    }
+    assert review["shifted_mean_coverage"] == pytest.approx(1 / 3, abs=1e-6)
+    assert review["shifted_mean_accuracy_above"] == 1.0
+    assert "1 acquisition shifts" in review["fitted_on"]

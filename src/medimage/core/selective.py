@@ -122,3 +122,37 @@ def choose_threshold(
         "n": best.n,
         "reached": reached,
     }
+
+
+def fit_review(
+    clean: np.ndarray, y_true: np.ndarray, shifted: dict[str, np.ndarray], target_accuracy: float
+) -> dict[str, Any]:
+    """``model.json``'s ``review``: the threshold `choose_threshold` picks on the validation images clean
+    and under every acquisition shift, pooled, so that the target holds on images that look like another
+    site's and not only on the training site's (a threshold fitted on clean validation alone keeps the
+    over-confident answers a shift brings). ``coverage``/``accuracy_above``/``kept``/``n`` are what it
+    keeps of the clean validation images; ``pooled`` the same for everything it was fitted on,
+    ``shifted_mean_coverage``/``shifted_mean_accuracy_above`` the means over the shifts."""
+    y = np.asarray(y_true)
+    pooled_probs = np.concatenate([clean, *shifted.values()])
+    pooled_truth = np.concatenate([y] * (1 + len(shifted)))
+    fitted = choose_threshold(pooled_probs, pooled_truth, target_accuracy)
+    threshold = fitted["threshold"]
+    on_clean = select(clean, y, threshold)
+    under_shift = [select(probs, y, threshold) for probs in shifted.values()]
+    above = [s.accuracy_above for s in under_shift if s.accuracy_above is not None]
+    return {
+        "threshold": threshold,
+        "target_accuracy": target_accuracy,
+        "reached": fitted["reached"],
+        "coverage": on_clean.coverage,
+        "accuracy_above": on_clean.accuracy_above,
+        "kept": on_clean.kept,
+        "n": on_clean.n,
+        "fitted_on": f"validation, clean and under {len(shifted)} acquisition shifts, pooled",
+        "pooled": {k: fitted[k] for k in ("coverage", "accuracy_above", "kept", "n")},
+        "shifted_mean_coverage": round(float(np.mean([s.coverage for s in under_shift])), 6)
+        if under_shift
+        else None,
+        "shifted_mean_accuracy_above": round(float(np.mean(above)), 6) if above else None,
+    }

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from medimage.evaluation.scoring import Classifier, score
+from medimage.evaluation.scoring import Classifier, metrics_of, probabilities
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,16 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return round(float(np.mean(present)), 6) if present else None
 
 
+def shifted_probabilities(
+    classifier: Classifier, files: Sequence[bytes], shifts: Sequence[Shift] | None = None
+) -> dict[str, np.ndarray]:
+    """The classifier's probabilities (n x C) for the files under each shift, by shift name."""
+    return {
+        shift.name: probabilities(classifier, (shifted_bytes(data, shift) for data in files))
+        for shift in (shifts if shifts is not None else SHIFTS)
+    }
+
+
 def robustness(
     classifier: Classifier,
     files: Sequence[bytes],
@@ -152,12 +162,26 @@ def robustness(
 ) -> dict[str, Any]:
     """Clean and shifted metrics of one classifier on the same images, plus the mean and the worst;
     with a review ``threshold``, also the coverage and selective accuracy it gives under each shift."""
-    clean = score(classifier, files, truth, threshold=threshold)
+    return robustness_of(
+        probabilities(classifier, files),
+        shifted_probabilities(classifier, files, shifts),
+        truth,
+        classifier.labels,
+        threshold,
+    )
+
+
+def robustness_of(
+    clean_probs: np.ndarray,
+    shifted_probs: dict[str, np.ndarray],
+    truth: Sequence[int],
+    labels: list[str],
+    threshold: float | None = None,
+) -> dict[str, Any]:
+    """`robustness` for probabilities already computed (clean, and by shift name)."""
+    clean = metrics_of(clean_probs, truth, labels, threshold)
     results = {
-        shift.name: _summary(
-            score(classifier, (shifted_bytes(data, shift) for data in files), truth, threshold=threshold)
-        )
-        for shift in (shifts if shifts is not None else SHIFTS)
+        name: _summary(metrics_of(probs, truth, labels, threshold)) for name, probs in shifted_probs.items()
     }
     accuracies = {name: result["accuracy"] for name, result in results.items()}
     worst = min(accuracies, key=accuracies.__getitem__) if accuracies else None

@@ -51,8 +51,9 @@ def export_and_evaluate(
     returns ``evaluation.json``'s content."""
     import tensorflow as tf
 
-    from medimage.core.selective import choose_threshold
+    from medimage.core.selective import fit_review
     from medimage.evaluation.scoring import metrics_of, probabilities, score
+    from medimage.evaluation.shifts import shifted_probabilities
     from medimage.training import export
 
     export.ensure_interpreter_available()
@@ -96,24 +97,24 @@ def export_and_evaluate(
     checks["cam_int8_vs_float"] = export.compare_cams(cams["float"], cams["int8"], export.CAM_INT8_TOLERANCE)
     log(f"export: {checks}")
 
-    # The review threshold of each variant, fitted on validation; the shift report then says what it
-    # keeps, and how accurately, on images that look like another site's.
+    # The review threshold of each variant, fitted on validation clean and under the acquisition shifts
+    # (pooled); the parity check compares the variants on the same probabilities.
     val_files = [path.read_bytes() for path in channels["validation"].paths]
     y_val = np.asarray(data.y["validation"])
     val_probs = {name: probabilities(classifier, val_files) for name, classifier in classifiers.items()}
+    shifted = {name: shifted_probabilities(classifier, val_files) for name, classifier in classifiers.items()}
     reviews = {
-        name: choose_threshold(probs, y_val, config.review_target) for name, probs in val_probs.items()
+        name: fit_review(val_probs[name], y_val, shifted[name], config.review_target) for name in classifiers
     }
-    quantization = int8_parity(classifiers, val_files, y_val, {n: r["threshold"] for n, r in reviews.items()})
+    quantization = int8_parity(
+        {name: (val_probs[name], shifted[name]) for name in classifiers},
+        y_val,
+        labels,
+        {n: r["threshold"] for n, r in reviews.items()},
+    )
     log(f"int8 parity on validation: {quantization}")
     served_name = quantization["served"]
-    review = {
-        **reviews[served_name],
-        "fitted_on": "validation",
-        "confidence": "top-1 probability",
-        "shifted_mean_coverage": quantization[served_name]["shifted_mean_coverage"],
-        "shifted_mean_accuracy_above": quantization[served_name]["shifted_mean_accuracy_above"],
-    }
+    review = {**reviews[served_name], "confidence": "top-1 probability"}
     profile = InputProfile.fit(channels["train"].x)
     review["outside_training_distribution"] = distribution_rates(profile, val_files, spec)
     log(f"review policy: {review}")
@@ -195,21 +196,22 @@ def served_outputs(classifier: Any, paths: list[Path]) -> tuple[np.ndarray, np.n
 
 
 def int8_parity(
-    classifiers: dict[str, Any],
-    images: list[bytes] | list[Path],
+    outputs: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
     truth: Any,
+    labels: list[str],
     thresholds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Float and int8 side by side on the validation images, clean and under the acquisition shifts (each
-    at its own review threshold, when given); ``served`` is int8 when no figure of `INT8_PARITY` drops by
-    more than its tolerance."""
-    from medimage.evaluation.shifts import robustness
+    at its own review threshold, when given), from each variant's probabilities (clean, and by shift);
+    ``served`` is int8 when no figure of `INT8_PARITY` drops by more than its tolerance."""
+    from medimage.evaluation.shifts import robustness_of
 
-    files = [image.read_bytes() if isinstance(image, Path) else image for image in images]
     figures = {}
-    for name, classifier in classifiers.items():
+    n = 0
+    for name, (clean, shifted) in outputs.items():
         threshold = (thresholds or {}).get(name)
-        report = robustness(classifier, files, list(truth), threshold=threshold)
+        report = robustness_of(clean, shifted, list(truth), labels, threshold=threshold)
+        n = report["n"]
         figures[name] = {
             "accuracy": report["clean"]["accuracy"],
             "macro_auc": report["clean"]["macro_auc"],
@@ -228,7 +230,7 @@ def int8_parity(
         "at_parity": at_parity,
         "tolerance": INT8_PARITY,
         "loss": losses,
-        "n": len(files),
+        "n": n,
         **figures,
     }
 

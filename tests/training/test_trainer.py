@@ -248,6 +248,10 @@ def test_bench_inference_compares_litert_with_tensorflow_on_the_same_handler(
     assert floor["model_file"] == "model-int8.tflite" and floor["samples"] == report["litert"]["warm_samples"]
     assert floor["p50_ms_fullres"] >= floor["decode_p50_ms"] > 0 and floor["invoke_p50_ms"] > 0
     assert report["ratios"]["handler_vs_floor_p50"] == report["litert"]["handler_vs_floor_p50"] > 0
+    # AND the cold start has its floor too: fresh processes that import only numpy, Pillow and LiteRT
+    assert len(floor["cold_start_runs_s"]) == 2 and floor["cold_start_s"] > 0
+    cold_ratio = report["litert"]["cold_start_s"] / floor["cold_start_s"]
+    assert report["ratios"]["cold_start_vs_floor"] == pytest.approx(cold_ratio, abs=0.002)
     speedup = report["tensorflow"]["cold_start_s"] / report["litert"]["cold_start_s"]
     assert report["ratios"]["cold_start_speedup_vs_tensorflow"] == pytest.approx(speedup, abs=0.06)
     # AND each target names its bound, the figure of this run and whether it is met
@@ -290,7 +294,7 @@ def test_the_review_threshold_is_the_one_validation_chooses_for_the_target(train
     assert meta["review"]["threshold"] == again["threshold"] == served.review_threshold
     assert meta["review"]["pooled"]["coverage"] == again["coverage"]
     assert meta["review"]["fitted_on"].startswith("validation, clean and under 14 acquisition shifts")
-    assert meta["review"]["target_accuracy"] == 0.99
+    assert meta["review"]["target_accuracy"] == 0.98
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert evaluation["val"]["selective"]["threshold"] == again["threshold"]
     assert evaluation["val"]["selective"]["coverage"] == meta["review"]["coverage"]

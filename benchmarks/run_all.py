@@ -5,7 +5,8 @@
 Order: ingest (annotate + split on moto), training with the default settings for both ChestXRay2017
 presets (their models kept under the output folder), the acquisition-shift report of both models, and
 the LiteRT vs full TensorFlow inference benchmark, drop-to-label throughput and the clinical-format check on
-the binary model, and the decoder on clinical formats. With --skip-training the models
+the binary model, the decoder on clinical formats, and the pipeline under AWS faults and races (500 real
+X-rays, about 4 minutes). With --skip-training the models
 already in the output folder are reused. About 35 minutes on a 2-core machine with the real data; the
 parts that need ../shared/data report "skipped" where it is absent.
 """
@@ -67,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     shared = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
     images = shared / "chestxray2017-val-fullres"
     results["decode"] = run("decode", [python, "benchmarks/decode_bench.py"], out)
+    if (shared / "chestxray2017-224-train").is_dir():
+        results["faults"] = run(
+            "faults",
+            [python, "benchmarks/fault_bench.py", "--images", str(shared / "chestxray2017-224-train")],
+            out,
+        )
     if (binary / "model.json").is_file() and images.is_dir():
         results["inference"] = run(
             "inference",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import os
 import random
 import socket
@@ -140,6 +141,7 @@ def local_stack(kind: str, trainer: Any, work_dir: Path) -> Iterator[Any]:
         raise ValueError(f"unknown stack {kind!r}: up or in-process")
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise, as in `up`
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     try:

@@ -74,13 +74,23 @@ def policies(cfn_path: Path) -> FunctionPolicies:
     return FunctionPolicies(json.loads(cfn_path.read_text(encoding="utf-8")))
 
 
+# The enforced run takes minutes: once per test process, even where pytest-xdist tears the module down
+# between its tests.
+_ENFORCED: dict[str, tuple[subprocess.CompletedProcess[str], dict[str, Any]]] = {}
+
+
 @pytest.fixture(scope="module")
 def enforced(cfn_path: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    record = OUT / "record.json"
-    record.unlink(missing_ok=True)
-    proc = run_enforced(SUITES, record, cfn_path)
-    assert record.exists(), f"the enforced run wrote no record:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc, json.loads(record.read_text(encoding="utf-8"))
+    key = str(cfn_path)
+    if key not in _ENFORCED:
+        record = OUT / "record.json"
+        record.unlink(missing_ok=True)
+        proc = run_enforced(SUITES, record, cfn_path)
+        assert record.exists(), (
+            f"the enforced run wrote no record:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+        _ENFORCED[key] = (proc, json.loads(record.read_text(encoding="utf-8")))
+    return _ENFORCED[key]
 
 
 @pytest.fixture(scope="module")

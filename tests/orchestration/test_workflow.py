@@ -18,7 +18,8 @@ from medimage.core import layout
 from tests.orchestration.conftest import BAD, GOOD, Orchestration, write_dataset
 from tests.orchestration.workflow_helpers import ExecutionResult
 
-pytestmark = pytest.mark.slow
+# One worker runs the module: its workflow fixture trains models once, not once per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("workflow")]
 
 DATASET = "chest"
 VERSION = "20261125T190500Z-1a2b3c4d"

@@ -69,3 +69,18 @@ def test_a_broken_profile_in_model_json_is_a_model_error(profiled_model, tmp_pat
     (broken / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="input_profile"):
         TFLiteClassifier.from_dir(broken)
+
+
+def test_the_api_and_drop_to_label_service_applies_the_distribution_check(profiled_model):
+    """`InferenceService.predict` answers POST /predict and drop-to-label: both see the profile's verdict."""
+    from medimage.inference.cache import LocalModelSource, ModelCache
+    from medimage.inference.service import InferenceService
+    from medimage.inference.settings import InferenceSettings
+
+    source = LocalModelSource(profiled_model / "model.tflite", "chestxray2017")
+    service = InferenceService(ModelCache(source), InferenceSettings(("chestxray2017",), "chestxray2017"))
+    for explain in (False, True):
+        blank = service.predict(png(np.full((64, 64), 250)), explain=explain)
+        assert blank.needs_review and blank.review_reason == "outside_training_distribution"
+        ordinary = service.predict(png(noisy_grey(500)), explain=explain)
+        assert not ordinary.needs_review and ordinary.review_reason is None

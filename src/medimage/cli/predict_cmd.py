@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medimage.core.errors import RejectedInput
-from medimage.inference.decode import decode_image, decode_with_size
+from medimage.inference.decode import decode_with_size
 from medimage.inference.model import TFLiteClassifier
 
 NAME = "predict"
@@ -59,13 +59,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             data = Path(name).read_bytes()
             start = time.perf_counter()
-            if args.heatmaps:
-                array, size = decode_with_size(data, classifier.spec)
-                prediction = classifier.classify_array(array, explain=True)
-            else:
-                prediction = classifier.to_prediction(
-                    classifier.predict_array(decode_image(data, classifier.spec))
-                )
+            array, size = decode_with_size(data, classifier.spec)
+            prediction = classifier.classify_array(array, explain=bool(args.heatmaps))
             line.update(
                 prediction.to_dict(),
                 model_version=version,

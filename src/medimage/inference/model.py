@@ -163,6 +163,8 @@ class TFLiteClassifier:
         # A function giving a fresh view of the input tensor's buffer (no view may outlive an invoke).
         self._input_buffer = self._interpreter.tensor(self._input["index"])
         self._float_input = self._input["dtype"] == np.float32
+        # An int8/uint8 input quantises 8-bit pixels by table: the same rounding as `_quantize`, done once.
+        self._pixel_table = None if self._float_input else self._quantize(np.arange(256, dtype=np.uint8))
         self._output, self._cam = _find_outputs(self._interpreter.get_output_details(), len(labels))
         self._lock = threading.Lock()
 
@@ -208,12 +210,17 @@ class TFLiteClassifier:
 
     def _write_input(self, pixels: np.ndarray) -> None:
         """One HxWxC image (0..255 as uint8 pixels or floats) written into the input tensor's own buffer:
-        a float model's input is filled by one converting copy, with no batch array or set_tensor copy."""
+        a float model's input is filled by one converting copy, a quantised model's 8-bit pixels by one table
+        lookup, with no batch array, float intermediate or set_tensor copy."""
         target = self._input_buffer()[0]
         if pixels.size != target.size:
             raise ValueError(f"the image array has shape {pixels.shape}; the model takes {target.shape}")
+        pixels = pixels.reshape(target.shape)
+        if self._pixel_table is not None and pixels.dtype == np.uint8:
+            np.take(self._pixel_table, pixels, out=target, mode="clip")
+            return
         source = pixels if self._float_input else self._quantize(pixels)
-        np.copyto(target, source.reshape(target.shape), casting="unsafe")
+        np.copyto(target, source, casting="unsafe")
 
     @staticmethod
     def _dequantize(out: np.ndarray, detail: dict[str, Any]) -> np.ndarray:

@@ -91,8 +91,7 @@ class InferenceService:
         heatmap_error: dict[str, str] | None = None
         if explain:
             array, size = decode_with_size(data, classifier.spec, limits)
-            probs, cam = classifier.run(array, explain=True)
-            prediction = classifier.to_prediction(probs, cam, review_threshold=threshold)
+            prediction = classifier.classify_array(array, explain=True, review_threshold=threshold)
             if prediction.heatmap is not None:
                 from medimage.inference.heatmap import render_heatmap
 
@@ -104,8 +103,8 @@ class InferenceService:
                     "retrain it with this version of the trainer to get heatmaps",
                 }
         else:
-            probs = classifier.predict_array(decode_pixels(data, classifier.spec, limits))
-            prediction = classifier.to_prediction(probs, review_threshold=threshold)
+            array = decode_pixels(data, classifier.spec, limits)
+            prediction = classifier.classify_array(array, review_threshold=threshold)
         latency_ms = round((time.perf_counter() - start) * 1000, 3)
         return PredictionResult(
             dataset=name,

@@ -250,6 +250,9 @@ def test_bench_inference_compares_litert_with_tensorflow_on_the_same_handler(
     assert report["ratios"]["handler_vs_floor_p50"] == report["litert"]["handler_vs_floor_p50"] > 0
     # AND what API Gateway's base64 body costs any handler is timed beside the floor
     assert floor["api_base64_p50_ms"] > 0 and report["ratios"]["handler_vs_floor_plus_base64_p50"] > 0
+    assert floor["api_base64_stdlib_p50_ms"] > 0
+    # AND the handler ran from bytecode, as the image's Dockerfile compiles it
+    assert report["machine"]["bytecode_compiled"] is True
     # AND the cold start has its floor too: fresh processes that import only numpy, Pillow and LiteRT
     assert len(floor["cold_start_runs_s"]) == 2 and floor["cold_start_s"] > 0
     cold_ratio = report["litert"]["cold_start_s"] / floor["cold_start_s"]

@@ -13,7 +13,7 @@ processes pinned to one CPU core, with the same decode; only the model runtime d
 The floor is what a prediction cannot go below on this machine: Pillow's draft-mode decode, the resize and
 one LiteRT invoke of the model's int8 variant, no handler. It is timed in the LiteRT process, pass by pass
 between the handler's passes, so both see the same machine; its cold start is timed right after each of the
-handler's.
+handler's, and the two handlers' fresh processes take turns.
 
 Cold start is what Lambda pays: the interpreter's start-up (``process_start_s``, spawn to the first line
 of the fresh process) plus the handler's import, model load and first answer
@@ -207,21 +207,23 @@ def run(
         first_event = Path(tmp) / "first_event.json"
         first = to_proxy_event("POST", "/predict", {"Content-Type": "image/jpeg"}, images[0].read_bytes())
         first_event.write_text(json.dumps(first), encoding="utf-8")
-        for runtime in runtimes.split(","):
-            colds = []
-            for attempt in range(cold_runs):
-                warm = attempt == cold_runs - 1  # the last fresh process goes on to the warm passes
-                passes = repeat if warm else 0
-                args = (app, first_event, model_path, dataset, images_dir, cpu, env, tmp)
-                colds.append(_fresh_process(runtime, *args, passes, batch))
+        names = runtimes.split(",")
+        args = (app, first_event, model_path, dataset, images_dir, cpu, env, tmp)
+        colds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        for attempt in range(cold_runs):
+            passes = repeat if attempt == cold_runs - 1 else 0  # the last process goes on to the warm passes
+            # The runtimes take turns, so that a machine that speeds up or slows down skews no ratio.
+            for runtime in names:
+                colds[runtime].append(_fresh_process(runtime, *args, passes, batch))
                 if runtime == "litert":  # the floor's cold start beside each of the handler's
                     floor_colds.append(_floor_cold_start(floor_model, images[0], size, cpu, env))
-            result = dict(colds[-1])
+        for runtime in names:
+            result = dict(colds[runtime][-1])
             for key in ("process_start_s", "cold_import_s", "cold_start_s", "cold_start_cpu_s"):
-                result[key] = round(statistics.median([c[key] for c in colds]), 3)
-            result["cold_start_runs_s"] = [c["cold_start_s"] for c in colds]
-            size, packages = ship_bytes(shipped(runtime))
-            result["ship_mb"] = round(size / 1e6, 1)
+                result[key] = round(statistics.median([c[key] for c in colds[runtime]]), 3)
+            result["cold_start_runs_s"] = [c["cold_start_s"] for c in colds[runtime]]
+            shipped_bytes, packages = ship_bytes(shipped(runtime))
+            result["ship_mb"] = round(shipped_bytes / 1e6, 1)
             result["ship_packages"] = packages
             report[runtime] = result
     if "litert" in report:

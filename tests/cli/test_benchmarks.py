@@ -49,3 +49,20 @@ def test_bench_inference_checks_each_target_against_the_figure_of_its_run() -> N
     # AND a run without the TensorFlow side cannot claim the speed-up
     alone = check_targets({"litert": report["litert"], "ratios": {}})
     assert alone["cold_start_speedup_vs_tensorflow"]["met"] is None
+
+
+def test_a_cold_start_ratio_pairs_the_runs_that_took_turns() -> None:
+    import statistics
+
+    from medimage.benchmarking.inference import paired_ratio
+
+    # GIVEN the two sides of a run on a machine that slowed down for its last two pairs
+    litert = [0.154, 0.155, 0.152, 0.213, 0.234]
+    tensorflow = [2.793, 2.858, 3.563, 4.020, 3.755]
+    # THEN the ratio is the median of the pairs' ratios (18.1, 18.4, 23.4, 18.9, 16.0)
+    assert paired_ratio(tensorflow, litert) == pytest.approx(18.44, abs=0.01)
+    # AND not the ratio of the medians, which pairs a slow TensorFlow run with a fast LiteRT one
+    assert statistics.median(tensorflow) / statistics.median(litert) == pytest.approx(22.99, abs=0.01)
+    # AND sides with different numbers of runs cannot be paired
+    with pytest.raises(ValueError):
+        paired_ratio([1.0, 2.0], [1.0])

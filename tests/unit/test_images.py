@@ -125,3 +125,53 @@ def test_every_synthetic_bad_file_has_its_expected_code():
     from medimage.local.synthetic import bad_files
 
     assert set(bad_files()) == set(BAD_FILE_CODES)
+
+
+def test_without_limits_pillows_own_pixel_ceiling_still_refuses_a_bomb(monkeypatch):
+    from medimage.core.images import open_image
+
+    # GIVEN Pillow's ceiling lowered under a 64x48 image; the trainer's path passes no limits of its own
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(RejectedInput) as err:
+        open_image(jpeg((64, 48)), limits=None)
+    assert err.value.code == "too_many_pixels"
+    assert "64x48" in err.value.message
+
+
+def test_a_jpeg_whose_header_is_garbage_is_unreadable():
+    data = jpeg((64, 48))
+    broken = data[:3] + b"\x00" * 200 + data[203:]
+    with pytest.raises(RejectedInput) as err:
+        inspect_image(broken)
+    assert err.value.code in {"unreadable", "truncated"}
+    assert err.value.message
+
+
+def test_opening_an_upload_imports_only_the_plugin_of_its_format(tmp_path):
+    """Format probing (``Image.open``) imports every common plugin; the magic bytes already named one."""
+    import json
+    import subprocess
+    import sys
+
+    # GIVEN a JPEG and a PNG made here (saving imports plugins too, so not in the process under test)
+    (tmp_path / "a.jpeg").write_bytes(jpeg((64, 48)))
+    (tmp_path / "b.png").write_bytes(png((64, 48), mode="L"))
+    script = (
+        "import json, sys\n"
+        "from medimage.core.decoding import decode_to_gray_or_rgb\n"
+        "def plugins():\n"
+        "    return sorted(m for m in sys.modules if m.startswith('PIL.') and m.endswith('Plugin'))\n"
+        f"decode_to_gray_or_rgb(open({str(tmp_path / 'a.jpeg')!r}, 'rb').read(), mode='L', draft_size=32)\n"
+        "after_jpeg = plugins()\n"
+        f"decode_to_gray_or_rgb(open({str(tmp_path / 'b.png')!r}, 'rb').read(), mode='L')\n"
+        "print(json.dumps([after_jpeg, plugins()]))\n"
+    )
+    # WHEN a fresh process decodes the JPEG, then the PNG
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    after_jpeg, after_png = json.loads(done.stdout.splitlines()[-1])
+    # THEN each brings in its own plugin (the JPEG one reads EXIF through the TIFF plugin) and no other
+    assert "PIL.JpegImagePlugin" in after_jpeg and "PIL.PngImagePlugin" not in after_jpeg
+    assert set(after_png) - set(after_jpeg) == {"PIL.PngImagePlugin"}
+    assert not {"PIL.GifImagePlugin", "PIL.BmpImagePlugin", "PIL.PpmImagePlugin"} & set(after_png)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any
 
 from medimage.core.errors import RejectedInput
@@ -52,6 +53,12 @@ class PredictionResult:
         return body
 
 
+@cache
+def _with_max_bytes(limits: ImageLimits, max_bytes: int) -> ImageLimits:
+    """The limits of one request, made once per size limit rather than per request."""
+    return replace(limits, max_bytes=max_bytes)
+
+
 @dataclass
 class InferenceService:
     cache: ModelCache
@@ -86,7 +93,7 @@ class InferenceService:
         classifier = model.classifier
         threshold = self.config.review_threshold
         start = time.perf_counter()
-        limits = replace(self.limits, max_bytes=max_bytes or self.limits.max_bytes)
+        limits = _with_max_bytes(self.limits, max_bytes or self.limits.max_bytes)
         heatmap: dict[str, Any] | None = None
         heatmap_error: dict[str, str] | None = None
         if explain:

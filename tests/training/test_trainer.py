@@ -264,6 +264,8 @@ def test_bench_inference_compares_litert_with_tensorflow_on_the_same_handler(
     assert report["ratios"]["cold_start_vs_floor"] == pytest.approx(cold_ratio, abs=0.002)
     speedup = statistics.median(t / a for t, a in zip(tf_runs, litert_runs, strict=True))
     assert report["ratios"]["cold_start_speedup_vs_tensorflow"] == pytest.approx(speedup, abs=0.06)
+    bound = statistics.median(t / f for t, f in zip(tf_runs, floor["cold_start_runs_s"], strict=True))
+    assert report["ratios"]["floor_cold_start_speedup_vs_tensorflow"] == pytest.approx(bound, abs=0.06)
     # AND each target names its bound, the figure of this run and whether it is met
     for name, target in report["targets"].items():
         assert isinstance(target["met"], bool) and target["measured"] > 0, name

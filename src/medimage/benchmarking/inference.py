@@ -617,9 +617,6 @@ def use_tensorflow(module: Any, model_path: str | Path, dataset: str) -> str:
                 outputs = next(o for o in outputs if len(o.shape) == 2)
             return np.asarray(outputs)[0]
 
-        def predict_array(self, array: np.ndarray) -> np.ndarray:
-            return self._probabilities(array)
-
         def run(self, array: np.ndarray, explain: bool = False) -> tuple[np.ndarray, None]:
             return self._probabilities(array), None
 

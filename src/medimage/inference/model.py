@@ -241,10 +241,6 @@ class TFLiteClassifier:
         probs = softmax(values) if self.outputs == "logits" else values
         return probs, None if cam is None else self._dequantize(cam, self._cam)  # type: ignore[arg-type]
 
-    def predict_array(self, array: np.ndarray) -> np.ndarray:
-        """Class probabilities for one preprocessed HxWxC array."""
-        return self.run(array)[0]
-
     def classify_array(
         self, array: np.ndarray, explain: bool = False, review_threshold: float | None = None
     ) -> Prediction:

@@ -87,16 +87,22 @@ def rerun(env: LocalAws, manifest_version: str) -> dict[str, Any]:
 
 
 class Counting:
-    """A function whose invocations are counted."""
+    """A function whose finished invocations are counted; ``changed`` is notified after each, so a waiter
+    on the count wakes when it moves rather than at its timeout."""
 
     def __init__(self, function: Any) -> None:
         self.function = function
         self.logical_id = function.logical_id
         self.count = 0
+        self.changed = threading.Condition()
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        self.count += 1
-        return self.function.invoke(event)
+        try:
+            return self.function.invoke(event)
+        finally:
+            with self.changed:
+                self.count += 1
+                self.changed.notify_all()
 
 
 class InTurn:
@@ -108,7 +114,7 @@ class InTurn:
         self.function, self.gate, self.order, self.timeout_s = function, gate, order, timeout_s
         self.logical_id = function.logical_id
         self.finished: set[str] = set()
-        self._cond = threading.Condition()
+        self._cond = gate.changed
 
     def invoke(self, event: dict[str, Any]) -> Any:
         job = event["training"]["TrainingJobName"]

@@ -110,7 +110,7 @@ class InTurn:
     decided and then runs in ``order`` (of manifest versions); a later invocation (after a re-gate) runs
     at once."""
 
-    def __init__(self, function: Any, gate: Counting, order: list[str], timeout_s: float = 60.0) -> None:
+    def __init__(self, function: Any, gate: Counting, order: list[str], timeout_s: float = 30.0) -> None:
         self.function, self.gate, self.order, self.timeout_s = function, gate, order, timeout_s
         self.logical_id = function.logical_id
         self.finished: set[str] = set()
@@ -162,7 +162,7 @@ def test_two_executions_finishing_at_once_promote_one_and_record_the_other_as_su
     ended = wait_for_all(stack)
     # THEN both succeed; the first promotion won, the other was refused, recorded and gated again: it
     # is promoted if it beats the winner on its own test split, else kept out
-    assert [e["status"] for e in ended] == ["SUCCEEDED", "SUCCEEDED"]
+    assert [e["status"] for e in ended] == ["SUCCEEDED", "SUCCEEDED"], [e.get("cause") for e in ended]
     assert gate.count == 3
     outputs = {o["training"]["TrainingJobName"]: o for o in (json.loads(e["output"]) for e in ended)}
     winner = next(job for job in outputs if job.startswith(f"{order[0]}-"))

@@ -15,10 +15,21 @@ from medimage.local.synthetic import BAD_FILE_CODES, bad_files, encode, render
 from tests.dicom_factory import make_dicom, reference_image
 
 
-def jpeg(size=(64, 48), mode="L") -> bytes:
+def jpeg(size=(64, 48), mode="L", exif: Image.Exif | None = None) -> bytes:
     out = io.BytesIO()
-    Image.new(mode, size, 128).save(out, format="JPEG")
+    Image.new(mode, size, 128).save(out, format="JPEG", **({"exif": exif} if exif is not None else {}))
     return out.getvalue()
+
+
+def camera_exif() -> Image.Exif:
+    """EXIF as a scanner or camera writes it: a resolution, an orientation, a free-text make."""
+    exif = Image.Exif()
+    exif[0x010F] = "ACME Imaging"  # Make
+    exif[0x0112] = 1  # Orientation
+    exif[0x011A] = 300.0  # XResolution
+    exif[0x011B] = 300.0  # YResolution
+    exif[0x0128] = 2  # ResolutionUnit: inch
+    return exif
 
 
 def png(size=(64, 48), mode="RGB") -> bytes:
@@ -153,8 +164,9 @@ def test_opening_an_upload_imports_only_the_plugin_of_its_format(tmp_path):
     import subprocess
     import sys
 
-    # GIVEN a JPEG and a PNG made here (saving imports plugins too, so not in the process under test)
-    (tmp_path / "a.jpeg").write_bytes(jpeg((64, 48)))
+    # GIVEN a JPEG with EXIF and a PNG made here (saving imports plugins too, so not in the process under
+    # test)
+    (tmp_path / "a.jpeg").write_bytes(jpeg((64, 48), exif=camera_exif()))
     (tmp_path / "b.png").write_bytes(png((64, 48), mode="L"))
     script = (
         "import json, sys\n"
@@ -171,7 +183,30 @@ def test_opening_an_upload_imports_only_the_plugin_of_its_format(tmp_path):
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     after_jpeg, after_png = json.loads(done.stdout.splitlines()[-1])
-    # THEN each brings in its own plugin (the JPEG one reads EXIF through the TIFF plugin) and no other
-    assert "PIL.JpegImagePlugin" in after_jpeg and "PIL.PngImagePlugin" not in after_jpeg
+    # THEN each brings in its own plugin and no other: the JPEG's EXIF is not parsed, so not the TIFF one
+    assert after_jpeg == ["PIL.JpegImagePlugin"]
     assert set(after_png) - set(after_jpeg) == {"PIL.PngImagePlugin"}
     assert not {"PIL.GifImagePlugin", "PIL.BmpImagePlugin", "PIL.PpmImagePlugin"} & set(after_png)
+
+
+def test_a_jpeg_with_exif_decodes_to_the_pixels_pillow_gives_and_keeps_its_exif_bytes():
+    """EXIF is not parsed on open (nothing reads its DPI); the pixels are Pillow's and the bytes stay."""
+    from medimage.core.decoding import decode_to_gray_or_rgb
+    from medimage.core.images import open_image
+
+    # GIVEN a JPEG whose EXIF carries a resolution, with gradient pixels
+    out = io.BytesIO()
+    Image.fromarray(np.tile(np.arange(96, dtype=np.uint8), (80, 1))).save(
+        out, format="JPEG", exif=camera_exif()
+    )
+    data = out.getvalue()
+    # WHEN it is opened and decoded as uploads are
+    image, fmt = open_image(data)
+    decoded = decode_to_gray_or_rgb(data, mode="L")
+    # THEN the pixels are those of Image.open, the EXIF bytes are kept and still parse on request
+    assert fmt == "jpeg" and image.format == "JPEG"
+    np.testing.assert_array_equal(
+        np.asarray(decoded.image), np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+    )
+    assert image.info["exif"] == Image.open(io.BytesIO(data)).info["exif"]
+    assert image.getexif()[0x010F] == "ACME Imaging"

@@ -39,6 +39,8 @@ IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".dcm", ".dicom"})
 
 @dataclass(frozen=True)
 class ImageLimits:
+    """What an upload may be: at most ``max_bytes`` and ``max_pixels``, no side under ``min_side``."""
+
     max_bytes: int = 30 * 1024 * 1024
     max_pixels: int = 50_000_000
     min_side: int = 16

@@ -22,6 +22,8 @@ _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.
 
 @dataclass(frozen=True)
 class PreprocessSpec:
+    """How pixels become a model's input, written into ``model.json`` so serving repeats training exactly."""
+
     image_size: int = 128
     channels: int = 1
     resize: str = "bilinear"

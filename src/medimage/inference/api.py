@@ -65,6 +65,8 @@ STATUS_OF_CODE: dict[str, int] = {
 
 @dataclass(frozen=True)
 class ApiError(Exception):
+    """A request the API refuses: the HTTP status, a stable code and a message for a person."""
+
     status: int
     code: str
     message: str
@@ -87,6 +89,8 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class PredictRequest:
+    """A ``POST /predict`` body and query, checked: the image bytes, the dataset asked for, explain."""
+
     image: bytes
     dataset: str | None
     explain: bool = False

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A production model in memory, with the pointer facts (version, digest, file) it was loaded for."""
+
     dataset: str
     version: str
     sha256: str
@@ -70,6 +72,8 @@ def load_verified(model_dir: Path, pointer: ServingPointer) -> TFLiteClassifier:
 
 @dataclass
 class _Entry:
+    """One dataset's cache slot: its model, when the pointer was last read, and a version it refused."""
+
     model: LoadedModel | None = None
     checked_at: float = float("-inf")
     refused: tuple[str, str] | None = None

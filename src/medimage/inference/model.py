@@ -14,6 +14,7 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +150,7 @@ class TFLiteClassifier:
         self.spec = spec
         self.meta = meta
         self.outputs = outputs
-        self.sha256 = hashlib.sha256(model_content).hexdigest()
+        self._content = model_content  # the interpreter reads this buffer for its whole life
         self.review_threshold = (
             review_threshold if review_threshold is not None else review_threshold_of(meta)
         )
@@ -167,6 +168,11 @@ class TFLiteClassifier:
         self._pixel_table = None if self._float_input else self._quantize(np.arange(256, dtype=np.uint8))
         self._output, self._cam = _find_outputs(self._interpreter.get_output_details(), len(labels))
         self._lock = threading.Lock()
+
+    @cached_property
+    def sha256(self) -> str:
+        """Hashed on request: a served model's bytes were already verified against the pointer's digest."""
+        return hashlib.sha256(self._content).hexdigest()
 
     @property
     def supports_explain(self) -> bool:

@@ -20,6 +20,8 @@ NO_ACTIVATION_MAPS = "no_activation_maps"
 
 @dataclass(frozen=True)
 class PredictionResult:
+    """One answer, with what its log line and metrics need (latency, payload size, model version)."""
+
     dataset: str
     label: str
     probabilities: dict[str, float]
@@ -61,6 +63,8 @@ def _with_max_bytes(limits: ImageLimits, max_bytes: int) -> ImageLimits:
 
 @dataclass
 class InferenceService:
+    """Predictions for the API and drop-to-label: the model cache, the settings, the upload limits."""
+
     cache: ModelCache
     config: InferenceSettings
     limits: ImageLimits = field(default_factory=ImageLimits)

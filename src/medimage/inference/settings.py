@@ -21,6 +21,8 @@ DEFAULT_MAX_REQUEST_BYTES = 4_000_000
 
 @dataclass(frozen=True)
 class InferenceSettings:
+    """The inference function's configuration, read once from its environment (``from_env``)."""
+
     datasets: tuple[str, ...]
     default_dataset: str
     check_interval_s: float = 60.0

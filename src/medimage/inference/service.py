@@ -9,7 +9,6 @@ from typing import Any
 
 from medimage.core.errors import RejectedInput
 from medimage.core.images import ImageLimits
-from medimage.core.layout import check_dataset_name
 from medimage.inference.cache import LoadedModel, ModelCache
 from medimage.inference.decode import decode_pixels, decode_with_size
 from medimage.inference.settings import InferenceSettings
@@ -72,6 +71,9 @@ class InferenceService:
     def resolve_dataset(self, name: str | None) -> str:
         if name is None or name == "":
             return self.config.default_dataset
+        # Imported for a named dataset only: the bucket layout is 2 ms of a cold start the default skips.
+        from medimage.core.layout import check_dataset_name
+
         check_dataset_name(name)
         if name not in self.config.datasets:
             raise RejectedInput(

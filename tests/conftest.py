@@ -62,6 +62,21 @@ def real_data():
     return require_real_data
 
 
+@pytest.fixture(autouse=True)
+def _inference_log_format_restored() -> Iterator[None]:
+    """A test that puts the inference function's logger in Lambda's JSON log format (the local runtime,
+    `apply_json_log_format`) leaves it as it found it: later tests' stdout stays theirs."""
+    import logging
+
+    from medimage.inference.telemetry import SERVICE
+
+    logger = logging.getLogger(SERVICE)
+    level, handlers = logger.level, list(logger.handlers)
+    yield
+    logger.setLevel(level)
+    logger.handlers = handlers
+
+
 @pytest.fixture
 def local_aws() -> Iterator[Any]:
     """The template's resources in moto (no state machine execution: executions are only recorded)."""

@@ -8,9 +8,11 @@
 The handler only parses and shapes; `medimage.inference` holds the logic, `medimage.adapters.model_store`
 the S3 access. The model is loaded once per container and follows the production pointer.
 
-A cold start imports only what `POST /predict` needs: the SQS path (batch processing, drop-to-label and
-its S3 adapter), the upload page and botocore are imported on their first use, and the X-Ray SDK only when
-tracing is on (`medimage.inference.tracing`). The three routes are a table here rather than Powertools'
+A cold start imports only what `POST /predict` needs: the SQS path (Powertools' batch processing,
+drop-to-label and its S3 adapter), the upload page and botocore are imported on their first use, and the
+X-Ray SDK only when tracing is on (`medimage.inference.tracing`). Logs are the standard library's, in
+Lambda's JSON log format, and the template's metric filters make the metrics of them
+(`medimage.inference.telemetry`). The three routes are a table here rather than Powertools'
 event handler, whose package imports every resolver it has (AppSync's asyncio, ssl, sockets, subprocess)
 and every event data class: a fifth of the import time for a routing this API does in a dictionary lookup
 (docs/decisions.md).
@@ -20,32 +22,35 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
-
-from aws_lambda_powertools import Logger
 
 from medimage.core.errors import MedimageError
 from medimage.inference.api import ApiError, error_body, parse_predict_request
 from medimage.inference.cache import LocalModelSource, ModelCache
 from medimage.inference.service import InferenceService
 from medimage.inference.settings import InferenceSettings
-from medimage.inference.telemetry import log_fields, make_metrics, record_prediction, record_rejection
+from medimage.inference.telemetry import (
+    PREDICTION,
+    REJECTED,
+    SERVICE,
+    prediction_fields,
+    rejection_fields,
+)
 from medimage.inference.tracing import make_tracer
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch import BatchProcessor
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-    from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from medimage.core.objects import ObjectRef
     from medimage.inference.drop_to_label import DropLabeler, LabelOutcome
     from medimage.inference.ports import ModelSource
 
-logger = Logger()
+logger = logging.getLogger(SERVICE)
 tracer = make_tracer()
-metrics = make_metrics()
 Proxy = dict[str, Any]  # an API Gateway REST proxy event, or the proxy response
 
 
@@ -96,6 +101,11 @@ def _json(status: int, doc: dict[str, Any]) -> Proxy:
 
 
 # ---------------------------------------------------------------- API Gateway
+def correlation_id(event: Proxy) -> str | None:
+    """API Gateway's request id, on each line of the request (Lambda's own request id is added too)."""
+    return (event.get("requestContext") or {}).get("requestId")
+
+
 @tracer.capture_method
 def predict(event: Proxy) -> Proxy:
     svc = service()
@@ -109,8 +119,9 @@ def predict(event: Proxy) -> Proxy:
     result = svc.predict(
         request.image, request.dataset, max_bytes=svc.config.max_request_bytes, explain=request.explain
     )
-    record_prediction(metrics, result, "api")
-    logger.info("prediction", extra=log_fields(result, "api"))
+    logger.info(
+        PREDICTION, extra={**prediction_fields(result, "api"), "correlation_id": correlation_id(event)}
+    )
     return _json(200, result.api_body())
 
 
@@ -131,9 +142,9 @@ ROUTES: dict[tuple[str, str], Callable[[Proxy], Proxy]] = {
 }
 
 
-def handle_api_error(exc: ApiError) -> Proxy:
-    record_rejection(metrics, exc.code, "api")
-    logger.info("rejected request", extra={"code": exc.code, "status": exc.status, "reason": exc.message})
+def handle_api_error(exc: ApiError, event: Proxy) -> Proxy:
+    fields = rejection_fields(exc.code, "api", status=exc.status, reason=exc.message)
+    logger.info(REJECTED, extra={**fields, "correlation_id": correlation_id(event)})
     return _json(exc.status, exc.body())
 
 
@@ -147,11 +158,11 @@ def handle_api(event: Proxy) -> Proxy:
     try:
         return route(event)
     except ApiError as exc:
-        return handle_api_error(exc)
+        return handle_api_error(exc, event)
     except MedimageError as exc:
-        return handle_api_error(ApiError.from_error(exc))
+        return handle_api_error(ApiError.from_error(exc), event)
     except Exception as exc:  # a fault of ours (the registry unreachable, a bug): logged with its trace
-        logger.exception("unexpected error")
+        logger.exception("unexpected error", extra={"correlation_id": correlation_id(event)})
         message = f"internal error ({type(exc).__name__}); see the function's logs"
         return _json(500, error_body("internal", message))
 
@@ -166,11 +177,10 @@ def object_refs(record: SQSRecord) -> list[ObjectRef]:
 
 def _log_outcome(outcome: LabelOutcome) -> None:
     if outcome.result is not None:
-        record_prediction(metrics, outcome.result, "s3")
-        logger.info("prediction", extra={**log_fields(outcome.result, "s3"), "key": outcome.key})
+        logger.info(PREDICTION, extra={**prediction_fields(outcome.result, "s3"), "key": outcome.key})
     elif outcome.status == "quarantined":
-        record_rejection(metrics, (outcome.reason or {}).get("code", "rejected"), "s3")
-        logger.warning("quarantined", extra={"key": outcome.key, "reason": outcome.reason})
+        code = (outcome.reason or {}).get("code", "rejected")
+        logger.warning(REJECTED, extra=rejection_fields(code, "s3", key=outcome.key, reason=outcome.reason))
     else:
         logger.info(outcome.status, extra={"key": outcome.key, "dataset": outcome.dataset})
 
@@ -204,6 +214,7 @@ def handle_sqs(event: dict[str, Any]) -> dict[str, Any]:
     logger.info(
         "batch done",
         extra={
+            "service": SERVICE,
             "batch": batch,
             "messages": len(records),
             "objects": len(refs),
@@ -220,13 +231,10 @@ def _is_sqs(event: dict[str, Any]) -> bool:
     return bool(records) and records[0].get("eventSource") == "aws:sqs"
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if _is_sqs(event):
         return handle_sqs(event)
     if "httpMethod" in event:
-        logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
         return handle_api(event)
     raise ValueError("unsupported event: expected an API Gateway REST proxy event or SQS records")

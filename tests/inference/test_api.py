@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from typing import Any
 
 import numpy as np
@@ -12,7 +11,6 @@ import pytest
 
 from medimage.core.preprocess import PreprocessSpec, load_image_array
 from medimage.inference.decode import decode_image
-from medimage.local.functions import load_handler_module
 
 from .conftest import BUCKET, DATASET, LABELS, api_event, call_api, invoke, jpeg_bytes, load_event, publish
 
@@ -262,23 +260,6 @@ def test_health_and_page(handler, s3, model_v1):
     headers = {**page.get("headers", {}), **{k: v[0] for k, v in page.get("multiValueHeaders", {}).items()}}
     assert headers["Content-Type"].startswith("text/html")
     assert 'type="file"' in page["body"] and "predict" in page["body"]
-
-
-def test_image_bytes_are_never_logged(s3, model_v1, capfd, monkeypatch):
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # tests/conftest.py turns EMF off
-    publish(s3, model_v1, "v1")
-    handler = load_handler_module()
-    # Loggers of one service share one handler, bound to the stdout of whichever test made it first (maybe
-    # closed since): point it at this test's stdout without flushing the old one.
-    handler.logger.registered_handler.stream = sys.stdout
-    handler.logger.setLevel("INFO")  # one logger per service: an earlier in-process demo left it at WARNING
-    event = load_event("inference-api-predict-binary.json")
-    call_api(handler, event)
-    out = capfd.readouterr()
-    logged = out.out + out.err
-    assert '"message":"prediction"' in logged and '"confidence_bucket"' in logged
-    assert event["body"][:40] not in logged
-    assert "TopConfidence" in logged and '"bucket"' in logged  # EMF metrics on stdout
 
 
 def test_bucket_name_matches_the_events():

@@ -16,7 +16,9 @@ from medimage.inference import heatmap as heatmap_module
 from medimage.inference.heatmap import MAX_SIDE, MIN_SIDE, overlay_size, render_heatmap
 from medimage.inference.model import TFLiteClassifier
 from medimage.inference.settings import InferenceSettings, parse_review_threshold
+from medimage.inference.telemetry import PREDICTION
 from medimage.local.functions import load_handler_module
+from medimage.local.log_format import apply_json_log_format
 
 from .conftest import DATASET, LABELS, api_event, call_api, jpeg_bytes, publish
 
@@ -114,37 +116,21 @@ def test_the_models_own_threshold_applies_without_an_override(s3, tmp_path, monk
     assert call_api(handler, api_event(jpeg_bytes()))[1]["needs_review"] is False
 
 
-def test_needs_review_is_counted_per_dataset_and_model_version(s3, model_v1, capfd, monkeypatch):
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # tests/conftest.py turns EMF off
-    monkeypatch.setenv("REVIEW_THRESHOLD", "0.99")
+@pytest.mark.parametrize(("threshold", "routed"), [("0.99", True), ("0", False)])
+def test_the_prediction_line_says_whether_the_answer_was_routed_to_review(
+    s3, model_v1, capsys, monkeypatch, threshold, routed
+):
+    """``NeedsReview`` is counted from this field of the line (the template's metric filters)."""
+    monkeypatch.setenv("REVIEW_THRESHOLD", threshold)
     publish(s3, model_v1, "v7")
     handler = load_handler_module()
-    handler.logger.registered_handler.stream = sys.stdout
+    apply_json_log_format(handler, "INFO")
+    capsys.readouterr()
     call_api(handler, api_event(jpeg_bytes()))
-    blobs = [json.loads(line) for line in capfd.readouterr().out.splitlines() if '"_aws"' in line]
-
-    def counted(name: str) -> list[tuple[str, ...]]:
-        """Every dimension set ``name`` was counted under, each as its sorted names."""
-        docs = [b for b in blobs if name in b]
-        sets = [
-            d for b in docs for directive in b["_aws"]["CloudWatchMetrics"] for d in directive["Dimensions"]
-        ]
-        return sorted(tuple(sorted(d)) for d in sets)
-
-    (review,) = [b for b in blobs if "NeedsReview" in b]
-    assert counted("NeedsReview") == [("dataset", "model_version", "service"), ("dataset", "service")]
-    assert review["dataset"] == DATASET and review["model_version"] == "v7" and review["NeedsReview"] == [1.0]
-    assert counted("Predictions").count(("dataset", "service")) == 1  # the review rate's denominator
-
-
-def test_no_review_count_for_a_sure_answer(s3, model_v1, capfd, monkeypatch):
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
-    monkeypatch.setenv("REVIEW_THRESHOLD", "0")
-    publish(s3, model_v1, "v1")
-    handler = load_handler_module()
-    call_api(handler, api_event(jpeg_bytes()))
-    out = capfd.readouterr().out
-    assert '"Predictions"' in out and "NeedsReview" not in out
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (line,) = [line for line in lines if line["message"] == PREDICTION]
+    assert line["needs_review"] is routed
+    assert (line["dataset"], line["model_version"]) == (DATASET, "v7")
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,36 @@
-"""The inference function's metrics as CloudWatch reads them: one EMF document per count, one dimension set
-per breakdown, ``service`` in each."""
+"""The inference function's metrics as CloudWatch makes them: the template's metric filters on its log group
+read the JSON lines Lambda writes of its log records. Here: the filters select and read only what the
+function's real lines carry, and they make every breakdown the dashboards and the review-rate alarm use."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from medimage.checkout import project_file
 from medimage.inference.service import PredictionResult
-from medimage.inference.telemetry import make_metrics, record_prediction, record_rejection
+from medimage.inference.telemetry import (
+    NAMESPACE,
+    PREDICTION,
+    REJECTED,
+    SERVICE,
+    confidence_bucket,
+    prediction_fields,
+    rejection_fields,
+)
+from medimage.local.functions import load_handler_module
+from medimage.local.log_format import apply_json_log_format
+from medimage.local.template import Intrinsic, load_template, resources_of_type
+from tests.inference.conftest import api_event, call_api, jpeg_bytes, publish
+
+TEMPLATE = load_template(project_file("template.yaml"))
+FILTERS = {k: r["Properties"] for k, r in resources_of_type(TEMPLATE, "AWS::Logs::MetricFilter").items()}
+SELECTOR = re.compile(r"\$\.([A-Za-z_.]+)")
 
 
 def result(confidence: float, needs_review: bool = False) -> PredictionResult:
@@ -27,64 +48,126 @@ def result(confidence: float, needs_review: bool = False) -> PredictionResult:
     )
 
 
-def emitted(out: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+def transformation(props: dict[str, Any]) -> dict[str, Any]:
+    (only,) = props["MetricTransformations"]  # CloudWatch takes one per filter
+    return only
 
 
-def dimension_sets(doc: dict[str, Any]) -> list[set[str]]:
-    (directive,) = doc["_aws"]["CloudWatchMetrics"]
-    return [set(names) for names in directive["Dimensions"]]
+def breakdowns() -> Counter[tuple[str, frozenset[str]]]:
+    """(metric, dimension names) of every filter."""
+    return Counter(
+        (t["MetricName"], frozenset(d["Key"] for d in t.get("Dimensions", [])))
+        for t in map(transformation, FILTERS.values())
+    )
 
 
-@pytest.fixture
-def metrics(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # tests/conftest.py turns EMF off
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "inference")
-    made = make_metrics()
-    yield made
-    made.clear_metrics()
+def fields_read(props: dict[str, Any]) -> set[str]:
+    """Every ``$.field`` a filter selects on, counts or names a dimension with."""
+    t = transformation(props)
+    texts = [props["FilterPattern"], str(t["MetricValue"]), *(d["Value"] for d in t.get("Dimensions", []))]
+    return {field for text in texts for field in SELECTOR.findall(text)}
 
 
-def test_a_prediction_is_counted_once_under_every_breakdown(
-    metrics: Any, capsys: pytest.CaptureFixture
-) -> None:
-    # WHEN a confident prediction is recorded twice (a warm container)
-    for _ in range(2):
-        record_prediction(metrics, result(0.93), "api")
-    docs = emitted(capsys.readouterr().out)
-    # THEN each is one document counting Predictions once, under each breakdown, all with the service
-    assert len(docs) == 2 and docs[0]["Predictions"] == docs[1]["Predictions"] == [1.0]
-    assert dimension_sets(docs[0]) == [
-        {"service", "dataset"},
-        {"service", "dataset", "label"},
-        {"service", "dataset", "model_version"},
-        {"service", "dataset", "bucket"},
-        {"service", "source"},
-    ]
-    values = {
-        key: docs[0][key] for key in ("service", "dataset", "label", "model_version", "bucket", "source")
+def selected_message(props: dict[str, Any]) -> str | None:
+    found = re.search(r'\$\.message = "([^"]+)"', props["FilterPattern"])
+    return found.group(1) if found else None
+
+
+def json_lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_every_breakdown_is_made_once_in_the_namespace_with_the_service() -> None:
+    S = frozenset
+    assert breakdowns() == Counter(
+        {
+            ("Predictions", S({"service", "dataset"})): 1,
+            ("Predictions", S({"service", "dataset", "label"})): 1,
+            ("Predictions", S({"service", "dataset", "model_version"})): 1,
+            ("Predictions", S({"service", "dataset", "bucket"})): 1,
+            ("Predictions", S({"service", "source"})): 1,
+            ("NeedsReview", S({"service", "dataset"})): 1,
+            ("NeedsReview", S({"service", "dataset", "model_version"})): 1,
+            ("Rejected", S({"service", "source", "code"})): 1,
+            ("LatencyMs", S({"service"})): 1,
+            ("PayloadBytes", S({"service"})): 1,
+            ("TopConfidence", S({"service"})): 1,
+            ("InitDurationMs", S()): 1,
+        }
+    )
+    for props in FILTERS.values():
+        assert props["LogGroupName"] == Intrinsic("Ref", "InferenceLogGroup")
+        assert transformation(props)["MetricNamespace"] == NAMESPACE
+        assert len(transformation(props).get("Dimensions", [])) <= 3  # CloudWatch's limit
+
+
+def test_the_function_writes_json_lines_for_the_filters_to_read() -> None:
+    logging_config = TEMPLATE["Resources"]["InferenceFunction"]["Properties"]["LoggingConfig"]
+    assert logging_config == {
+        "LogGroup": Intrinsic("Ref", "InferenceLogGroup"),
+        "LogFormat": "JSON",
+        "ApplicationLogLevel": "INFO",
+        "SystemLogLevel": "INFO",  # platform.report, which InitDurationMs reads, is an INFO system line
     }
-    assert values == {
-        "service": "inference",
-        "dataset": "chestxray2017-binary",
-        "label": "pneumonia",
-        "model_version": "v3",
-        "bucket": "0.90-0.95",
-        "source": "api",
+
+
+@pytest.mark.parametrize("confidence", [0.42, 0.55, 0.93, 0.999])
+def test_a_prediction_line_carries_every_field_its_filters_read(confidence: float) -> None:
+    line = {"message": PREDICTION, **prediction_fields(result(confidence, confidence < 0.6), "api")}
+    for name, props in FILTERS.items():
+        if selected_message(props) != PREDICTION:
+            continue
+        missing = {f for f in fields_read(props) if f not in line}
+        assert not missing, (name, missing)
+    assert line["service"] == SERVICE and line["confidence_bucket"] == confidence_bucket(confidence)
+    assert isinstance(line["needs_review"], bool)  # `IS TRUE` matches a JSON boolean only
+    assert isinstance(line["latency_ms"], float) and isinstance(line["payload_bytes"], int)
+
+
+def test_a_refusal_line_carries_what_rejected_reads() -> None:
+    line = {"message": REJECTED, **rejection_fields("truncated", "s3", key="incoming/unlabeled/x.jpeg")}
+    (props,) = [p for p in FILTERS.values() if selected_message(p) == REJECTED]
+    assert fields_read(props) <= set(line) and line["code"] == "truncated"
+
+
+def test_the_review_count_selects_routed_answers_only() -> None:
+    patterns = {
+        transformation(p)["MetricName"]: p["FilterPattern"]
+        for p in FILTERS.values()
+        if selected_message(p) == PREDICTION
     }
-    # AND nobody was sent to review
-    assert not any("NeedsReview" in doc for doc in docs)
+    assert "$.needs_review IS TRUE" in patterns["NeedsReview"]
+    assert "needs_review" not in patterns["Predictions"]
 
 
-def test_a_review_and_a_rejection_are_counted_with_their_own_dimensions(
-    metrics: Any, capsys: pytest.CaptureFixture
+def test_the_handler_writes_one_prediction_line_and_no_image_bytes(
+    s3: Any, model_v1: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    record_prediction(metrics, result(0.55, needs_review=True), "s3")
-    record_rejection(metrics, "not_an_image", "api")
-    docs = emitted(capsys.readouterr().out)
-    (review,) = [doc for doc in docs if "NeedsReview" in doc]
-    assert dimension_sets(review) == [{"service", "dataset"}, {"service", "dataset", "model_version"}]
-    assert review["NeedsReview"] == [1.0] and "Predictions" not in review
-    (rejected,) = [doc for doc in docs if "Rejected" in doc]
-    assert dimension_sets(rejected) == [{"service", "source", "code"}]
-    assert rejected["code"] == "not_an_image" and rejected["Rejected"] == [1.0]
+    # GIVEN the handler under Lambda's JSON log format, with a threshold that routes its answer to review
+    monkeypatch.setenv("REVIEW_THRESHOLD", "0.99")
+    publish(s3, model_v1, "v7")
+    handler = load_handler_module()
+    apply_json_log_format(handler, "INFO")
+    capsys.readouterr()
+    # WHEN it answers one upload and refuses a broken one
+    event = api_event(jpeg_bytes())
+    call_api(handler, event)
+    call_api(handler, api_event(b"\xff\xd8\xff\xe0 not really a JPEG"))
+    out = capsys.readouterr().out
+    lines = json_lines(out)
+    # THEN one prediction line holds every field its filters read, with the values of this answer
+    (prediction,) = [line for line in lines if line["message"] == PREDICTION]
+    for props in FILTERS.values():
+        if selected_message(props) == PREDICTION:
+            assert fields_read(props) <= set(prediction)
+    assert (prediction["dataset"], prediction["model_version"], prediction["source"]) == (
+        "chestxray2017",
+        "v7",
+        "api",
+    )
+    assert prediction["needs_review"] is True and prediction["service"] == SERVICE
+    assert prediction["correlation_id"] == event["requestContext"]["requestId"]
+    # AND the refusal is a `rejected` line with its code; the image's bytes are in no line
+    (refusal,) = [line for line in lines if line["message"] == REJECTED]
+    assert refusal["code"] == "truncated" and refusal["source"] == "api"
+    assert event["body"][:40] not in out

@@ -11,7 +11,7 @@ import yaml
 
 from medimage.inference.api import BINARY_MEDIA_TYPES
 from medimage.inference.settings import parse_review_threshold
-from medimage.inference.telemetry import DEFAULT_NAMESPACE
+from medimage.inference.telemetry import NAMESPACE, SERVICE
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 
@@ -97,21 +97,23 @@ def test_review_rate_alarm_divides_the_counts_the_function_emits():
     metrics = {m["Id"]: m for m in alarm["Metrics"]}
     [returned] = [m for m in alarm["Metrics"] if m.get("ReturnData", True)]
     assert "FILL(review, 0) / predictions" in returned["Expression"]
-    service = RESOURCES["InferenceFunction"]["Properties"]["Environment"]["Variables"][
-        "POWERTOOLS_SERVICE_NAME"
-    ]
+    filters = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::Logs::MetricFilter"]
     for metric_id, name in (("review", "NeedsReview"), ("predictions", "Predictions")):
         metric = metrics[metric_id]["MetricStat"]["Metric"]
-        assert metric["Namespace"] == DEFAULT_NAMESPACE and metric["MetricName"] == name
-        assert (
-            metric["Namespace"]
-            == TEMPLATE_DOC["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
-        )
-        # the dimension set test_explain sees in the function's EMF: dataset + Powertools' service
+        assert metric["Namespace"] == NAMESPACE and metric["MetricName"] == name
         assert metric["Dimensions"] == [
             {"Name": "dataset", "Value": {"Ref": "InferenceDefaultDataset"}},
-            {"Name": "service", "Value": service},
+            {"Name": "service", "Value": SERVICE},
         ]
+        # a metric filter makes exactly this metric: the name, in the namespace, with these dimensions
+        made = [
+            t
+            for f in filters
+            for t in f["MetricTransformations"]
+            if t["MetricName"] == name
+            and {d["Key"] for d in t.get("Dimensions", [])} == {"dataset", "service"}
+        ]
+        assert [t["MetricNamespace"] for t in made] == [NAMESPACE]
         assert metrics[metric_id]["MetricStat"]["Stat"] == "Sum"
     assert alarm["Threshold"] == {"Ref": "ReviewRateAlarmThreshold"}
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"

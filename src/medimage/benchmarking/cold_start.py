@@ -2,6 +2,10 @@
 modules that the Lambda runtime client itself has loaded (json, importlib) may be imported before the handler,
 so the benchmark harness cannot pre-load anything the handler would otherwise import.
 
+The runtime's part of the function's JSON log format is done here too, inside the timed window: the root
+logger at the template's ``ApplicationLogLevel`` (INFO), each record written as a JSON line with its
+``extra`` fields (to nowhere), so every log line the handler writes is paid for, cold and warm, as in Lambda.
+
 ``medimage.benchmarking.inference`` runs :func:`first_answer` first thing in a fresh process, then the rest of
 its measurements.
 """
@@ -10,6 +14,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -33,6 +39,34 @@ class BenchContext:
         return 30_000
 
 
+# What a LogRecord holds of its own; everything else on it is an ``extra`` field.
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonLines(logging.Formatter):
+    """A record as the Lambda runtime's JSON log format writes it: time, level, message, logger, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "timestamp": self.formatTime(record),
+            "level": record.levelname,
+            "message": record.getMessage(),
+            "logger": record.name,
+            "requestId": BenchContext.aws_request_id,
+        }
+        line.update((k, v) for k, v in record.__dict__.items() if k not in _RECORD_FIELDS and k not in line)
+        return json.dumps(line, default=str)
+
+
+def lambda_json_logging() -> None:
+    """The runtime's set-up of a function in the JSON log format, its lines thrown away."""
+    handler = logging.StreamHandler(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+    handler.setFormatter(JsonLines())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.INFO)
+
+
 def first_answer(
     app_path: str, event_path: str, prepare: Callable[[ModuleType], object] | None = None
 ) -> tuple[ModuleType, dict[str, Any], float, float]:
@@ -42,6 +76,7 @@ def first_answer(
     with open(event_path, encoding="utf-8") as handle:
         event = json.load(handle)
     started = time.perf_counter()
+    lambda_json_logging()
     spec = importlib.util.spec_from_file_location("medimage_inference_app", app_path)
     if spec is None or spec.loader is None:
         raise FileNotFoundError(f"cannot import the inference handler from {app_path}")

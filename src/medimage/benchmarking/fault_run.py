@@ -127,6 +127,7 @@ def local_stack(kind: str, trainer: Any, work_dir: Path) -> Iterator[Any]:
             "MODEL_CACHE_DIR": str(work_dir / "model-cache"),
             "MODEL_CHECK_INTERVAL_S": "0",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "AWS_LAMBDA_LOG_LEVEL": "WARN",  # the functions in Lambda's JSON log format
         },
         "visibility_timeout_s": 1,
         "concurrent": True,

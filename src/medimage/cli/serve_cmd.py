@@ -17,6 +17,7 @@ from typing import Any
 
 from medimage.local.apigateway import ProxyInvoke, make_http_handler
 from medimage.local.functions import LambdaContext, load_handler_module
+from medimage.local.log_format import apply_json_log_format
 
 
 def module_invoke(module: ModuleType) -> ProxyInvoke:
@@ -66,9 +67,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument(
-        "--emf", action="store_true", help="print the embedded-format metrics as Lambda would"
-    )
-    parser.add_argument(
         "--review-threshold",
         metavar="P",
         help="confidence below which an answer needs review, as the template's ReviewThreshold "
@@ -80,7 +78,6 @@ def configure_env(
     model: str | None,
     dataset: str | None,
     bucket: str | None,
-    emf: bool = False,
     review_threshold: str | None = None,
 ) -> None:
     """The environment the handler reads, as template.yaml sets it for the deployed function."""
@@ -105,16 +102,16 @@ def configure_env(
         raise ValueError("give --model FILE or --dataset NAME")
     os.environ["DATASETS"] = os.environ["DEFAULT_DATASET"] = str(dataset)
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "inference")
-    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "medimage")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     os.environ.setdefault("MODEL_CHECK_INTERVAL_S", "5")
-    if not emf:
-        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+    os.environ.setdefault("AWS_LAMBDA_LOG_LEVEL", "INFO")
 
 
 def run(args: argparse.Namespace) -> int:
-    configure_env(args.model, args.dataset, args.bucket, args.emf, args.review_threshold)
+    configure_env(args.model, args.dataset, args.bucket, args.review_threshold)
     module = load_handler_module()
+    # One JSON line per prediction on stdout, as the template's LoggingConfig has Lambda write them.
+    apply_json_log_format(module, os.environ["AWS_LAMBDA_LOG_LEVEL"])
     server = ServeHTTPServer((args.host, args.port), make_http_handler(module_invoke(module)))
     host, port = server.server_address[:2]
     print(f"serving {os.environ['DEFAULT_DATASET']} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)

@@ -113,7 +113,12 @@ def run_demo(opts: DemoOptions, report: Reporter | None = None) -> dict[str, Any
         parameters["MinAccuracyOverride"] = str(opts.min_accuracy)
     env = LocalAws(
         parameters=parameters,
-        env_overrides={"POWERTOOLS_LOG_LEVEL": "WARNING", "MODEL_CHECK_INTERVAL_S": "0"},
+        # Quiet: Powertools' loggers, and those in Lambda's JSON log format (the inference function).
+        env_overrides={
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "AWS_LAMBDA_LOG_LEVEL": "WARN",
+            "MODEL_CHECK_INTERVAL_S": "0",
+        },
     )
     training_log = workdir / "training.log"
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from medimage.checkout import project_file
 from medimage.local.account import ACCOUNT, REGION
+from medimage.local.log_format import apply_json_log_format
 from medimage.local.template import Resolver, resources_of_type
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -46,8 +47,9 @@ class LambdaContext:
         return self.timeout_s * 1000
 
 
-# Read by Powertools when a handler module loads, so functions sharing one process may differ in it.
-PER_FUNCTION_ENV = frozenset({"POWERTOOLS_SERVICE_NAME"})
+# Read when a handler module loads (by Powertools, by the local runtime's log format), so functions sharing
+# one process may differ in them; Lambda sets the two AWS_LAMBDA_LOG_* from a function's LoggingConfig.
+PER_FUNCTION_ENV = frozenset({"POWERTOOLS_SERVICE_NAME", "AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL"})
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class LocalFunction:
             sys.modules[unique] = module
             with self.env():
                 spec.loader.exec_module(module)
+            if self.environment.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+                apply_json_log_format(module, self.environment.get("AWS_LAMBDA_LOG_LEVEL", "INFO"))
         return getattr(module, attr)
 
     def reset(self) -> None:
@@ -153,6 +157,16 @@ def function_from_template(
     )
 
 
+def log_environment(logging_config: Mapping[str, Any]) -> dict[str, str]:
+    """What Lambda sets from a ``LoggingConfig`` in the JSON format: the format and the application level."""
+    if logging_config.get("LogFormat") != "JSON":
+        return {}
+    return {
+        "AWS_LAMBDA_LOG_FORMAT": "JSON",
+        "AWS_LAMBDA_LOG_LEVEL": str(logging_config.get("ApplicationLogLevel", "INFO")),
+    }
+
+
 def template_functions(
     root: Path,
     template: dict[str, Any],
@@ -169,7 +183,7 @@ def template_functions(
         if logical not in names:
             continue
         own = resolver.resolve(res["Properties"].get("Environment", {}).get("Variables", {}))
-        env = {**global_env, **own}
+        env = {**global_env, **own, **log_environment(res["Properties"].get("LoggingConfig") or {})}
         env = {k: str(v) for k, v in env.items()} | dict(env_overrides or {})
         functions[logical] = function_from_template(root, logical, res, env, globals_)
     return functions

@@ -177,8 +177,11 @@ def measure(cpus: float, model_dir: Path, rie: Path, images: list[bytes], invoca
             "MEDIMAGE_MODEL=/opt/model",
             "-e",
             "POWERTOOLS_TRACE_DISABLED=true",
+            # What Lambda sets from the template's LoggingConfig: the runtime writes each log record as JSON.
             "-e",
-            "POWERTOOLS_METRICS_NAMESPACE=medimage",
+            "AWS_LAMBDA_LOG_FORMAT=JSON",
+            "-e",
+            "AWS_LAMBDA_LOG_LEVEL=INFO",
             "-e",
             f"AWS_LAMBDA_FUNCTION_MEMORY_SIZE={memory_mb}",
             "-e",

@@ -222,6 +222,11 @@ def handler(s3: Any) -> ModuleType:
     return load_handler_module()
 
 
+def json_lines(out: str) -> list[dict[str, Any]]:
+    """The JSON log lines in captured stdout (the function's, in Lambda's JSON log format)."""
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
 def invoke(module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
     return module.lambda_handler(event, LambdaContext())
 

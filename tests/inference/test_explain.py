@@ -20,7 +20,7 @@ from medimage.inference.telemetry import PREDICTION
 from medimage.local.functions import load_handler_module
 from medimage.local.log_format import apply_json_log_format
 
-from .conftest import DATASET, LABELS, api_event, call_api, jpeg_bytes, publish
+from .conftest import DATASET, LABELS, api_event, call_api, jpeg_bytes, json_lines, publish
 
 
 def heatmap_pixels(heatmap: dict) -> np.ndarray:
@@ -127,8 +127,7 @@ def test_the_prediction_line_says_whether_the_answer_was_routed_to_review(
     apply_json_log_format(handler, "INFO")
     capsys.readouterr()
     call_api(handler, api_event(jpeg_bytes()))
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    (line,) = [line for line in lines if line["message"] == PREDICTION]
+    (line,) = [line for line in json_lines(capsys.readouterr().out) if line["message"] == PREDICTION]
     assert line["needs_review"] is routed
     assert (line["dataset"], line["model_version"]) == (DATASET, "v7")
 

@@ -4,7 +4,6 @@ function's real lines carry, and they make every breakdown the dashboards and th
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -26,7 +25,7 @@ from medimage.inference.telemetry import (
 from medimage.local.functions import load_handler_module
 from medimage.local.log_format import apply_json_log_format
 from medimage.local.template import Intrinsic, load_template, resources_of_type
-from tests.inference.conftest import api_event, call_api, jpeg_bytes, publish
+from tests.inference.conftest import api_event, call_api, jpeg_bytes, json_lines, publish
 
 TEMPLATE = load_template(project_file("template.yaml"))
 FILTERS = {k: r["Properties"] for k, r in resources_of_type(TEMPLATE, "AWS::Logs::MetricFilter").items()}
@@ -71,10 +70,6 @@ def fields_read(props: dict[str, Any]) -> set[str]:
 def selected_message(props: dict[str, Any]) -> str | None:
     found = re.search(r'\$\.message = "([^"]+)"', props["FilterPattern"])
     return found.group(1) if found else None
-
-
-def json_lines(out: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
 def test_every_breakdown_is_made_once_in_the_namespace_with_the_service() -> None:

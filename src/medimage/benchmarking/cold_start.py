@@ -39,29 +39,12 @@ class BenchContext:
         return 30_000
 
 
-# What a LogRecord holds of its own; everything else on it is an ``extra`` field.
-_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-
-
-class JsonLines(logging.Formatter):
-    """A record as the Lambda runtime's JSON log format writes it: time, level, message, logger, extras."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "timestamp": self.formatTime(record),
-            "level": record.levelname,
-            "message": record.getMessage(),
-            "logger": record.name,
-            "requestId": BenchContext.aws_request_id,
-        }
-        line.update((k, v) for k, v in record.__dict__.items() if k not in _RECORD_FIELDS and k not in line)
-        return json.dumps(line, default=str)
-
-
 def lambda_json_logging() -> None:
     """The runtime's set-up of a function in the JSON log format, its lines thrown away."""
+    from medimage.local.log_format import JsonLines
+
     handler = logging.StreamHandler(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
-    handler.setFormatter(JsonLines())
+    handler.setFormatter(JsonLines(BenchContext.aws_request_id))
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(logging.INFO)

@@ -108,9 +108,10 @@ bench-container: $(STAMP) $(SAM_STAMP)
 	scripts/bench-container.sh --model $(BENCH_MODEL) --images $(BENCH_IMAGES) | tee build/bench/container.json
 
 # Called by `sam build` for MedimageLayer (BuildMethod: makefile, ContextPath: .). The layer holds the medimage
-# package and its run-time dependencies (Pillow, numpy, pydicom + python-gdcm for DICOM, Powertools) for
-# python3.13 on x86_64 (glibc 2.34, as Lambda's Amazon Linux 2023; no TensorFlow, no serve extras; boto3 comes
-# with the runtime), installed from wheels so that this host's Python (3.11) can build it.
+# packages of the "layer" runtime set (src/medimage/runtime_sets.py) and their run-time dependencies (Pillow,
+# numpy, pydicom + python-gdcm for DICOM, Powertools) for python3.13 on x86_64 (glibc 2.34, as Lambda's Amazon
+# Linux 2023; no TensorFlow, no serve extras; boto3 comes with the runtime), installed from wheels so that this
+# host's Python (3.11) can build it.
 # Every glibc up to 2.34 is named: pip before 24 does not count manylinux_2_28 as taking 2_27 wheels.
 LAYER_PLATFORM_ARGS := $(foreach v,34 33 32 31 30 29 28 27 26 25 24 23 22 21 20 19 18 17,--platform manylinux_2_$(v)_x86_64) \
 	--platform manylinux2014_x86_64 --python-version 3.13 --implementation cp --only-binary=:all:
@@ -121,7 +122,7 @@ build-MedimageLayer:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore $(LAYER_PLATFORM_ARGS) \
 		--target "$(ARTIFACTS_DIR)/python" -c "$(PROJECT_ROOT)/constraints.txt" \
 		pillow numpy pydicom python-gdcm 'aws-lambda-powertools[tracer]'
-	cp -R "$(PROJECT_ROOT)/src/medimage" "$(ARTIFACTS_DIR)/python/"
+	$(PYTHON) "$(PROJECT_ROOT)/src/medimage/runtime_sets.py" layer "$(ARTIFACTS_DIR)/python"
 	find "$(ARTIFACTS_DIR)/python" -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf "$(ARTIFACTS_DIR)/python/bin"
 

@@ -201,3 +201,31 @@ def test_inference_labels_a_real_xray(sam, aws, raw_template, real_xray):
         base64.b64decode(response["body"]) if response.get("isBase64Encoded") else response["body"]
     )
     assert find_label(body) in LABELS, body
+
+
+# ---------------------------------------------------------------- what the built artifacts carry
+def shipped_packages(names: list[str]) -> set[str]:
+    return {name for name in names if name != "__pycache__"}
+
+
+def test_built_layer_and_image_hold_only_their_runtime_sets(built_template):
+    from cfnlint.decode import decode
+    from samlocal import run
+
+    from medimage.runtime_sets import RUNTIME_SETS
+
+    layer = built_template.parent / "MedimageLayer" / "python" / "medimage"
+    assert shipped_packages([p.name for p in layer.iterdir()]) == {*RUNTIME_SETS["layer"], "__init__.py"}
+
+    built, matches = decode(str(built_template))
+    assert not matches
+    (image,) = [
+        r["Properties"]["ImageUri"]
+        for r in built["Resources"].values()
+        if r["Type"] == "AWS::Serverless::Function" and r["Properties"].get("PackageType") == "Image"
+    ]
+    listing = run(
+        ["docker", "run", "--rm", "--entrypoint", "/bin/sh", image, "-c", "ls /var/task/medimage"],
+        timeout=120,
+    )
+    assert shipped_packages(listing.stdout.split()) == {*RUNTIME_SETS["image"], "__init__.py"}

@@ -1,9 +1,10 @@
 """`medimage deploy`: SAM build + deploy, then the training source tarball the state machine trains with.
 
 The Train state hands SageMaker ``sagemaker_submit_directory = s3://<bucket>/<TrainingSourceKey>``; the
-tarball holds ``train.py`` (and ``requirements.txt``) at its root and the ``medimage`` package beside them,
-which is where train.py looks for it. It is built byte-for-byte reproducibly (sorted entries, fixed times
-and owners), so the same checkout always uploads the same object.
+tarball holds ``train.py`` (and ``requirements.txt``) at its root and the trainer's runtime set of the
+``medimage`` package beside them (``medimage.runtime_sets``), which is where train.py looks for it. It is
+built byte-for-byte reproducibly (sorted entries, fixed times and owners), so the same checkout always
+uploads the same object.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from medimage.core.errors import DeployProblem
+from medimage.runtime_sets import runtime_files
 
 SAM_RELATIVE = Path(".venv-sam/bin/sam")
 SOURCE_KEY_PARAMETER = "TrainingSourceKey"
@@ -48,14 +50,14 @@ def _files(base: Path) -> Iterator[Path]:
 
 
 def source_entries(root: Path) -> list[tuple[str, Path]]:
-    """(name in the tarball, file): training/* at the root, src/medimage as medimage/."""
+    """(name in the tarball, file): training/* at the root, the "training" runtime set as medimage/."""
     training, package = root / "training", root / "src" / "medimage"
     if not (training / "train.py").is_file():
         raise DeployProblem(f"{training / 'train.py'} not found: run from a medimage checkout")
     if not (package / "__init__.py").is_file():
         raise DeployProblem(f"{package} is not the medimage package: run from a medimage checkout")
     entries = [(p.relative_to(training).as_posix(), p) for p in _files(training)]
-    entries += [("medimage/" + p.relative_to(package).as_posix(), p) for p in _files(package)]
+    entries += list(runtime_files("training", package))
     return entries
 
 

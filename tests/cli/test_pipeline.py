@@ -14,6 +14,7 @@ from moto import mock_aws
 from medimage.core import layout
 from medimage.local.account import REGION
 from medimage.ops import executions as pipeline
+from medimage.ops.manifests import MANIFEST_FILES
 
 from .conftest import BUCKET, trivial_state_machine
 
@@ -26,8 +27,12 @@ def put_json(s3: Any, key: str, value: Any) -> None:
 
 
 def write_manifest(s3: Any, version: str = VERSION, preset: str = "chestxray2017") -> None:
-    """What the split Lambda leaves for dataset "ds": stats.json naming the preset, then latest.json."""
-    put_json(s3, f"{layout.manifest_prefix('ds', version)}stats.json", {"dataset": "ds", "preset": preset})
+    """What the split Lambda leaves for dataset "ds": the channel manifests, stats.json naming the
+    preset, then latest.json."""
+    prefix = layout.manifest_prefix("ds", version)
+    for name in MANIFEST_FILES:
+        put_json(s3, prefix + name, [{"prefix": f"s3://{BUCKET}/"}])
+    put_json(s3, f"{prefix}stats.json", {"dataset": "ds", "preset": preset})
     put_json(s3, layout.latest_manifest_key("ds"), {"version": version, "created_at": "2026-11-25T19:05:00Z"})
 
 
@@ -106,6 +111,16 @@ def test_start_without_a_manifest_says_what_to_do(s3: Any, sfn: Any, cli: Any) -
     assert run.code == 2
     assert run.err.count("\n") == 1
     assert "no manifest for dataset 'ds'" in run.err and "medimage ingest" in run.err
+
+
+def test_start_on_a_version_without_its_channel_manifests_starts_nothing(s3: Any, sfn: Any, cli: Any) -> None:
+    write_manifest(s3)
+    s3.delete_object(Bucket=BUCKET, Key=f"{layout.manifest_prefix('ds', VERSION)}val.manifest")
+    arn = trivial_state_machine(sfn)
+    run = cli("pipeline", "start", "--dataset", "ds", "--bucket", BUCKET, "--state-machine", arn)
+    assert run.code == 2
+    assert "lacks val.manifest" in run.err
+    assert sfn.list_executions(stateMachineArn=arn)["executions"] == []
 
 
 def test_list_shows_only_the_dataset_newest_first(s3: Any, sfn: Any, cli: Any) -> None:

@@ -11,8 +11,9 @@ import pytest
 
 from medimage.adapters.s3 import S3ObjectStore
 from medimage.core import training_job as job
-from medimage.core.errors import SageMakerJobProblem
+from medimage.core.errors import ManifestProblem, MedimageError, SageMakerJobProblem
 from medimage.ops import sagemaker_training as sm
+from medimage.ops.manifests import find_manifest
 from tests.ops.ops_helpers import (
     DATASET,
     PRESET,
@@ -127,7 +128,7 @@ def test_what_is_missing_is_found_before_the_sdk_runs(moto_server, setup, versio
     s3 = make_bucket(BUCKET, with_source=setup != "no-source")
     if setup != "nothing":
         put_manifest_version(s3, BUCKET)
-    with pytest.raises(SageMakerJobProblem) as missing:
+    with pytest.raises(MedimageError) as missing:
         sm.plan_job(
             dataset=DATASET,
             manifest_version=version,
@@ -141,6 +142,7 @@ def test_what_is_missing_is_found_before_the_sdk_runs(moto_server, setup, versio
             stack=None,
         )
     assert missing.value.code == code
+    assert isinstance(missing.value, ManifestProblem if code == "no_manifest" else SageMakerJobProblem)
 
 
 def test_a_manifest_without_its_preset_needs_one(moto_server):
@@ -148,10 +150,10 @@ def test_a_manifest_without_its_preset_needs_one(moto_server):
     prefix = put_manifest_version(s3, BUCKET)
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}stats.json", Body=b"{}")
     store = S3ObjectStore(BUCKET, s3)
-    with pytest.raises(SageMakerJobProblem) as missing:
-        sm.find_manifest(store, DATASET)
+    with pytest.raises(ManifestProblem) as missing:
+        find_manifest(store, DATASET)
     assert missing.value.code == "no_preset"
-    assert sm.find_manifest(store, DATASET, preset="oct2017").preset == "oct2017"
+    assert find_manifest(store, DATASET, preset="oct2017").preset == "oct2017"
 
 
 def test_hyperparameters_from_the_command_line():

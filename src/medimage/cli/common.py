@@ -15,6 +15,13 @@ def add_tree_arguments(parser: argparse.ArgumentParser, required: bool = True) -
     )
 
 
+def model_directory(model: Path) -> Path:
+    """``--model``'s directory: the path itself, or the directory of a file in it (``model.tflite``,
+    ``model.keras``...), as ``predict``, ``evaluate`` and ``serve`` take either."""
+    model = Path(model)
+    return model.parent if model.is_file() else model
+
+
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", help="CloudFormation stack name (default: samconfig.toml's stack_name)")
     parser.add_argument(

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from medimage.cli.common import model_directory
 from medimage.core.errors import MedimageError
 
 NAME = "export"
@@ -33,7 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    android.add_argument("--model", required=True, type=Path, help="model directory (with model.keras)")
+    android.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        help="model directory (with model.keras), or a file in it such as its model.tflite",
+    )
     android.add_argument("--out", required=True, type=Path, help="folder for <name>.tflite and README.md")
     android.add_argument(
         "--name", help="file name without .tflite (default: the preset, e.g. chestxray2017_binary)"
@@ -50,7 +56,9 @@ def run_android(args: argparse.Namespace) -> int:
     from medimage.android.package import export_android
 
     try:
-        result = export_android(args.model, args.out, args.name, args.author, args.license_text)
+        result = export_android(
+            model_directory(args.model), args.out, args.name, args.author, args.license_text
+        )
     except MedimageError as exc:
         print(f"medimage export android: error [{exc.code}]: {exc}", file=sys.stderr)
         return 2

@@ -18,9 +18,11 @@ examples:
   MEDIMAGE_BUCKET=my-bucket medimage ingest scans/ --dataset folders-demo
 
 Each sub-folder of DIR is a label folder: DIR/NORMAL/x.jpeg goes to
-incoming/labeled/<dataset>/NORMAL/x.jpeg. Run it again after an interruption: objects already there
-with the same size and checksum are skipped. --commit uploads incoming/labeled/<dataset>/_commit last
-(only when every upload succeeded), which makes the stack write a manifest version and start training.
+incoming/labeled/<dataset>/NORMAL/x.jpeg; hidden files, OS litter (Thumbs.db, __MACOSX ...) and files
+without an image suffix are left out, as `medimage train` leaves them out. Run it again after an
+interruption: objects already there with the same size and checksum are skipped. --commit uploads
+incoming/labeled/<dataset>/_commit last (only when every upload succeeded), which makes the stack write
+a manifest version and start training.
 The bucket: --bucket, else $MEDIMAGE_BUCKET, else the DataBucketName output of the stack (--stack, else
 $MEDIMAGE_STACK, else stack_name of --config-env in samconfig.toml). A local stack (`medimage up`):
 --stack-json up-output/stack.json, or --endpoint-url http://127.0.0.1:4566 with --bucket.
@@ -51,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     plan = ing.plan_files(args.dir, args.dataset)  # a missing folder fails before any AWS call
     files = plan[0]
     if not files:
-        raise ing.IngestProblem(f"no files under label folders of {args.dir} (expected DIR/<label>/<file>)")
+        raise ing.IngestProblem(
+            f"no image files under label folders of {args.dir} (expected DIR/<label>/<file>)"
+        )
     bucket = resolve_output(args.bucket, BUCKET_ENV, "DataBucketName", args.stack, args.config_env)
     s3 = client("s3", max_pool_connections=max(10, args.workers))
     print(

@@ -13,7 +13,11 @@ from pathlib import Path
 from medimage.cli.common import add_stack_arguments, add_tree_arguments, apply_endpoint_arguments
 from medimage.core.errors import MedimageError
 from medimage.core.presets import get_preset
+from medimage.training.contract import TrainConfig
+from medimage.training.options import add_field_options, option_name
 
+# TrainConfig fields that are options of `medimage train` itself (any other: -H NAME=VALUE).
+CONFIG_OPTIONS = ("epochs", "image_size")
 PROGRESS_PREFIXES = (
     "data:",
     "model:",
@@ -57,8 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_tree_arguments(parser, required=False)
     parser.add_argument("--out", type=Path, help="model directory to write (--on local)")
-    parser.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
-    parser.add_argument("--image-size", type=int, help="input size in pixels (default: the preset's)")
+    # Unset (None): train.py's default, or the preset's.
+    add_field_options(parser, TrainConfig, only=CONFIG_OPTIONS, defaults=dict.fromkeys(CONFIG_OPTIONS))
     parser.add_argument(
         "--dataset",
         help="dataset name; --on local: default the preset name, it seeds the split; "
@@ -90,6 +94,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_stack_arguments(parser)
 
 
+def config_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The ``CONFIG_OPTIONS`` given, as train.py hyperparameters (``{"image-size": "224"}``)."""
+    values = {name: getattr(args, name) for name in CONFIG_OPTIONS}
+    return {option_name(name)[2:]: str(value) for name, value in values.items() if value is not None}
+
+
 def run(args: argparse.Namespace) -> int:
     if args.on == "sagemaker":
         return run_sagemaker(args)
@@ -119,10 +129,7 @@ def run_local(args: argparse.Namespace) -> int:
         "dataset": args.dataset or preset.name,
         "manifest-version": "local",
     }
-    if args.epochs is not None:
-        hyperparameters["epochs"] = str(args.epochs)
-    if args.image_size is not None:
-        hyperparameters["image-size"] = str(args.image_size)
+    hyperparameters.update(config_overrides(args))
     for item in args.hyperparameter:
         name, sep, value = item.partition("=")
         if not sep or not name:
@@ -180,11 +187,7 @@ def launch_on_sagemaker(args: argparse.Namespace) -> int:
     if not args.dataset:
         raise ValueError("--on sagemaker needs --dataset (the dataset whose manifest version to train on)")
     apply_endpoint_arguments(args)
-    overrides: dict[str, str] = {}
-    if args.epochs is not None:
-        overrides["epochs"] = str(args.epochs)
-    if args.image_size is not None:
-        overrides["image-size"] = str(args.image_size)
+    overrides = config_overrides(args)
     overrides.update(sm.parse_hyperparameters(args.hyperparameter))
     python = sm.sdk_python()
     plan = sm.plan_job(

@@ -163,6 +163,13 @@ class PipelineProblem(MedimageError):
     code = "pipeline"
 
 
+class ManifestProblem(MedimageError):
+    """A manifest version to train on that the bucket lacks. Codes: ``no_manifest`` (no ``latest.json``,
+    or the version's channel manifests are missing), ``no_preset`` (its ``stats.json`` names none)."""
+
+    code = "no_manifest"
+
+
 class DeployProblem(MedimageError):
     """A deployment step that cannot run."""
 
@@ -170,10 +177,10 @@ class DeployProblem(MedimageError):
 
 
 class SageMakerJobProblem(MedimageError):
-    """A SageMaker training job that cannot be launched or that failed. Codes: ``no_manifest`` (the
-    dataset has no such manifest version), ``no_preset``, ``no_training_source`` (the source tarball is
-    not uploaded), ``bad_hyperparameter``, ``sdk_missing`` (no SageMaker SDK environment), ``sdk_failed``
-    (the SDK or SageMaker refused the job), ``job_failed``."""
+    """A SageMaker training job that cannot be launched or that failed (a missing manifest version is a
+    `ManifestProblem`). Codes: ``no_training_source`` (the source tarball is not uploaded),
+    ``bad_hyperparameter``, ``sdk_missing`` (no SageMaker SDK environment), ``sdk_failed`` (the SDK or
+    SageMaker refused the job), ``job_failed``."""
 
     code = "sagemaker_job"
 

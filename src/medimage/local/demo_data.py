@@ -10,6 +10,7 @@ from pathlib import Path
 
 from medimage.core.errors import MedimageError, RejectedInput
 from medimage.core.images import inspect_image
+from medimage.core.label_tree import walk_label_tree
 from medimage.core.presets import Preset
 
 
@@ -22,19 +23,21 @@ class UploadFile:
 
 
 def scan(root: Path, preset: Preset) -> list[UploadFile]:
-    """Every file under the label folders, with the preset's label, or None where it would be rejected."""
+    """Every file ``walk_label_tree`` takes (those training reads), with the preset's label, or None where
+    it would be rejected (the demo uploads those too, to show them quarantined)."""
     files = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            label: str | None
-            try:
-                label = preset.label_for(folder.name, path.name)
-                inspect_image(path.read_bytes())
-            except (RejectedInput, OSError):
-                label = None
-            files.append(UploadFile(folder.name, path.name, path, label))
+    for folder, path in walk_label_tree(root):
+        label: str | None
+        try:
+            label = preset.label_for(folder, path.name)
+            inspect_image(path.read_bytes())
+        except (RejectedInput, OSError):
+            label = None
+        files.append(UploadFile(folder, path.name, path, label))
     if not files:
-        raise MedimageError(f"{root} has no label folders with files: expected <label>/<image> inside it")
+        raise MedimageError(
+            f"{root} has no label folders with image files: expected <label>/<image> inside it"
+        )
     return files
 
 

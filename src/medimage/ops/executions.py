@@ -23,6 +23,7 @@ from medimage.core.executions import (
     may_belong_to,
 )
 from medimage.core.executions import execution_input as contract_input
+from medimage.ops.manifests import find_manifest
 
 # Names of the states in statemachine/training.asl.json that this module reads outputs of.
 GATE_STATE = "Gate"
@@ -84,23 +85,12 @@ def execution_input(
     hyperparameters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The training execution input for the dataset's latest manifest (docs/CONTRACTS.md), as the split
-    Lambda builds it; the preset comes from the manifest's stats.json unless given."""
-    dataset = layout.check_dataset_name(dataset)
-    latest = _get_json(s3, bucket, layout.latest_manifest_key(dataset))
-    if not latest or not latest.get("version"):
-        raise PipelineProblem(
-            f"no manifest for dataset {dataset!r} in s3://{bucket}/{layout.latest_manifest_key(dataset)}: "
-            f"upload images with `medimage ingest DIR --dataset {dataset} --commit` first"
-        )
-    version = str(latest["version"])
-    prefix = layout.manifest_prefix(dataset, version)
-    if preset is None:
-        stats = _get_json(s3, bucket, f"{prefix}stats.json") or {}
-        preset = stats.get("preset")
-        if not preset:
-            raise PipelineProblem(f"s3://{bucket}/{prefix}stats.json names no preset: pass --preset")
+    Lambda builds it; the preset comes from the manifest's stats.json unless given (`find_manifest`)."""
+    manifest = find_manifest(S3ObjectStore(bucket, s3), dataset, preset=preset)
     try:
-        return contract_input(dataset, preset, version, bucket, prefix, hyperparameters)
+        return contract_input(
+            manifest.dataset, manifest.preset, manifest.version, bucket, manifest.prefix, hyperparameters
+        )
     except BadExecutionInput as exc:
         raise PipelineProblem(exc.message) from None
 

@@ -19,10 +19,10 @@ from typing import Any
 
 from medimage.core import layout
 from medimage.core.errors import IngestProblem, RejectedInput
+from medimage.core.label_tree import scan_label_tree
 
 # Files up to this size go up in one PUT (ETag = MD5); larger ones in parts of this size.
 PART_BYTES = 16 * 1024 * 1024
-_IGNORED_NAMES = {"Thumbs.db", "desktop.ini"}
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class IngestResult:
     uploaded: int = 0
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (key, one-line error)
-    ignored: list[str] = field(default_factory=list)  # local files that are not under a label folder
+    ignored: list[str] = field(default_factory=list)  # local files the label-tree rule skips
     committed: bool = False
     bytes_uploaded: int = 0
 
@@ -60,25 +60,19 @@ def labeled_prefix(dataset: str) -> str:
 
 
 def plan_files(root: Path, dataset: str) -> tuple[list[LocalFile], list[str]]:
-    """The files to upload with their keys, and the ones left out (top-level files have no label folder,
-    hidden files are OS clutter). Keys are checked with the layout parser the annotate Lambda uses."""
+    """The files to upload with their keys, and the ones left out: those ``scan_label_tree`` skips (so
+    what is uploaded is what ``medimage train`` reads), by path below ``root``. Keys are checked with the
+    layout parser the annotate Lambda uses."""
     if not root.exists():
         raise IngestProblem(f"folder {root} does not exist")
     if not root.is_dir():
         raise IngestProblem(f"{root} is not a folder (expected one sub-folder per label)")
     prefix = labeled_prefix(dataset)
+    tree = scan_label_tree(root)
     files: list[LocalFile] = []
-    ignored: list[str] = []
-    for path in sorted(root.rglob("*")):
-        if not path.is_file():
-            continue
+    ignored = [skipped.path.relative_to(root).as_posix() for skipped in tree.skipped]
+    for _, path in tree.files:
         rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or path.name in _IGNORED_NAMES:
-            ignored.append(rel.as_posix())
-            continue
-        if len(rel.parts) < 2:
-            ignored.append(rel.as_posix())
-            continue
         key = prefix + rel.as_posix()
         try:
             layout.parse_labeled_key(key)
@@ -210,7 +204,10 @@ def summary_lines(result: IngestResult, commit_requested: bool) -> Iterable[str]
     )
     if result.ignored:
         shown = ", ".join(result.ignored[:5]) + (" ..." if len(result.ignored) > 5 else "")
-        yield f"left out {len(result.ignored)} files outside a label folder or hidden: {shown}"
+        yield (
+            f"left out {len(result.ignored)} files outside a label folder, hidden, OS litter or not images: "
+            f"{shown}"
+        )
     for key, error in result.failed[:10]:
         yield f"failed: {key}: {error}"
     if len(result.failed) > 10:

@@ -20,10 +20,10 @@ from typing import Any
 
 from medimage.adapters.s3 import S3ObjectStore
 from medimage.checkout import INSTALLED_FROM, checkout_root
-from medimage.core import layout
 from medimage.core import training_job as job
 from medimage.core.errors import AwsProblem, BadExecutionInput, SageMakerJobProblem
 from medimage.core.objects import BadS3Uri, parse_s3_uri
+from medimage.ops.manifests import ManifestChoice, find_manifest
 
 SDK_VENV = ".venv-sagemaker"
 SDK_PYTHON_ENV = "MEDIMAGE_SAGEMAKER_PYTHON"
@@ -32,7 +32,6 @@ ROLE_ENV = "MEDIMAGE_SAGEMAKER_ROLE_ARN"
 ROLE_OUTPUT = "SageMakerTrainingRoleArn"
 SOURCE_OUTPUT = "TrainingSourceUri"
 SOURCE_KEY_DEFAULT = "code/training/sourcedir.tar.gz"  # the template's TrainingSourceKey default
-MANIFEST_FILES = tuple(f"{split}.manifest" for _, split in job.CHANNELS)
 
 
 @dataclass(frozen=True)
@@ -43,17 +42,6 @@ class StackSettings:
     role_arn: str
     source_uri: str
     region: str
-
-
-@dataclass(frozen=True)
-class ManifestChoice:
-    dataset: str
-    version: str
-    preset: str
-
-    @property
-    def prefix(self) -> str:
-        return layout.manifest_prefix(self.dataset, self.version)
 
 
 @dataclass(frozen=True)
@@ -150,49 +138,6 @@ def build_hyperparameters(
         )
     except BadExecutionInput as exc:
         raise SageMakerJobProblem(exc.message, "bad_hyperparameter") from None
-
-
-def find_manifest(
-    store: S3ObjectStore, dataset: str, version: str | None = None, preset: str | None = None
-) -> ManifestChoice:
-    """The dataset's manifest version (its newest when none is named: ``latest.json``) and its preset
-    (from its ``stats.json`` unless given); each of its channel manifests must be there."""
-    dataset = layout.check_dataset_name(dataset)
-    where = f"s3://{store.bucket}/{layout.MANIFESTS_PREFIX}{dataset}/"
-    if version is None:
-        latest = store.get_json(layout.latest_manifest_key(dataset))
-        if not isinstance(latest, dict) or not latest.get("version"):
-            raise SageMakerJobProblem(
-                f"dataset {dataset!r} has no manifest ({where}latest.json is missing): upload images with "
-                f"`medimage ingest DIR --dataset {dataset} --commit`, or name one with --manifest-version",
-                "no_manifest",
-            )
-        version = str(latest["version"])
-    prefix = layout.manifest_prefix(dataset, version)
-    missing = [name for name in MANIFEST_FILES if not store.exists(prefix + name)]
-    if missing:
-        known = sorted(_versions(store, dataset))
-        hint = f"; versions there: {', '.join(known[-5:])}" if known else f"; {where} has none"
-        raise SageMakerJobProblem(
-            f"manifest version {version!r} of dataset {dataset!r} not found (s3://{store.bucket}/{prefix} "
-            f"lacks {', '.join(missing)}){hint}",
-            "no_manifest",
-        )
-    if not preset:
-        stats = store.get_json(prefix + "stats.json")
-        preset = str(stats.get("preset") or "") if isinstance(stats, dict) else ""
-        if not preset:
-            raise SageMakerJobProblem(
-                f"s3://{store.bucket}/{prefix}stats.json names no preset: pass --preset", "no_preset"
-            )
-    return ManifestChoice(dataset, version, preset)
-
-
-def _versions(store: S3ObjectStore, dataset: str) -> set[str]:
-    prefix = f"{layout.MANIFESTS_PREFIX}{dataset}/"
-    return {
-        key[len(prefix) :].split("/", 1)[0] for key in store.list_keys(prefix) if key.endswith(".manifest")
-    }
 
 
 def check_source(s3: Any, source_uri: str) -> None:

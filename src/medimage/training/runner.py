@@ -27,7 +27,7 @@ from typing import Any
 
 from medimage.checkout import project_file
 from medimage.core.errors import RejectedInput
-from medimage.core.images import IMAGE_SUFFIXES
+from medimage.core.label_tree import scan_label_tree
 from medimage.core.layout import LABELED_PREFIX, check_dataset_name
 from medimage.core.manifests import CHANNEL_OF_SPLIT, CSV_FIELDS
 from medimage.core.presets import SPLITS, Preset
@@ -58,27 +58,23 @@ class TreeScan:
 
 
 def scan_tree(data_dir: Path, preset: Preset, dataset: str | None = None) -> TreeScan:
-    """Label (``preset.label_for``) and split (patient-aware) every image of ``<data_dir>/<folder>/...``."""
+    """Label (``preset.label_for``) and split (patient-aware) every image ``scan_label_tree`` takes."""
     data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise NotADirectoryError(f"{data_dir} is not a directory")
+    tree = scan_label_tree(data_dir)
     dataset = check_dataset_name(dataset or preset.name)
     images: list[TreeImage] = []
     skipped: list[tuple[Path, str]] = []
-    for folder in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(folder.rglob("*")):
-            if not path.is_file() or path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                label = preset.label_for(folder.name, path.name)
-            except RejectedInput as exc:
-                skipped.append((path, str(exc)))
-                continue
-            sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-            patient = preset.patient_id(path.name)
-            split = assign_split(dataset, group_of(patient, sha256), preset.split_ratios)
-            key = f"{LABELED_PREFIX}{dataset}/{path.relative_to(data_dir).as_posix()}"
-            images.append(TreeImage(path.resolve(), key, label, sha256, patient, split))
+    for folder, path in tree.files:
+        try:
+            label = preset.label_for(folder, path.name)
+        except RejectedInput as exc:
+            skipped.append((path, str(exc)))
+            continue
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        patient = preset.patient_id(path.name)
+        split = assign_split(dataset, group_of(patient, sha256), preset.split_ratios)
+        key = f"{LABELED_PREFIX}{dataset}/{path.relative_to(data_dir).as_posix()}"
+        images.append(TreeImage(path.resolve(), key, label, sha256, patient, split))
     if not images:
         raise TrainingInputError(f"no labelled images found under {data_dir} for preset '{preset.name}'")
     return TreeScan(images, skipped)

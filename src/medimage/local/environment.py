@@ -34,7 +34,8 @@ from medimage.local.delivery import (
 )
 from medimage.local.functions import LocalFunction, share_environment, template_functions
 from medimage.local.moto_patches import configure_moto_server, moto_config
-from medimage.local.template import Resolver, definition_from_template, load_template, resources_of_type
+from medimage.local.template import Resolver, definition_from_template
+from medimage.template_file import load_template, resources_of_type
 
 
 def default_template() -> Path:

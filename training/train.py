@@ -2,7 +2,7 @@
 
 Channels come from ``SM_CHANNEL_TRAIN`` / ``SM_CHANNEL_VALIDATION`` / ``SM_CHANNEL_TEST``, the model
 goes to ``SM_MODEL_DIR`` and plots to ``SM_OUTPUT_DATA_DIR`` (see docs/CONTRACTS.md). The logic lives
-in ``medimage.training``: ``contract.main`` reads that contract and runs ``trainer.train``. In a
+in ``medimage.training``: ``script_mode.main`` reads that contract and runs ``trainer.train``. In a
 SageMaker container the ``medimage`` package is shipped in the source directory beside this file (or in
 ``../src`` of a checkout), so both are put on ``sys.path`` when the package is not installed.
 """
@@ -26,6 +26,6 @@ def _make_medimage_importable() -> None:
 
 if __name__ == "__main__":
     _make_medimage_importable()
-    from medimage.training.contract import main
+    from medimage.training.script_mode import main
 
     sys.exit(main())

@@ -20,7 +20,8 @@ from typing import Any
 from policy_eval import Request, Statement
 
 from medimage.local.account import ACCOUNT, REGION
-from medimage.local.template import Intrinsic, Resolver, load_template
+from medimage.local.template import Resolver
+from medimage.template_file import Intrinsic, load_template
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"

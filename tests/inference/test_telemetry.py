@@ -24,7 +24,7 @@ from medimage.inference.telemetry import (
 )
 from medimage.local.functions import load_handler_module
 from medimage.local.log_format import apply_json_log_format
-from medimage.local.template import Intrinsic, load_template, resources_of_type
+from medimage.template_file import Intrinsic, load_template, resources_of_type
 from tests.inference.conftest import api_event, call_api, jpeg_bytes, json_lines, publish
 
 TEMPLATE = load_template(project_file("template.yaml"))

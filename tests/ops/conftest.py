@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from medimage.local.template import load_template
+from medimage.template_file import load_template
 from tests.ops.ops_helpers import REGION, TEMPLATE
 
 

@@ -24,7 +24,8 @@ from medimage.local.functions import LocalFunction, template_functions
 from medimage.local.moto_patches import local_training_workflow
 from medimage.local.sagemaker import LocalSageMaker, TrainingOutcome, run_train_py
 from medimage.local.synthetic import generate
-from medimage.local.template import Resolver, definition_from_template, load_template
+from medimage.local.template import Resolver, definition_from_template
+from medimage.template_file import load_template
 from tests.orchestration.workflow_helpers import ExecutionResult, create_state_machine, run_execution
 
 os.environ.setdefault("MEDIMAGE_TF_THREADS", "1")

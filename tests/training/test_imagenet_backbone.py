@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from medimage.core.presets import get_preset
-from medimage.training import contract, trainer
+from medimage.training import contract, script_mode, trainer
 from medimage.training.runner import scan_tree, write_channels
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,7 @@ def test_failed_weight_download_is_one_clear_error(
     argv, env = _arguments(tmp_path, tree_maker)
 
     # WHEN train.py runs with --weights imagenet
-    code = contract.main(argv, env)
+    code = script_mode.main(argv, env)
 
     # THEN it exits 2 with one line that names the cause and the way out, and no traceback
     assert code == 2

@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 from pydicom.uid import JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 
-from medimage.core.decoding import decode_to_gray_or_rgb, scale_16bit
+from medimage.core.decoding import decode_to_gray_or_rgb, inspect_image, scale_16bit
 from medimage.core.errors import RejectedInput
-from medimage.core.images import ImageLimits, inspect_image
+from medimage.core.images import ImageLimits
 from medimage.core.preprocess import PreprocessSpec, load_image_array
 from medimage.inference.decode import decode_image
 from tests.dicom_factory import (

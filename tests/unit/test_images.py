@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medimage.core.decoding import inspect_image
 from medimage.core.errors import RejectedInput
-from medimage.core.images import ImageLimits, check_size, inspect_image
+from medimage.core.images import ImageLimits, check_size
 from medimage.local.synthetic import BAD_FILE_CODES, bad_files, encode, render
 from tests.dicom_factory import make_dicom, reference_image
 

@@ -155,10 +155,9 @@ def check_graph(
     """The Android file (LiteRT) on RGB images vs. the trained network on their ``convert("L")`` averaged
     over ``supersample`` x ``supersample`` blocks: AndroidExportError ``export_mismatch`` beyond float
     rounding."""
-    from medimage.training.export import ensure_interpreter_available
+    from medimage.inference.model import resolve_interpreter
 
-    ensure_interpreter_available()
-    from medimage.inference.model import Interpreter
+    interpreter_class = resolve_interpreter(allow_tensorflow=True)  # the network is Keras: TensorFlow is here
 
     height, width = graph.image_size(network)
     rng = np.random.default_rng(seed)
@@ -170,7 +169,7 @@ def check_graph(
         gray.reshape(CHECK_IMAGES, height, supersample, width, supersample).astype(np.float64).mean((2, 4))
     )
     reference = network.predict(boxed[..., None].astype(np.float32), verbose=0)
-    interpreter = Interpreter(model_content=android_content, num_threads=1)
+    interpreter = interpreter_class(model_content=android_content, num_threads=1)
     interpreter.allocate_tensors()
     (detail_in,), (detail_out,) = interpreter.get_input_details(), interpreter.get_output_details()
     rows = []

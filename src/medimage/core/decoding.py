@@ -1,6 +1,6 @@
 """The one decoder: the bytes of a JPEG, PNG or DICOM upload to an 8-bit gray ("L") or RGB Pillow image.
 
-Annotate's strict check (``medimage.core.images.inspect_image``), the trainer
+Annotate's strict check (``inspect_image``, in this module), the trainer
 (``medimage.core.preprocess.load_image_array``) and serving (``medimage.inference.decode.decode_image``)
 all call ``decode_to_gray_or_rgb``, so a model is served exactly the pixels it was trained on.
 
@@ -27,6 +27,7 @@ pixels are decoded.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -74,6 +75,20 @@ class DecodedImage:
     dicom: DicomTags | None = None
 
 
+@dataclass(frozen=True)
+class ImageInfo:
+    """``mode`` is Pillow's name for the stored JPEG/PNG pixels ("L", "RGB", "P", "I;16", ...) and "L"
+    for a DICOM (decoded to 8-bit gray); ``dicom`` holds the few header fields a caller may need."""
+
+    sha256: str
+    format: str
+    width: int
+    height: int
+    mode: str
+    size_bytes: int
+    dicom: DicomTags | None = None
+
+
 def decode_to_gray_or_rgb(
     data: bytes,
     mode: str | None = None,
@@ -103,6 +118,21 @@ def decode_to_gray_or_rgb(
         if image.mode != target:
             image = image.convert(target)
     return DecodedImage(image=image, format=fmt, width=width, height=height, source_mode=source_mode)
+
+
+def inspect_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImageInfo:
+    """Validate an upload completely (a full decode, the one training and serving use) and describe it,
+    or raise RejectedInput."""
+    decoded = decode_to_gray_or_rgb(data, limits=limits)
+    return ImageInfo(
+        sha256=hashlib.sha256(data).hexdigest(),
+        format=decoded.format,
+        width=decoded.width,
+        height=decoded.height,
+        mode=decoded.source_mode,
+        size_bytes=len(data),
+        dicom=decoded.dicom,
+    )
 
 
 def _decode_dicom(data: bytes, mode: str | None, limits: ImageLimits | None) -> DecodedImage:

@@ -3,25 +3,21 @@
 The extension is never trusted: the magic bytes must match and the whole image must decode. Sizes are
 checked from the header before decoding, so a decompression bomb is refused without being expanded.
 ``ImageLimits`` is the one home of the byte and pixel limits; every other module imports it. The
-decoding itself is ``medimage.core.decoding``, shared by annotate, the trainer and serving.
+decoding itself, and the full check of an upload that needs it (``inspect_image``), is
+``medimage.core.decoding``, which builds on this module.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 
 from medimage.core.errors import RejectedInput
-
-if TYPE_CHECKING:
-    from medimage.core.dicom import DicomTags
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -47,20 +43,6 @@ class ImageLimits:
 
 
 DEFAULT_LIMITS = ImageLimits()
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """``mode`` is Pillow's name for the stored JPEG/PNG pixels ("L", "RGB", "P", "I;16", ...) and "L"
-    for a DICOM (decoded to 8-bit gray); ``dicom`` holds the few header fields a caller may need."""
-
-    sha256: str
-    format: str
-    width: int
-    height: int
-    mode: str
-    size_bytes: int
-    dicom: DicomTags | None = None
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -171,21 +153,3 @@ def _open_with_plugin(data: bytes, fmt: str) -> Image.Image:
     from PIL import PngImagePlugin
 
     return PngImagePlugin.PngImageFile(io.BytesIO(data))
-
-
-def inspect_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> ImageInfo:
-    """Validate an upload completely (a full decode, the one training and serving use) and describe it,
-    or raise RejectedInput."""
-    # Imported here: medimage.core.decoding builds on this module.
-    from medimage.core.decoding import decode_to_gray_or_rgb
-
-    decoded = decode_to_gray_or_rgb(data, limits=limits)
-    return ImageInfo(
-        sha256=hashlib.sha256(data).hexdigest(),
-        format=decoded.format,
-        width=decoded.width,
-        height=decoded.height,
-        mode=decoded.source_mode,
-        size_bytes=len(data),
-        dicom=decoded.dicom,
-    )

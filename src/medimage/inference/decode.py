@@ -1,6 +1,6 @@
 """Validate and decode a client's image in one pass, with a precise reason when it cannot be used.
 
-`medimage.core.images.inspect_image` decodes the whole image at full resolution, which alone costs more
+`medimage.core.decoding.inspect_image` decodes the whole image at full resolution, which alone costs more
 than the 10 ms budget for a 2-megapixel X-ray. Serving instead checks size and magic bytes, reads the
 header (pixel count, decompression bombs), then decodes a JPEG in draft mode, through the decoder that
 `medimage.core.preprocess.load_image_array` uses, so the array is the one the trainer saw. PNG (16-bit

@@ -24,17 +24,40 @@ from medimage.core.errors import ModelError
 from medimage.core.input_profile import InputProfile
 from medimage.core.preprocess import PreprocessSpec, load_image_array
 
-try:  # the maintained LiteRT runtime
-    from ai_edge_litert.interpreter import Interpreter
-except ImportError:  # pragma: no cover - the legacy runtime, same API
-    from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
-
 MODEL_JSON = "model.json"
 LABELS_TXT = "labels.txt"
 DEFAULT_MODEL_FILE = "model.tflite"
 # Why a prediction is routed to a clinician (``Prediction.review_reason``): an image unlike the training
 # images (``model.json`` ``input_profile``) outranks a low confidence, since its confidence means little.
 REVIEW_REASONS = ("outside_training_distribution", "low_confidence")
+
+
+def resolve_interpreter(allow_tensorflow: bool = False) -> Any:
+    """The TFLite ``Interpreter`` class: LiteRT, else the legacy tflite-runtime (same API).
+
+    TensorFlow's own ``tf.lite.Interpreter`` (same API) only with ``allow_tensorflow``: the trainer in a
+    SageMaker TensorFlow container that lacks LiteRT. Serving never asks for it, so the inference
+    function never imports TensorFlow; without either runtime it gets the ImportError."""
+    try:  # the maintained LiteRT runtime
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - the legacy runtime, same API
+        try:
+            from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+        except ImportError:
+            if not allow_tensorflow:
+                raise
+            import tensorflow as tf
+
+            return tf.lite.Interpreter
+    return Interpreter
+
+
+# Resolved at import, where serving's cold start has always paid for it. None only without either
+# runtime: the trainer then passes resolve_interpreter(allow_tensorflow=True) to the classifier.
+try:
+    Interpreter: Any = resolve_interpreter()
+except ImportError:  # pragma: no cover - a trainer container without LiteRT
+    Interpreter = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +157,8 @@ class TFLiteClassifier:
     """One loaded model: preprocess bytes exactly as in training, run the interpreter, map labels.
 
     ``review_threshold`` (a per-deployment setting) overrides ``model.json``'s ``review.threshold``;
-    ``supports_explain`` says whether the model has the class-activation output.
+    ``supports_explain`` says whether the model has the class-activation output; ``interpreter`` (an
+    ``Interpreter`` class, `resolve_interpreter`'s by default) lets the trainer run TensorFlow's.
     """
 
     def __init__(
@@ -145,6 +169,8 @@ class TFLiteClassifier:
         meta: dict[str, Any],
         outputs: str = "probabilities",
         review_threshold: float | None = None,
+        *,
+        interpreter: Any = None,
     ):
         self.labels = labels
         self.spec = spec
@@ -156,7 +182,8 @@ class TFLiteClassifier:
         )
         self.input_profile = input_profile_of(meta)
         try:
-            self._interpreter = Interpreter(model_content=model_content, num_threads=1)
+            factory = interpreter or Interpreter or resolve_interpreter()
+            self._interpreter = factory(model_content=model_content, num_threads=1)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"the TFLite model cannot be loaded: {exc}") from None
@@ -185,7 +212,12 @@ class TFLiteClassifier:
 
     @classmethod
     def from_dir(
-        cls, model_dir: str | Path, model_file: str | None = None, review_threshold: float | None = None
+        cls,
+        model_dir: str | Path,
+        model_file: str | None = None,
+        review_threshold: float | None = None,
+        *,
+        interpreter: Any = None,
     ) -> TFLiteClassifier:
         model_dir = Path(model_dir)
         meta = read_model_json(model_dir)
@@ -198,7 +230,15 @@ class TFLiteClassifier:
         except FileNotFoundError:
             raise ModelError(f"{path} is missing") from None
         spec = PreprocessSpec.from_dict(meta["preprocess"])
-        return cls(content, labels, spec, meta, output_kind(meta, path.name), review_threshold)
+        return cls(
+            content,
+            labels,
+            spec,
+            meta,
+            output_kind(meta, path.name),
+            review_threshold,
+            interpreter=interpreter,
+        )
 
     @classmethod
     def from_file(cls, model_path: str | Path, review_threshold: float | None = None) -> TFLiteClassifier:

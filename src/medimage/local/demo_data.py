@@ -8,8 +8,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from medimage.core.decoding import inspect_image
 from medimage.core.errors import MedimageError, RejectedInput
-from medimage.core.images import inspect_image
 from medimage.core.label_tree import walk_label_tree
 from medimage.core.presets import Preset
 

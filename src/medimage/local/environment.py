@@ -1,5 +1,6 @@
 """The local AWS: moto resources created from ``template.yaml``, and the delivery of S3 notifications,
-SQS messages and EventBridge rules to the real handlers.
+SQS messages and EventBridge rules to the real handlers. What the template's wiring becomes (event
+source mappings, notifications, queue attributes) is computed in ``medimage.local.wiring``.
 
 In-process (the demo, the tests) inside ``mock_aws``, ``pump()`` delivers until every queue is empty; as a
 service (``medimage up``) against the moto server at ``endpoint_url``, ``start_pollers()`` keeps
@@ -34,7 +35,9 @@ from medimage.local.delivery import (
 )
 from medimage.local.functions import LocalFunction, share_environment, template_functions
 from medimage.local.moto_patches import configure_moto_server, moto_config
-from medimage.local.template import Resolver, definition_from_template, load_template, resources_of_type
+from medimage.local.template import Resolver, definition_from_template
+from medimage.local.wiring import bucket_notification, queue_attributes, sqs_event_source, sqs_mappings
+from medimage.template_file import load_template, resources_of_type
 
 
 def default_template() -> Path:
@@ -181,12 +184,7 @@ class LocalAws:
 
     def _apply_queue_properties(self, logical: str, res: dict[str, Any]) -> None:
         props = Resolver(self.template, self.refs, self.attrs).resolve(res.get("Properties", {}))
-        attributes = {}
-        if "RedrivePolicy" in props:
-            attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
-        if "VisibilityTimeout" in props:
-            timeout = self.visibility_timeout_s
-            attributes["VisibilityTimeout"] = str(props["VisibilityTimeout"] if timeout is None else timeout)
+        attributes = queue_attributes(props, self.visibility_timeout_s)
         if attributes:
             self.client("sqs").set_queue_attributes(QueueUrl=self.refs[logical], Attributes=attributes)
 
@@ -212,35 +210,12 @@ class LocalAws:
             function.reset()  # a new stack starts cold: no handler module state (clients, caches) of another
         if self.concurrent:
             self.functions = share_environment(self.functions)
-        mappings = [
-            (logical, event["Properties"]["Queue"], event["Properties"])
-            for logical, res in resources_of_type(self.template, "AWS::Serverless::Function").items()
-            for event in res.get("Properties", {}).get("Events", {}).values()
-            if event.get("Type") == "SQS"
-        ]
-        mappings += [
-            (self.resolver.resolve(props["FunctionName"]), props["EventSourceArn"], props)
-            for props in (
-                res["Properties"]
-                for res in resources_of_type(self.template, "AWS::Lambda::EventSourceMapping").values()
-            )
-        ]
-        for function, queue, props in mappings:
+        for function, queue, props in sqs_mappings(self.template, self.resolver):
             queue_arn = self.resolver.resolve(queue)
             if function not in self.functions or not queue_arn.startswith("arn:aws:sqs:"):
                 continue
             logical_queue = next(k for (k, a), v in self.attrs.items() if a == "Arn" and v == queue_arn)
-            self.sources.append(
-                EventSource(
-                    function,
-                    self.refs[logical_queue],
-                    queue_arn,
-                    batch_size=int(props.get("BatchSize", 10)),
-                    batching_window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
-                    report_batch_item_failures="ReportBatchItemFailures"
-                    in (props.get("FunctionResponseTypes") or []),
-                )
-            )
+            self.sources.append(sqs_event_source(function, self.refs[logical_queue], queue_arn, props))
 
     def _create_state_machines(self) -> None:
         """Each state machine from its ASL file with the template's substitutions resolved. Call inside
@@ -263,24 +238,8 @@ class LocalAws:
         config = self.resolver.resolve(res.get("Properties", {}).get("NotificationConfiguration", {}))
         if not config:
             return
-        notification: dict[str, Any] = {}
-        if config.get("QueueConfigurations"):
-            notification["QueueConfigurations"] = [
-                {
-                    "QueueArn": q["Queue"],
-                    "Events": [q["Event"]],
-                    **(
-                        {"Filter": {"Key": {"FilterRules": q["Filter"]["S3Key"]["Rules"]}}}
-                        if "Filter" in q
-                        else {}
-                    ),
-                }
-                for q in config["QueueConfigurations"]
-            ]
-        if config.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
-            notification["EventBridgeConfiguration"] = {}
         self.client("s3").put_bucket_notification_configuration(
-            Bucket=self.refs[logical], NotificationConfiguration=notification
+            Bucket=self.refs[logical], NotificationConfiguration=bucket_notification(config)
         )
 
     def _create_rules(self) -> None:

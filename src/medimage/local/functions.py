@@ -22,7 +22,8 @@ from typing import Any
 from medimage.checkout import project_file
 from medimage.local.account import ACCOUNT, REGION
 from medimage.local.log_format import apply_json_log_format
-from medimage.local.template import Resolver, resources_of_type
+from medimage.local.template import Resolver
+from medimage.template_file import resources_of_type
 
 Handler = Callable[[dict[str, Any], Any], Any]
 

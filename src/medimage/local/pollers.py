@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from medimage.local.delivery import EventSource, PumpReport
-
-if TYPE_CHECKING:
-    from medimage.local.environment import LocalAws
 
 log = logging.getLogger("medimage.local")
 
@@ -18,10 +15,22 @@ log = logging.getLogger("medimage.local")
 POLL_WAIT_S = 1
 
 
+class Deliverer(Protocol):
+    """What a poller needs of the local AWS (``LocalAws`` is one), so that it does not import it back."""
+
+    def client(self, service: str) -> Any: ...
+
+    def deliver(
+        self, source: EventSource, report: PumpReport, window_s: float = 0.0, wait_s: int = 0, sqs: Any = None
+    ) -> int: ...
+
+
 class Poller(threading.Thread):
     """One event source mapping (or EventBridge target): receive, gather the batching window, invoke."""
 
-    def __init__(self, env: LocalAws, source: EventSource, stop: threading.Event, report: PumpReport) -> None:
+    def __init__(
+        self, env: Deliverer, source: EventSource, stop: threading.Event, report: PumpReport
+    ) -> None:
         super().__init__(name=f"poller-{source.function}-{source.trigger}", daemon=True)
         self.env = env
         self.source = source

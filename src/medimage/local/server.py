@@ -27,7 +27,7 @@ from medimage.core.errors import UpProblem
 from medimage.local.account import REGION
 from medimage.local.apigateway import make_http_handler
 from medimage.local.environment import LocalAws, default_template
-from medimage.local.template import load_template
+from medimage.template_file import load_template
 
 log = logging.getLogger("medimage.local")
 

@@ -1,74 +1,19 @@
-"""Reading ``template.yaml`` (CloudFormation short-form tags included) so local mode creates exactly the
-resources the deployed stack declares, instead of restating them."""
+"""Resolving ``template.yaml``'s intrinsics against local names, so local mode creates exactly the
+resources the deployed stack declares, instead of restating them. Reading the file (CloudFormation
+short-form tags included) is ``medimage.template_file``'s, which deploying shares."""
 
 from __future__ import annotations
 
 import json
 import re
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from medimage.local.account import ACCOUNT, REGION
+from medimage.template_file import Intrinsic
 
 STATE_MACHINE_LOGICAL_ID = "TrainingStateMachine"
-
-
-@dataclass(frozen=True)
-class Intrinsic:
-    """A CloudFormation intrinsic function such as ``!Ref X`` or ``!GetAtt X.Arn``."""
-
-    name: str
-    value: Any
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _make_constructor(name: str) -> Any:
-    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> Intrinsic:
-        if isinstance(node, yaml.ScalarNode):
-            value: Any = loader.construct_scalar(node)
-            if name == "GetAtt":
-                value = value.split(".", 1)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)
-        return Intrinsic(name, value)
-
-    return construct
-
-
-for _tag in (
-    "Ref",
-    "GetAtt",
-    "Sub",
-    "Join",
-    "If",
-    "Equals",
-    "Not",
-    "And",
-    "Or",
-    "Select",
-    "Split",
-    "FindInMap",
-    "ImportValue",
-    "Condition",
-    "GetAZs",
-    "Base64",
-    "Cidr",
-):
-    _Loader.add_constructor(f"!{_tag}", _make_constructor(_tag))
-
-
-def load_template(path: str | Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=_Loader)
 
 
 class Resolver:
@@ -185,10 +130,6 @@ class Resolver:
             if value.name == "Condition":
                 return self.condition(value.value)
         raise KeyError(f"local mode cannot evaluate condition {value!r}")
-
-
-def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {name: res for name, res in template.get("Resources", {}).items() if res.get("Type") == kind}
 
 
 def definition_from_template(

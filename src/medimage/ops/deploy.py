@@ -116,7 +116,7 @@ def run_sam(root: Path, commands: Sequence[Sequence[str]]) -> None:
 def template_source_key(root: Path) -> str:
     """The default of the template's TrainingSourceKey parameter."""
     try:
-        from medimage.local.template import load_template
+        from medimage.template_file import load_template
     except ImportError:  # pyyaml is in the local extra
         return FALLBACK_SOURCE_KEY
     template = load_template(root / "template.yaml")

@@ -10,8 +10,9 @@ from typing import Any
 
 from medimage.core import layout
 from medimage.core.catalog import CatalogRecord, RecordOutcome
+from medimage.core.decoding import inspect_image
 from medimage.core.errors import RejectedInput
-from medimage.core.images import DEFAULT_LIMITS, ImageLimits, check_size, inspect_image
+from medimage.core.images import DEFAULT_LIMITS, ImageLimits, check_size
 from medimage.core.patients import pseudonymous_patient_id
 from medimage.core.splits import assign_split, group_of
 from medimage.services.datasets import DatasetResolver

@@ -3,21 +3,23 @@
 Contract (docs/CONTRACTS.md): hyperparameters arrive as ``--name value``; channels in
 ``SM_CHANNEL_TRAIN`` / ``SM_CHANNEL_VALIDATION`` / ``SM_CHANNEL_TEST``; the model directory is
 ``SM_MODEL_DIR`` and plots go to ``SM_OUTPUT_DATA_DIR``. Without those variables the SageMaker default
-paths under ``/opt/ml`` are used, and each can also be given as an option (``--train-dir`` ...). On
-error, one line goes to stderr and to ``$SM_OUTPUT_DIR/failure`` (SageMaker's FailureReason).
+paths under ``/opt/ml`` are used, and each can also be given as an option (``--train-dir`` ...). The
+``failure_dir`` is ``$SM_OUTPUT_DIR``, where a failure's one line becomes SageMaker's FailureReason.
+
+A leaf the trainer's stages import; the entry point that runs the trainer is
+``medimage.training.script_mode``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medimage.core.errors import MedimageError, UnknownPreset
+from medimage.core.errors import UnknownPreset
 from medimage.core.presets import get_preset
 from medimage.training.schedule import ema_setting
 
@@ -247,42 +249,3 @@ def parse(argv: Sequence[str], env: dict[str, str]) -> tuple[TrainConfig, Paths,
     if not 0 < config.review_target <= 1:
         raise ValueError("--review-target must lie in (0, 1]")
     return config, paths, unknown
-
-
-def _write_failure(paths: Paths | None, message: str) -> None:
-    if paths is not None and paths.failure_dir is not None:
-        try:
-            paths.failure_dir.mkdir(parents=True, exist_ok=True)
-            (paths.failure_dir / "failure").write_text(message + "\n", encoding="utf-8")
-        except OSError:
-            pass
-
-
-def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -> int:
-    """Entry point: a one-line error on stderr and a non-zero exit for any bad input, never a traceback."""
-    # Imported here, not at the top: the training function itself imports this module.
-    from medimage.training.trainer import train
-
-    argv = sys.argv[1:] if argv is None else argv
-    env = dict(os.environ) if env is None else env
-    paths: Paths | None = None
-    try:
-        config, paths, ignored = parse(argv, env)
-        if ignored:
-            print(f"ignoring hyperparameters this trainer does not use: {' '.join(ignored)}", flush=True)
-        train(config, paths, log=lambda line: print(line, flush=True))
-        return 0
-    except (MedimageError, ValueError, OSError) as exc:
-        message = f"train.py: error: {exc}"
-        code = 2
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # a bug or an environment problem: still one readable line, plus the traceback
-        import traceback
-
-        traceback.print_exc()
-        message = f"train.py: error: unexpected {type(exc).__name__}: {exc}"
-        code = 1
-    print(message, file=sys.stderr, flush=True)
-    _write_failure(paths, message)
-    return code

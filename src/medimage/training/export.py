@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,35 +109,6 @@ def to_tflite_int8(
     converter.inference_input_type = tf.float32
     converter.inference_output_type = tf.float32
     return _convert(converter)
-
-
-def ensure_interpreter_available() -> None:
-    """Let the serving classifier run where neither LiteRT nor tflite-runtime is installed.
-
-    The SageMaker TensorFlow container may lack ``ai-edge-litert`` (``requirements.txt`` asks for it);
-    TensorFlow's own interpreter has the same API, so it is registered as the legacy fallback module
-    that ``medimage.inference.model`` already knows.
-    """
-    try:
-        import ai_edge_litert.interpreter  # noqa: F401
-
-        return
-    except ImportError:
-        pass
-    try:
-        import tflite_runtime.interpreter  # noqa: F401
-
-        return
-    except ImportError:
-        pass
-    import types
-
-    package = types.ModuleType("tflite_runtime")
-    module = types.ModuleType("tflite_runtime.interpreter")
-    module.Interpreter = tf.lite.Interpreter  # type: ignore[attr-defined]
-    package.interpreter = module  # type: ignore[attr-defined]
-    sys.modules.setdefault("tflite_runtime", package)
-    sys.modules.setdefault("tflite_runtime.interpreter", module)
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:

@@ -54,10 +54,11 @@ def export_and_evaluate(
     from medimage.core.selective import fit_review
     from medimage.evaluation.scoring import metrics_of, probabilities, score
     from medimage.evaluation.shifts import shifted_probabilities
+    from medimage.inference.model import TFLiteClassifier, resolve_interpreter
     from medimage.training import export
 
-    export.ensure_interpreter_available()
-    from medimage.inference.model import TFLiteClassifier
+    # The SageMaker TensorFlow container may lack LiteRT (training/requirements.txt asks for it).
+    interpreter = resolve_interpreter(allow_tensorflow=True)
 
     model, config, spec, labels, channels = (
         trained.model,
@@ -86,7 +87,9 @@ def export_and_evaluate(
     classifiers = {}
     cams = {}
     for name, file, content in (("float", MODEL_FILE, float_bytes), ("int8", INT8_MODEL_FILE, int8_bytes)):
-        classifiers[name] = TFLiteClassifier(content, labels, spec, {}, OUTPUTS[file])
+        classifiers[name] = TFLiteClassifier(
+            content, labels, spec, {}, OUTPUTS[file], interpreter=interpreter
+        )
         candidate, cams[name] = served_outputs(classifiers[name], check_paths)
         if name == "float":
             checks[name] = export.check_agreement(reference, candidate)
@@ -158,7 +161,7 @@ def export_and_evaluate(
     (model_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     # Score val and test exactly as the inference Lambda would: file bytes -> serving classifier.
-    served = TFLiteClassifier.from_dir(model_dir)
+    served = TFLiteClassifier.from_dir(model_dir, interpreter=interpreter)
     threshold = served.review_threshold
     evaluation = {"val": metrics_of(val_probs[served_name], y_val, labels, threshold)}
     contents = (path.read_bytes() for path in channels["test"].paths)

@@ -1,8 +1,8 @@
 """The training function behind ``training/train.py``: load the channels, fit, calibrate, package.
 
-Each stage has its own module: the script-mode contract (`medimage.training.contract`), the per-run
-schedule (`medimage.training.schedule`), the fit loop (`medimage.training.fit`) and the model directory
-(`medimage.training.package`).
+Each stage has its own module: the script-mode contract (`medimage.training.contract`, run by
+`medimage.training.script_mode`), the per-run schedule (`medimage.training.schedule`), the fit loop
+(`medimage.training.fit`) and the model directory (`medimage.training.package`).
 """
 
 from __future__ import annotations

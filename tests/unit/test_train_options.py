@@ -1,11 +1,10 @@
-"""Options derived from TrainConfig's fields: every field has one, with the type, default and help the
-script-mode parser (training/contract.py) declares by hand, and `medimage train` forwards its own."""
+"""Options derived from TrainConfig's fields: every field is an option of the script-mode parser
+(training/contract.py), read as SageMaker passes it, and `medimage train` forwards its own."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 
 import pytest
 
@@ -22,33 +21,42 @@ def actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return {action.dest: action for action in parser._actions if action.option_strings}
 
 
-def derived() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
-    threads = int(os.environ.get("MEDIMAGE_TF_THREADS", "0"))
-    assert add_field_options(parser, TrainConfig, defaults={"threads": threads}) == FIELDS
-    return parser
-
-
 def test_every_train_config_field_is_an_option_of_train_py() -> None:
     declared = actions(contract.build_parser())
     assert [name for name in FIELDS if name not in declared] == []
     assert all(option_name(name) in declared[name].option_strings for name in FIELDS)
 
 
-def test_derived_options_match_the_script_mode_parser() -> None:
-    by_hand, ours = actions(contract.build_parser()), actions(derived())
-    for name in FIELDS:
-        want, got = by_hand[name], ours[name]
-        assert got.option_strings == want.option_strings, name
-        assert (got.default, got.required, got.choices) == (want.default, want.required, want.choices), name
-        if want.help is not None:
-            assert got.help == want.help, name
-        if want.type is contract._bool:  # the same rule, under another name
-            assert got.type is parse_bool
-            for text in ("true", "False", "1", "0", "yes", "off", ""):
-                assert parse_bool(text) == contract._bool(text)
-        else:
-            assert got.type is want.type, name
+def test_train_py_reads_hyperparameters_as_sagemaker_passes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every value arrives as a string; booleans in any case, ``ema`` as a word or a number."""
+    monkeypatch.setenv("MEDIMAGE_TF_THREADS", "3")
+    parser = contract.build_parser()
+    given = [
+        "--preset",
+        "p",
+        "--augment",
+        "False",
+        "--calibrate",
+        "TRUE",
+        "--ema",
+        "0.99",
+        "--image-size",
+        "96",
+    ]
+    args = parser.parse_args(given)
+    assert (args.augment, args.calibrate, args.ema, args.image_size) == (False, True, 0.99, 96)
+    assert args.threads == 3  # the host's default
+    defaults = TrainConfig(preset="p")
+    assert (args.epochs, args.learning_rate, args.weights) == (
+        defaults.epochs,
+        defaults.learning_rate,
+        "none",
+    )
+    for bad in (["--preset", "p", "--weights", "random"], ["--preset", "p", "--augment", "maybe"], []):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+    texts = ("true", "False", "1", "0", "yes", "off", "")
+    assert [parse_bool(text) for text in texts] == [True, False, True, False, True, False, False]
 
 
 def test_a_new_field_gets_an_option_from_its_annotation() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from medimage.core.errors import UnknownPreset
 from medimage.core.presets import get_preset
-from medimage.training.schedule import ema_setting
+from medimage.training.options import add_field_options
 
 CHANNELS = ("train", "validation", "test")
 SAGEMAKER_DEFAULTS = {
@@ -32,16 +32,6 @@ SAGEMAKER_DEFAULTS = {
     "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
 }
 Log = Callable[[str], None]
-
-
-def _bool(text: str) -> bool:
-    """SageMaker passes every hyperparameter as a string ("True", "false", "1"...)."""
-    value = str(text).strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off", ""}:
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
 
 @dataclass(frozen=True)
@@ -97,86 +87,14 @@ class Paths:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = TrainConfig(preset="")
     p = argparse.ArgumentParser(
         prog="train.py",
         description="Train a medimage classifier (script mode).",
         epilog="A preset may set its own defaults (training.hyperparameters in its JSON); arguments win.",
         allow_abbrev=False,
     )
-    p.add_argument("--preset", required=True, help="dataset preset (classes, image size)")
-    p.add_argument("--dataset", default="", help="dataset name (default: the preset name)")
-    p.add_argument("--manifest-version", default=d.manifest_version)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--weights", choices=("none", "imagenet"), default=d.weights)
-    p.add_argument("--width", type=int, default=d.width, help="filters of the first conv layer")
-    p.add_argument("--dropout", type=float, default=d.dropout)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 on conv kernels")
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--patience", type=int, default=d.patience, help="epochs without val improvement")
-    p.add_argument("--max-train-minutes", type=float, default=d.max_train_minutes)
-    p.add_argument("--augment", type=_bool, default=d.augment)
-    p.add_argument("--horizontal-flip", type=_bool, default=d.horizontal_flip)
-    p.add_argument(
-        "--aspect-jitter",
-        type=float,
-        default=d.aspect_jitter,
-        help="independent x/y zoom (aspect-ratio change), as a fraction",
-    )
-    p.add_argument(
-        "--acquisition-augment",
-        type=_bool,
-        default=d.acquisition_augment,
-        help="per-image gamma, blur or sharpening, and noise",
-    )
-    p.add_argument(
-        "--acquisition-probability",
-        type=float,
-        default=d.acquisition_probability,
-        help="share of training images the acquisition augmentation changes",
-    )
-    p.add_argument("--mixup", type=float, default=d.mixup, help="mixup Beta alpha (0: off)")
-    p.add_argument(
-        "--standardize", type=_bool, default=d.standardize, help="per-image standardisation inside the model"
-    )
-    p.add_argument("--class-weighting", type=_bool, default=d.class_weighting)
-    p.add_argument(
-        "--bn-momentum",
-        type=float,
-        default=d.bn_momentum,
-        help="batch-normalisation momentum (0: about one epoch, within 0.9..0.99)",
-    )
-    p.add_argument(
-        "--ema",
-        type=ema_setting,
-        default=d.ema,
-        help="judge and keep a moving average of the weights: auto, off or a momentum per step",
-    )
-    p.add_argument(
-        "--bn-recompute",
-        type=_bool,
-        default=d.bn_recompute,
-        help="recompute batch-norm statistics with the current weights at each epoch's end",
-    )
-    p.add_argument(
-        "--calibrate",
-        type=_bool,
-        default=d.calibrate,
-        help="fit a softmax temperature on the validation split (labels unchanged)",
-    )
-    p.add_argument("--threads", type=int, default=int(os.environ.get("MEDIMAGE_TF_THREADS", "0")))
-    p.add_argument("--int8-calibration-images", type=int, default=d.int8_calibration_images)
-    p.add_argument(
-        "--review-target",
-        type=float,
-        default=d.review_target,
-        help="accuracy the confident predictions must reach on validation, clean and under the acquisition "
-        "shifts pooled; the rest go to review",
-    )
+    # Every hyperparameter is a TrainConfig field; MEDIMAGE_TF_THREADS sets a host's thread default.
+    add_field_options(p, TrainConfig, defaults={"threads": int(os.environ.get("MEDIMAGE_TF_THREADS", "0"))})
     p.add_argument("--train-dir", default=None, help="default: $SM_CHANNEL_TRAIN")
     p.add_argument("--validation-dir", default=None, help="default: $SM_CHANNEL_VALIDATION")
     p.add_argument("--test-dir", default=None, help="default: $SM_CHANNEL_TEST")

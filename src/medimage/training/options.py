@@ -3,8 +3,9 @@
 ``add_field_options`` declares ``--field-name`` for each field of a dataclass (``TrainConfig``): its parser
 from the annotation (a ``bool`` through ``parse_bool``, since SageMaker passes every hyperparameter as a
 string), its default from the field (a field without one is required), and its help, choices or parser
-from ``TRAIN_OPTIONS`` where the annotation does not say enough. ``medimage train`` takes its config
-options this way; ``training/contract.py``'s script-mode parser declares the same options by hand.
+from ``TRAIN_OPTIONS`` where the annotation does not say enough. The script-mode parser
+(``training/contract.py``) declares every hyperparameter this way, and ``medimage train`` the ones it
+forwards.
 """
 
 from __future__ import annotations

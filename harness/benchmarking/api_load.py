@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from medimage.benchmarking.inference import _percentile
+from harness.benchmarking.inference import _percentile
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 One run on the local stack of ``medimage up`` (moto in server mode on loopback, in this process, with the
 template's resources, SQS pollers and the real Step Functions interpreter; ``stack="in-process"``: the
-same on moto in-process) with the real handlers, and the quick trainer of ``medimage.faults.trainer`` in
+same on moto in-process) with the real handlers, and the quick trainer of ``harness.faults.trainer`` in
 place of train.py. The fault injector answers a share ``rate`` of every AWS call the functions (and the
 rollback) make with a server error, throttling or a read timeout after the write, and crashes some
 invocations after their Nth call. Meanwhile, in order:
@@ -13,7 +13,7 @@ invocations after their Nth call. Meanwhile, in order:
 4. two commits whose trainings end together, their promotions held until both gates decided;
 5. a re-run whose promotion races a rollback of production (``medimage pipeline rollback``).
 
-Then ``medimage.faults.audit`` reads the bucket, the catalog and the executions. Used by
+Then ``harness.faults.audit`` reads the bucket, the catalog and the executions. Used by
 ``benchmarks/fault_bench.py`` and ``tests/faults/test_fault_bench.py``.
 """
 
@@ -291,7 +291,7 @@ class FaultRun:
         return {"objects": len(bodies), "deliveries": len(deliveries)}
 
     def upload_at_once(self, plans: list[list[Upload]]) -> dict[str, Any]:
-        from medimage.faults.races import run_threads
+        from harness.faults.races import run_threads
 
         clients = [self.env.client("s3") for _ in plans]  # made here: creating clients is not thread-safe
         targets = {
@@ -311,7 +311,7 @@ class FaultRun:
     def two_commits_at_once(self, raw_split: Any) -> dict[str, Any]:
         """One commit event handled by two split containers at once, each retried as Lambda retries an
         asynchronous invocation; both read the catalog before either writes a manifest file."""
-        from medimage.faults.races import WriteRendezvous, run_threads
+        from harness.faults.races import WriteRendezvous, run_threads
 
         event = self.commit_event()
         racers = {
@@ -418,7 +418,7 @@ class FaultRun:
         self.wait_until_idle()
 
     def rollback_during_promotion(self, order: list[str]) -> dict[str, Any]:
-        from medimage.faults.races import WriteRendezvous
+        from harness.faults.races import WriteRendezvous
         from medimage.ops.executions import start, wait_for_execution
 
         invoker = self.env.task_invokers[PROMOTE]
@@ -438,7 +438,7 @@ class FaultRun:
 
 
 def crash_rules(enabled: bool) -> list[Any]:
-    from medimage.faults import CrashRule
+    from harness.faults.plan import CrashRule
 
     if not enabled:
         return []
@@ -447,9 +447,10 @@ def crash_rules(enabled: bool) -> list[Any]:
 
 def run_faults(images: list[Upload], options: FaultRunOptions = FaultRunOptions()) -> dict[str, Any]:
     """Run the whole scenario on ``images`` and audit it; the figures as one JSON-able dict."""
-    from medimage.faults import FaultInjector, FaultKind, FaultRule
-    from medimage.faults.audit import PipelineAuditor
-    from medimage.faults.trainer import QuickTrainer, tiny_tflite_model
+    from harness.faults.audit import PipelineAuditor
+    from harness.faults.injector import FaultInjector
+    from harness.faults.plan import FaultKind, FaultRule
+    from harness.faults.trainer import QuickTrainer, tiny_tflite_model
     from medimage.local.delivery import PumpReport
 
     held_back = 2 * max(2, len(images) // 50)  # the images of the two late commits

@@ -1,5 +1,5 @@
-"""The inference benchmark (`medimage bench inference`): the LiteRT handler against a full-TensorFlow handler
-and against the bare floor, in one run.
+"""The inference benchmark (``benchmarks/inference_bench.py``): the LiteRT handler against a
+full-TensorFlow handler and against the bare floor, in one run.
 
 Both handlers are the real ``functions/inference/app.py`` on real API Gateway proxy events, each in fresh
 processes pinned to one CPU core, with the same decode; only the model runtime differs:
@@ -17,7 +17,7 @@ handler's, and the two handlers' fresh processes take turns.
 
 Cold start is what Lambda pays: the interpreter's start-up (``process_start_s``, spawn to the first line
 of the fresh process) plus the handler's import, model load and first answer
-(``medimage.benchmarking.cold_start``: nothing of the harness is imported before the handler, so it cannot
+(``harness.benchmarking.cold_start``: nothing of the harness is imported before the handler, so it cannot
 pre-load what the handler needs). Each runtime is started ``cold_runs`` times; ``cold_start_s`` is the median,
 the cold-start ratios the median of the ratios of runs that took turns (`paired_ratio`),
 ``cold_start_cpu_s`` the median CPU time of those processes up to their first answer (the figure that waiting
@@ -43,6 +43,10 @@ from typing import Any
 
 from medimage.checkout import PACKAGE_DIR
 from medimage.core.images import IMAGE_SUFFIXES
+
+HARNESS_DIR = Path(__file__).resolve().parents[1]
+# The fresh processes find the harness here, after everything the handler imports (appended to sys.path).
+HARNESS_ROOT = HARNESS_DIR.parent
 
 # The Lambda Python base image already holds these (boto3 and its dependencies).
 BASE_IMAGE_PACKAGES = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"}
@@ -164,7 +168,8 @@ def run(
     runtimes: str = "litert,tensorflow",
     cold_runs: int = 5,
 ) -> dict[str, Any]:
-    """Each runtime in fresh processes pinned to one core; the report as `medimage bench` prints it."""
+    """Each runtime in fresh processes pinned to one core; the report ``benchmarks/inference_bench.py``
+    prints."""
     images = sorted(p for p in Path(images_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise FileNotFoundError(f"no JPEG/PNG images under {images_dir}")
@@ -287,10 +292,15 @@ def run(
 def compile_bytecode(app: str) -> bool:
     """Compile the handler and the medimage package to bytecode, as the inference image's Dockerfile does
     (``compileall``), so that a cold start here does not compile source that Lambda never compiles; where
-    ``PYTHONDONTWRITEBYTECODE`` is set, nothing else would. False when the tree is not writable."""
+    ``PYTHONDONTWRITEBYTECODE`` is set, nothing else would. The harness is compiled too: its cold-start
+    module is imported inside the timed window. False when the tree is not writable."""
     import compileall
 
-    return bool(compileall.compile_dir(str(PACKAGE_DIR), quiet=1) and compileall.compile_file(app, quiet=1))
+    return bool(
+        compileall.compile_dir(str(PACKAGE_DIR), quiet=1)
+        and compileall.compile_dir(str(HARNESS_DIR), quiet=1)
+        and compileall.compile_file(app, quiet=1)
+    )
 
 
 def _fresh_process(
@@ -311,16 +321,16 @@ def _fresh_process(
     prepare = "None"
     if runtime == "tensorflow":
         prepare = (
-            "lambda m: __import__('medimage.benchmarking.inference', fromlist=['x'])"
+            "lambda m: __import__('harness.benchmarking.inference', fromlist=['x'])"
             f".use_tensorflow(m, {str(model_path)!r}, {dataset!r})"
         )
     code = (
-        "import time; t0 = time.perf_counter(); w0 = time.time(); import os; "
-        f"os.sched_setaffinity(0, {{{cpu}}}); "
-        "from medimage.benchmarking.cold_start import first_answer; "
+        "import time; t0 = time.perf_counter(); w0 = time.time(); import os, sys; "
+        f"os.sched_setaffinity(0, {{{cpu}}}); sys.path.append({str(HARNESS_ROOT)!r}); "
+        "from harness.benchmarking.cold_start import first_answer; "
         f"cold = first_answer({app!r}, {str(first_event)!r}, {prepare}); "
         "cold_s = time.perf_counter() - t0; cold_cpu_s = time.process_time(); "
-        "from medimage.benchmarking.inference import worker; "
+        "from harness.benchmarking.inference import worker; "
         f"worker(w0, cold, (cold_s, cold_cpu_s), {runtime!r}, {str(model_path)!r}, {images_dir!r}, "
         f"{repeat}, {batch}, {str(out)!r})"
     )

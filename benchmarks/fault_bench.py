@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-faults", type=int, default=100)
     args = parser.parse_args(argv)
     os.environ.setdefault("MEDIMAGE_TF_THREADS", "1")
-    from harness.benchmarking.fault_run import FaultRunOptions, load_images, run_faults, shortfalls
+    from harness.benchmarking.fault_run import run_faults, shortfalls
+    from harness.benchmarking.fault_scenario import FaultRunOptions
+    from harness.benchmarking.fault_uploads import load_images
 
     images = load_images(args.images, args.count)
     options = FaultRunOptions(rate=args.rate, seed=args.seed, stack=args.stack)

@@ -25,138 +25,33 @@ for a busy machine's cores does not inflate). The handler and the medimage packa
 first, as the image's Dockerfile compiles them.
 ``ship_mb`` sums the installed files of the packages each image would ship (the closure of its
 requirements, minus what the Lambda base image already has).
+
+This module starts the fresh processes and assembles the report; each other part has a module of its own:
+``figures`` (percentiles, ratios, targets), ``footprint`` (shipped size, machine), ``floor``,
+``inference_worker`` (what runs in each fresh process after its first answer) and ``tensorflow_runtime``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness.benchmarking.figures import check_targets, paired_ratio
+from harness.benchmarking.floor import FLOOR_COLD_START, floor_cold_start
+from harness.benchmarking.footprint import machine, ship_bytes, shipped
 from medimage.checkout import PACKAGE_DIR
 from medimage.core.images import IMAGE_SUFFIXES
 
 HARNESS_DIR = Path(__file__).resolve().parents[1]
 # The fresh processes find the harness here, after everything the handler imports (appended to sys.path).
 HARNESS_ROOT = HARNESS_DIR.parent
-
-# The Lambda Python base image already holds these (boto3 and its dependencies).
-BASE_IMAGE_PACKAGES = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"}
-INFERENCE_REQUIREMENTS = "functions/inference/requirements.txt"
-TENSORFLOW_RUNTIME = "tensorflow keras model.keras in a tf.function"
-# What "serving near the floor" means, checked in every report.
-TARGETS = {
-    "handler_vs_floor_p50": ("max", 1.3),
-    "cold_start_s": ("max", 0.15),
-    "cold_start_speedup_vs_tensorflow": ("min", 20.0),
-}
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
-    """The median of run-by-run ratios of two sides whose fresh processes took turns: a machine whose speed
-    drifts during the run moves both sides of a pair alike, which a ratio of the two medians does not see."""
-    return statistics.median(a / b for a, b in zip(numerators, denominators, strict=True))
-
-
-def _dist(name: str) -> metadata.Distribution | None:
-    for candidate in (name, name + "-cpu", name.replace("-", "_")):
-        try:
-            return metadata.distribution(candidate)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def shipped(runtime: str) -> list[str]:
-    """The packages each image installs: the inference image's requirements (the DICOM decoders included),
-    with TensorFlow in place of LiteRT for the full-TensorFlow image."""
-    from medimage.checkout import project_file
-
-    names = []
-    for line in project_file(INFERENCE_REQUIREMENTS).read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            names.append(line.split("==", 1)[0].split("[", 1)[0].strip())
-    if runtime == "tensorflow":
-        names = ["tensorflow" if name == "ai-edge-litert" else name for name in names]
-    return names
-
-
-def ship_bytes(roots: list[str]) -> tuple[int, list[str]]:
-    """Installed size of the requirement closure of `roots` (extras and non-matching markers skipped)."""
-    from packaging.requirements import Requirement
-
-    seen: dict[str, metadata.Distribution] = {}
-    todo = list(roots)
-    while todo:
-        dist = _dist(todo.pop())
-        if dist is None:
-            continue
-        name = dist.metadata["Name"].lower().replace("_", "-")
-        if name in seen or name in BASE_IMAGE_PACKAGES:
-            continue
-        seen[name] = dist
-        for raw in dist.requires or []:
-            req = Requirement(raw)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(req.name)
-    total = 0
-    for dist in seen.values():
-        for file in dist.files or []:
-            path = Path(str(dist.locate_file(file)))
-            if path.is_file():
-                total += path.stat().st_size
-    total += sum(p.stat().st_size for p in PACKAGE_DIR.rglob("*.py"))
-    return total, sorted(seen)
-
-
-def machine() -> dict[str, Any]:
-    """The machine the figures belong to, and how busy it was (load average) when the run began."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
-    }
-
-
-def check_targets(report: dict[str, Any]) -> dict[str, Any]:
-    """Each target with the figure measured in this run and whether it is met (None: not measured)."""
-    litert = report.get("litert", {})
-    measured = {
-        "handler_vs_floor_p50": litert.get("handler_vs_floor_p50"),
-        "cold_start_s": litert.get("cold_start_s"),
-        "cold_start_speedup_vs_tensorflow": report.get("ratios", {}).get("cold_start_speedup_vs_tensorflow"),
-    }
-    checked = {}
-    for name, (kind, bound) in TARGETS.items():
-        value = measured[name]
-        met = None if value is None else (value <= bound if kind == "max" else value >= bound)
-        checked[name] = {kind: bound, "measured": value, "met": met}
-    return checked
 
 
 def run(
@@ -228,7 +123,7 @@ def run(
             for runtime in names:
                 colds[runtime].append(_fresh_process(runtime, *args, passes, batch))
                 if runtime == "litert":  # the floor's cold start beside each of the handler's
-                    floor_colds.append(_floor_cold_start(floor_model, images[0], size, cpu, env))
+                    floor_colds.append(floor_cold_start(floor_model, images[0], size, cpu, env))
         for runtime in names:
             result = dict(colds[runtime][-1])
             for key in ("process_start_s", "cold_import_s", "cold_start_s", "cold_start_cpu_s"):
@@ -321,7 +216,7 @@ def _fresh_process(
     prepare = "None"
     if runtime == "tensorflow":
         prepare = (
-            "lambda m: __import__('harness.benchmarking.inference', fromlist=['x'])"
+            "lambda m: __import__('harness.benchmarking.tensorflow_runtime', fromlist=['x'])"
             f".use_tensorflow(m, {str(model_path)!r}, {dataset!r})"
         )
     code = (
@@ -330,7 +225,7 @@ def _fresh_process(
         "from harness.benchmarking.cold_start import first_answer; "
         f"cold = first_answer({app!r}, {str(first_event)!r}, {prepare}); "
         "cold_s = time.perf_counter() - t0; cold_cpu_s = time.process_time(); "
-        "from harness.benchmarking.inference import worker; "
+        "from harness.benchmarking.inference_worker import worker; "
         f"worker(w0, cold, (cold_s, cold_cpu_s), {runtime!r}, {str(model_path)!r}, {images_dir!r}, "
         f"{repeat}, {batch}, {str(out)!r})"
     )
@@ -344,296 +239,3 @@ def _fresh_process(
     result["process_start_s"] = round(result.pop("started_wall") - spawned, 3)
     result["cold_start_s"] = round(result["process_start_s"] + result.pop("cold_in_process_s"), 3)
     return result
-
-
-FLOOR_COLD_START = (
-    "a fresh interpreter that imports only numpy, Pillow and LiteRT, loads the int8 model and answers the "
-    "first image (decode + invoke): spawn to answer"
-)
-_FLOOR_COLD_CODE = """
-import time
-t0 = time.perf_counter()
-import io, os, sys
-os.sched_setaffinity(0, {{{cpu}}})
-import numpy as np
-from PIL import Image
-from ai_edge_litert.interpreter import Interpreter
-interpreter = Interpreter(model_path={model!r}, num_threads=1)
-interpreter.allocate_tensors()
-detail_in, detail_out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-image = Image.open(io.BytesIO(open({image!r}, "rb").read()))
-image.draft("L", ({size}, {size}))
-array = np.asarray(image.convert("L").resize(({size}, {size}), Image.Resampling.BILINEAR), np.float32)
-array = array[None, :, :, None]
-if detail_in["dtype"] != np.float32:
-    scale, zero = detail_in["quantization"]
-    array = np.clip(np.round(array / scale + zero), -128, 127).astype(detail_in["dtype"])
-interpreter.set_tensor(detail_in["index"], array)
-interpreter.invoke()
-interpreter.get_tensor(detail_out["index"])
-print(time.time(), time.perf_counter() - t0)
-"""
-
-
-def _floor_cold_start(model: Path, image: Path, size: int, cpu: int, env: dict[str, str]) -> float:
-    """Seconds from spawning a fresh interpreter to the bare floor's first answer (`FLOOR_COLD_START`)."""
-    code = _FLOOR_COLD_CODE.format(cpu=cpu, model=str(model), image=str(image), size=size)
-    spawned = time.time()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"floor cold start failed:\n{proc.stderr[-3000:]}")
-    answered_wall, in_process = (float(v) for v in proc.stdout.split()[-2:])
-    started_wall = answered_wall - in_process
-    return round(started_wall - spawned + in_process, 3)
-
-
-class Floor:
-    """The bare floor of one prediction, no handler: Pillow draft-mode decode and resize, then one LiteRT
-    invoke of the int8 variant (``model.json``'s ``int8_model_file``); decode and invoke timed apart."""
-
-    def __init__(self, model_dir: Path, size: int) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        meta = json.loads((model_dir / "model.json").read_text())
-        self.model_file = str(meta.get("int8_model_file", "model-int8.tflite"))
-        self.size = size
-        self.interpreter = Interpreter(
-            model_content=(model_dir / self.model_file).read_bytes(), num_threads=1
-        )
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.decode_ms: list[float] = []
-        self.invoke_ms: list[float] = []
-        self.total_ms: list[float] = []
-        self.base64_ms: list[float] = []
-        self.base64_stdlib_ms: list[float] = []
-
-    def reset(self) -> None:
-        self.decode_ms, self.invoke_ms, self.total_ms = [], [], []
-        self.base64_ms, self.base64_stdlib_ms = [], []
-
-    def measure(self, datas: list[bytes]) -> None:
-        import base64
-        import binascii
-        import io
-
-        import numpy as np
-        from PIL import Image
-
-        from medimage.inference.api import decode_base64
-
-        size = self.size
-        for data in datas:
-            # What API Gateway's encoding of a binary body costs the handler (its own decoder) and a handler
-            # that decodes with the standard library, timed apart from the floor.
-            text = base64.b64encode(data).decode("ascii")
-            start = time.perf_counter()
-            decode_base64(text, "body")
-            decoded_handler = time.perf_counter()
-            binascii.a2b_base64(text, strict_mode=True)
-            self.base64_ms.append((decoded_handler - start) * 1000)
-            self.base64_stdlib_ms.append((time.perf_counter() - decoded_handler) * 1000)
-            start = time.perf_counter()
-            image = Image.open(io.BytesIO(data))
-            image.draft("L", (size, size))
-            image = image.convert("L").resize((size, size), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.float32)[None, :, :, None]
-            decoded = time.perf_counter()
-            if self.input["dtype"] != np.float32:
-                scale, zero = self.input["quantization"]
-                array = np.clip(np.round(array / scale + zero), -128, 127).astype(self.input["dtype"])
-            self.interpreter.set_tensor(self.input["index"], array)
-            self.interpreter.invoke()
-            self.interpreter.get_tensor(self.output["index"])
-            done = time.perf_counter()
-            self.decode_ms.append((decoded - start) * 1000)
-            self.invoke_ms.append((done - decoded) * 1000)
-            self.total_ms.append((done - start) * 1000)
-
-    def report(self) -> dict[str, Any]:
-        return {
-            "what": "Pillow draft decode + resize + one LiteRT invoke, no handler",
-            "model_file": self.model_file,
-            "p50_ms_fullres": round(_percentile(self.total_ms, 0.5), 2),
-            "p95_ms_fullres": round(_percentile(self.total_ms, 0.95), 2),
-            "decode_p50_ms": round(_percentile(self.decode_ms, 0.5), 2),
-            "invoke_p50_ms": round(_percentile(self.invoke_ms, 0.5), 3),
-            "api_base64_p50_ms": round(_percentile(self.base64_ms, 0.5), 3),
-            "api_base64_stdlib_p50_ms": round(_percentile(self.base64_stdlib_ms, 0.5), 3),
-            "samples": len(self.total_ms),
-        }
-
-
-def worker(
-    started_wall: float,
-    cold: tuple[Any, dict[str, Any], float, float],
-    cold_in_process: tuple[float, float],
-    runtime: str,
-    model: str,
-    images_dir: str,
-    repeat: int,
-    batch: int,
-    out: str,
-) -> None:
-    """The rest of one fresh process, after its first answer (``cold_start.first_answer``): with ``repeat``
-    > 0 the warm passes (LiteRT: each followed by a pass of the floor), throughput and peak memory; writes
-    JSON to `out`."""
-    module, response, import_s, _ = cold
-    if response["statusCode"] != 200:
-        raise RuntimeError(f"first prediction failed: {response['body']}")
-    served = json.loads(response["body"])
-    result: dict[str, Any] = {
-        "started_wall": started_wall,
-        "cold_in_process_s": cold_in_process[0],
-        # CPU of the whole process (interpreter start-up included) up to its first answer: what the cold
-        # start costs on a machine that other work also loads, where the wall clock includes waiting.
-        "cold_start_cpu_s": round(cold_in_process[1], 3),
-        "cold_import_s": round(import_s, 3),  # handler module + runtime, within cold_start_s
-    }
-    if repeat > 0:
-        result.update(_warm(module, runtime, Path(model), images_dir, repeat, batch))
-        result["first_answer_label"] = served.get("label")
-    Path(out).write_text(json.dumps(result))
-
-
-def _warm(
-    module: Any, runtime: str, model_path: Path, images_dir: str, repeat: int, batch: int
-) -> dict[str, Any]:
-    import resource
-
-    from medimage.local.apigateway import to_proxy_event
-    from medimage.local.functions import LambdaContext
-
-    meta = json.loads((model_path.parent / "model.json").read_text())
-    images = sorted(p for p in Path(images_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    datas = [p.read_bytes() for p in images]
-
-    def event(data: bytes) -> dict[str, Any]:
-        return to_proxy_event("POST", "/predict", {"Content-Type": "image/jpeg"}, data)
-
-    context = LambdaContext()
-
-    def timed(events: list[dict[str, Any]]) -> tuple[list[float], list[str]]:
-        times, labels = [], []
-        for ev in events:
-            start = time.perf_counter()
-            res = module.lambda_handler(ev, context)
-            times.append((time.perf_counter() - start) * 1000)
-            labels.append(json.loads(res["body"])["label"])
-        return times, labels
-
-    full_events = [event(d) for d in datas]
-    small_events = [event(_resized(d, 224)) for d in datas]
-    floor = Floor(model_path.parent, int(meta["preprocess"]["image_size"])) if runtime == "litert" else None
-    timed(full_events)  # warm-up pass
-    if floor is not None:
-        floor.measure(datas)  # its warm-up pass, not counted
-        floor.reset()
-    full, labels = [], []
-    small: list[float] = []
-    for _ in range(repeat):
-        t, labels = timed(full_events)
-        full += t
-        if floor is not None:
-            floor.measure(datas)
-        small += timed(small_events)[0]
-    batch_events = [full_events[i % len(full_events)] for i in range(batch)]
-    start = time.perf_counter()
-    timed(batch_events)
-    ips = batch / (time.perf_counter() - start)
-    figures: dict[str, Any] = {
-        "runtime": TENSORFLOW_RUNTIME if runtime == "tensorflow" else "ai-edge-litert Interpreter",
-        "model_file": "model.keras" if runtime == "tensorflow" else model_path.name,
-    }
-    if floor is not None:
-        bare = floor.report()
-        figures["floor"] = bare
-        figures["floor_p50_ms_fullres"] = bare["p50_ms_fullres"]
-        figures["handler_vs_floor_p50"] = round(_percentile(full, 0.5) / bare["p50_ms_fullres"], 3)
-    figures.update(
-        {
-            "warm_p50_ms_fullres": round(_percentile(full, 0.5), 2),
-            "warm_p95_ms_fullres": round(_percentile(full, 0.95), 2),
-            "warm_p50_ms_224": round(_percentile(small, 0.5), 2),
-            "warm_p95_ms_224": round(_percentile(small, 0.95), 2),
-            "throughput_ips": round(ips, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "images": len(datas),
-            "warm_samples": len(full),
-            "cpu_cores": 1,
-            "labels": labels,
-        }
-    )
-    return figures
-
-
-def _resized(data: bytes, size: int) -> bytes:
-    import io
-
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(data))
-    buf = io.BytesIO()
-    image.convert("L").resize((size, size), Image.Resampling.BILINEAR).save(buf, "JPEG", quality=95)
-    return buf.getvalue()
-
-
-def use_tensorflow(module: Any, model_path: str | Path, dataset: str) -> str:
-    """Swap the handler's model runtime for full TensorFlow serving the trained Keras network; the handler
-    code, the decode and the answer stay the same."""
-    import numpy as np
-    import tensorflow as tf
-
-    from medimage.core.preprocess import PreprocessSpec
-    from medimage.inference.cache import LocalModelSource, ModelCache, ServingPointer
-    from medimage.inference.model import (
-        TFLiteClassifier,
-        input_profile_of,
-        read_model_json,
-        review_threshold_of,
-    )
-    from medimage.inference.service import InferenceService
-    from medimage.inference.settings import InferenceSettings
-
-    model_path = Path(model_path)
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    keras_file = model_path.parent / "model.keras"
-
-    class TensorFlowClassifier:
-        classify_array = TFLiteClassifier.classify_array
-        to_prediction = TFLiteClassifier.to_prediction
-
-        def __init__(self, model_dir: Path, pointer: ServingPointer) -> None:
-            self.meta = read_model_json(model_dir)
-            self.labels = list(self.meta["labels"])
-            self.spec = PreprocessSpec.from_dict(self.meta["preprocess"])
-            self.sha256 = pointer.model_sha256
-            self.review_threshold = review_threshold_of(self.meta)
-            self.input_profile = input_profile_of(self.meta)
-            network = tf.keras.models.load_model(keras_file, compile=False)
-            shape = (1, self.spec.image_size, self.spec.image_size, self.spec.channels)
-
-            @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
-            def serve(x: tf.Tensor) -> Any:
-                return network(x, training=False)
-
-            self.serve = serve
-
-        def _probabilities(self, array: np.ndarray) -> np.ndarray:
-            outputs = self.serve(tf.constant(array[None, ...], dtype=tf.float32))
-            if isinstance(outputs, (list, tuple)):  # the class-activation maps ride along as a second output
-                outputs = next(o for o in outputs if len(o.shape) == 2)
-            return np.asarray(outputs)[0]
-
-        def run(self, array: np.ndarray, explain: bool = False) -> tuple[np.ndarray, None]:
-            return self._probabilities(array), None
-
-    config = InferenceSettings.from_env()
-    service = InferenceService(
-        ModelCache(LocalModelSource(model_path, dataset), 3600, loader=TensorFlowClassifier),  # type: ignore[arg-type]
-        config,
-    )
-    module.service = lambda: service
-    return TENSORFLOW_RUNTIME

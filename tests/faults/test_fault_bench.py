@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.benchmarking.fault_run import load_images, shortfalls
+from harness.benchmarking.fault_run import shortfalls
+from harness.benchmarking.fault_uploads import load_images
 from medimage.core.presets import get_preset
 from medimage.local.synthetic import generate, write_tree
 

@@ -103,7 +103,8 @@ def run_faults(images: list[Upload], options: FaultRunOptions = DEFAULT_OPTIONS)
     from harness.faults.audit import PipelineAuditor
     from harness.faults.injector import FaultInjector
     from harness.faults.plan import FaultKind, FaultRule
-    from harness.faults.trainer import QuickTrainer, tiny_tflite_model
+    from harness.faults.trainer import QuickTrainer
+    from harness.models import tiny_tflite_model
     from medimage.local.delivery import PumpReport
 
     held_back = 2 * max(2, len(images) // 50)  # the images of the two late commits

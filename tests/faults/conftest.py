@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from harness.faults.audit import PipelineAuditor
-from harness.faults.trainer import tiny_tflite_model
+from harness.models import tiny_tflite_model
 from medimage.adapters.aws import reset_clients
 from medimage.adapters.registry_store import S3RegistryStore
 from medimage.adapters.s3 import S3ObjectStore

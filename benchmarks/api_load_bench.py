@@ -3,7 +3,7 @@
     python benchmarks/api_load_bench.py --model /tmp/models/binary [--clients 50] [--duration 20]
 
 Starts `medimage serve --model DIR --port 0` in a subprocess (the real Lambda handler behind the local API
-Gateway proxy), then runs ``medimage.benchmarking.api_load.run_load``: real full-resolution X-rays
+Gateway proxy), then runs ``harness.benchmarking.api_load.run_load``: real full-resolution X-rays
 (chestxray2017-val-fullres; generated images where it is absent) interleaved with bad requests (not an
 image, empty, too large, wrong content type, bad JSON, unknown route). Prints one JSON object: statuses,
 5xx count, unanswered requests (client timeout), p50/p95/max latency overall and per kind. Exits 1 when
@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the test and benchmark harness, harness/
 SHARED = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
 FULLRES = SHARED / "chestxray2017-val-fullres"
 
@@ -46,7 +47,7 @@ def generated_images(count: int, size: int = 512) -> list[bytes]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from medimage.benchmarking.api_load import print_json, request_mix, run_load, send, serving
+    from harness.benchmarking.api_load import print_json, request_mix, run_load, send, serving
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="model directory or .tflite file")

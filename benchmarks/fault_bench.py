@@ -9,7 +9,7 @@ X-rays from DIR's label folders (default ../shared/data/chestxray2017-224-train)
 faults at ``--rate`` of the functions' AWS call attempts (server errors, throttling, read timeouts after
 the write, crashes after the Nth call) and the races: the same object delivered three times and out of
 order, 8 uploaders at once, two `_commit`s at once, two executions finishing at once, a rollback during
-a promotion. Then audits the bucket, the catalog and the executions (`medimage.benchmarking.fault_run`).
+a promotion. Then audits the bucket, the catalog and the executions (`harness.benchmarking.fault_run`).
 
 Exits 1 unless lost = 0, duplicate_records = 0, production_valid, no broken guarantee and at least
 ``--min-faults`` faults.
@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the test and benchmark harness, harness/
 SHARED = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -41,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-faults", type=int, default=100)
     args = parser.parse_args(argv)
     os.environ.setdefault("MEDIMAGE_TF_THREADS", "1")
-    from medimage.benchmarking.fault_run import FaultRunOptions, load_images, run_faults, shortfalls
+    from harness.benchmarking.fault_run import run_faults, shortfalls
+    from harness.benchmarking.fault_scenario import FaultRunOptions
+    from harness.benchmarking.fault_uploads import load_images
 
     images = load_images(args.images, args.count)
     options = FaultRunOptions(rate=args.rate, seed=args.seed, stack=args.stack)

@@ -77,17 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if (binary / "model.json").is_file() and images.is_dir():
         results["inference"] = run(
             "inference",
-            [
-                python,
-                "-m",
-                "medimage.cli.main",
-                "bench",
-                "inference",
-                "--model",
-                str(binary),
-                "--images",
-                str(images),
-            ],
+            [python, "benchmarks/inference_bench.py", "--model", str(binary), "--images", str(images)],
             out,
         )
         results["drop-to-label"] = run(

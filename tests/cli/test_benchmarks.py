@@ -33,7 +33,7 @@ def test_ingest_benchmark_prints_only_its_json(tmp_path: Path) -> None:
 
 
 def test_bench_inference_checks_each_target_against_the_figure_of_its_run() -> None:
-    from medimage.benchmarking.inference import TARGETS, check_targets
+    from harness.benchmarking.figures import TARGETS, check_targets
 
     # GIVEN a run whose handler is near the floor and fast to start, against a slow full-TensorFlow handler
     report = {
@@ -54,7 +54,7 @@ def test_bench_inference_checks_each_target_against_the_figure_of_its_run() -> N
 def test_a_cold_start_ratio_pairs_the_runs_that_took_turns() -> None:
     import statistics
 
-    from medimage.benchmarking.inference import paired_ratio
+    from harness.benchmarking.figures import paired_ratio
 
     # GIVEN the two sides of a run on a machine that slowed down for its last two pairs
     litert = [0.154, 0.155, 0.152, 0.213, 0.234]

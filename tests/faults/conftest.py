@@ -1,5 +1,5 @@
 """Fixtures of the guarantee tests: moto in-process, a small model registry lab, and the tiny TFLite model
-of the trainer that stands in for train.py (``medimage.faults.trainer``) so the Step Functions runs take
+of the trainer that stands in for train.py (``harness.faults.trainer``) so the Step Functions runs take
 seconds."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import Any
 import boto3
 import pytest
 
+from harness.faults.audit import PipelineAuditor
+from harness.models import tiny_tflite_model
 from medimage.adapters.aws import reset_clients
 from medimage.adapters.registry_store import S3RegistryStore
 from medimage.adapters.s3 import S3ObjectStore
 from medimage.core import layout
 from medimage.core.executions import TrainingResult
-from medimage.faults.audit import PipelineAuditor
-from medimage.faults.trainer import tiny_tflite_model
 from medimage.local.account import REGION
 from medimage.services.promote import PromoteRequest, PromoteService
 from tests.fakes import InMemoryArtifacts

@@ -8,9 +8,9 @@ from typing import Any
 
 import boto3
 
+from harness.faults.audit import Audit, PipelineAuditor
 from medimage.core import layout
 from medimage.core.presets import get_preset
-from medimage.faults.audit import Audit, PipelineAuditor
 from medimage.local.delivery import EventSource
 from medimage.local.environment import LocalAws
 from medimage.local.synthetic import bad_files, generate

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
+from harness.faults.injector import FaultInjector
+from harness.faults.plan import CrashRule, FaultRule
+from harness.faults.races import WriteRendezvous, run_threads
 from medimage.core import layout
-from medimage.faults import CrashRule, FaultInjector, FaultRule
-from medimage.faults.races import WriteRendezvous, run_threads
 from medimage.local.environment import LocalAws
 from tests.faults.pipeline import DS, audit, bad, commit_event, executions, images, put
 

@@ -1,4 +1,4 @@
-"""The fault benchmark's run (``medimage.benchmarking.fault_run``) on a few generated X-rays: under the
+"""The fault benchmark's run (``harness.benchmarking.fault_run``) on a few generated X-rays: under the
 faults and every race it ends with nothing lost, nothing recorded twice and a valid production model,
 and its figures add up."""
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from medimage.benchmarking.fault_run import load_images, shortfalls
+from harness.benchmarking.fault_run import shortfalls
+from harness.benchmarking.fault_uploads import load_images
 from medimage.core.presets import get_preset
 from medimage.local.synthetic import generate, write_tree
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
+from harness.faults.injector import FaultInjector
+from harness.faults.plan import FaultKind, FaultRule
+from harness.faults.races import WriteRendezvous, run_threads
 from medimage.core.errors import ChampionChanged
-from medimage.faults import FaultInjector, FaultKind, FaultRule
-from medimage.faults.races import WriteRendezvous, run_threads
 from medimage.services.promote import rollback_production
 from tests.faults.conftest import DATASET, ModelLab
 

@@ -22,10 +22,11 @@ from typing import Any
 import boto3
 import pytest
 
+from harness.faults.injector import FaultInjector
+from harness.faults.plan import CrashRule, FaultKind
+from harness.faults.trainer import QuickTrainer
 from medimage.core import layout
 from medimage.core.executions import execution_input
-from medimage.faults import CrashRule, FaultInjector, FaultKind
-from medimage.faults.trainer import QuickTrainer
 from medimage.inference.drop_to_label import BATCH_FILE
 from medimage.local.environment import LocalAws
 from medimage.ops.executions import wait_for_execution

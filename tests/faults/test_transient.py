@@ -12,9 +12,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
+from harness.faults.injector import FaultInjector
+from harness.faults.plan import SERVER_ERRORS, THROTTLES, FaultKind, FaultRule
 from medimage.adapters.transient import TransientError, is_transient, transient_aws_errors
-from medimage.faults import FaultInjector, FaultKind, FaultRule
-from medimage.faults.plan import SERVER_ERRORS, THROTTLES
 from medimage.local.account import REGION
 
 NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})

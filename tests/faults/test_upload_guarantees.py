@@ -17,10 +17,11 @@ from typing import Any
 import boto3
 import pytest
 
+from harness.faults.injector import FaultInjector
+from harness.faults.plan import CrashRule, FaultRule
+from harness.faults.races import run_threads
 from medimage.adapters.catalog import DynamoCatalog
 from medimage.core import layout
-from medimage.faults import CrashRule, FaultInjector, FaultRule
-from medimage.faults.races import run_threads
 from medimage.local.delivery import PumpReport
 from medimage.local.environment import LocalAws
 from medimage.local.synthetic import BAD_FILE_CODES

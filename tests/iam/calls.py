@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlparse
 
 from policy_eval import Request
 
-from medimage.faults.plan import RecordedCall
+from harness.faults.plan import RecordedCall
 
 # The request parameters that name resources or set condition keys (object bodies are never kept).
 RESOURCE_PARAMS = (

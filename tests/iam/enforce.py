@@ -41,7 +41,7 @@ from calls import UnmappedCall, missing_key_read, requests_for, summarize
 from function_policies import FunctionPolicies, StackBinding
 from policy_eval import Evaluation, Request, evaluate
 
-from medimage.faults.plan import RecordedCall
+from harness.faults.plan import RecordedCall
 from medimage.local.account import ACCOUNT, REGION
 
 ENV_CFN = "MEDIMAGE_IAM_CFN"

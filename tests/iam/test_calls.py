@@ -7,7 +7,7 @@ import pytest
 from calls import UnmappedCall, missing_key_read, queue_arn, requests_for, summarize
 from policy_eval import Request
 
-from medimage.faults.plan import RecordedCall
+from harness.faults.plan import RecordedCall
 
 R, A = "us-east-1", "123456789012"
 

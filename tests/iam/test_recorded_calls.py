@@ -13,8 +13,8 @@ from calls import requests_for
 from function_policies import SAM_PYTHON, FunctionPolicies, translate
 from policy_eval import evaluate
 
+from harness.faults.injector import FaultInjector
 from medimage.core.presets import get_preset
-from medimage.faults import FaultInjector
 from medimage.local.account import ACCOUNT, REGION
 from medimage.local.synthetic import bad_files, generate
 

@@ -24,6 +24,7 @@ import pytest
 from moto import mock_aws
 from PIL import Image
 
+from harness.models import write_tiny_model_dir
 from medimage.adapters.aws import reset_clients
 from medimage.core.preprocess import PreprocessSpec
 from medimage.local.account import CREDENTIALS, REGION
@@ -46,31 +47,14 @@ def build_model_dir(
     explain: bool = True,
     review_threshold: float | None = None,
 ) -> Path:
-    """A small CNN with seeded weights, converted to float and int8 TFLite by the trainer's own export
-    (with the class-activation output unless ``explain`` is off), with model.json/labels.txt."""
+    """A small CNN with seeded weights (``harness.models``, two convolutions), converted to float and int8
+    TFLite by the trainer's own export (with the class-activation output unless ``explain`` is off), with
+    model.keras, model.json and labels.txt."""
     import tensorflow as tf
 
-    from medimage.training.export import HEAD_LAYER, to_tflite_float, to_tflite_int8
-
-    keras = tf.keras
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [
-            keras.Input((image_size, image_size, 1)),
-            keras.layers.Rescaling(1.0 / 255),
-            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(len(labels), activation="softmax", name=HEAD_LAYER),
-        ]
+    write_tiny_model_dir(
+        out, labels, image_size=image_size, seed=seed, convs=2, explain=explain, keras_file=True
     )
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model.keras")
-    (out / "model.tflite").write_bytes(to_tflite_float(model, explain=explain))
-    rng = np.random.default_rng(seed)
-    calibration = rng.uniform(0, 255, (8, image_size, image_size, 1)).astype(np.float32)
-    (out / "model-int8.tflite").write_bytes(to_tflite_int8(model, calibration, samples=8, explain=explain))
-    (out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     meta: dict[str, Any] = {
         "format_version": 1,
         "labels": labels,

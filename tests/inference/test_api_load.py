@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medimage.benchmarking.api_load import request_mix, run_load, send, serving
+from harness.benchmarking.api_load import request_mix, run_load, send, serving
 
 CLIENTS = 50
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from samlocal import REPO
 
+from harness.models import write_tiny_model_dir
+
 BUCKET = "medimage-data-example"  # the bucket named in events/*.json
 TABLE = "medimage-catalog"
 EVENTS = REPO / "events"
@@ -28,32 +30,9 @@ def xray_files() -> list[Path]:
 
 
 def build_model_dir(out: Path, labels: list[str], image_size: int = 64, seed: int = 1) -> Path:
-    """A tiny CNN (seeded, untrained) converted to TFLite, with labels.txt and model.json (the contract of
-    docs/CONTRACTS.md); enough for the serving path to return one of the labels."""
-    import numpy as np
-    import tensorflow as tf
-
-    keras = tf.keras
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [
-            keras.Input((image_size, image_size, 1)),
-            keras.layers.Rescaling(1.0 / 255),
-            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(len(labels), activation="softmax"),
-        ]
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "model.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    rng = np.random.default_rng(seed)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: (
-        [rng.uniform(0, 255, (1, image_size, image_size, 1)).astype(np.float32)] for _ in range(8)
-    )
-    (out / "model-int8.tflite").write_bytes(converter.convert())
-    (out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    """A tiny CNN (seeded, untrained; ``harness.models``) converted to float and int8 TFLite, with labels.txt
+    (model.json rides in the tarball); enough for the serving path to return one of the labels."""
+    write_tiny_model_dir(out, labels, image_size=image_size, seed=seed, explain=False)
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.models import tiny_keras_model
 from medimage.core.preprocess import PreprocessSpec
 from medimage.inference.model import TFLiteClassifier
 from medimage.training import export
@@ -15,16 +16,9 @@ SIZE = 16
 
 
 def tiny_model(seed: int = 0):
-    """Conv -> global average pooling -> Dense softmax: the head shape the CAM export relies on."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((SIZE, SIZE, 1), name="image")
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="features")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pooled")(x)
-    outputs = keras.layers.Dense(3, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs)
+    """Conv -> global average pooling -> Dense softmax: the head shape the CAM export relies on; "same"
+    padding, so the maps are exactly half the input's size."""
+    return tiny_keras_model(["a", "b", "c"], image_size=SIZE, seed=seed, padding="same")
 
 
 def images(n: int = 12, seed: int = 1) -> np.ndarray:

@@ -23,7 +23,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "predict_cmd",
     "export_cmd",
     "serve_cmd",
-    "bench_cmd",
     "ingest_cmd",
     "pipeline_cmd",
     "deploy_cmd",

@@ -1,6 +1,6 @@
 """API Gateway's REST proxy integration, locally: an HTTP request becomes the event Lambda receives.
 
-Used by `medimage serve`, `medimage up`, `medimage bench` and the demo, so each exercises the real
+Used by `medimage serve`, `medimage up`, the benchmarks and the demo, so each exercises the real
 handler with the event shape the deployed API sends; ``make_http_handler`` is the HTTP side that
 `serve` and `up` share.
 """

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from medimage.benchmarking.inference import _percentile
+from harness.benchmarking.figures import percentile
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,8 @@ def _latency_ms(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     return {
-        "p50": round(_percentile(values, 0.50) * 1000, 1),
-        "p95": round(_percentile(values, 0.95) * 1000, 1),
+        "p50": round(percentile(values, 0.50) * 1000, 1),
+        "p95": round(percentile(values, 0.95) * 1000, 1),
         "max": round(max(values) * 1000, 1),
     }
 

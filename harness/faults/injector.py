@@ -30,7 +30,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 from botocore.httpsession import URLLib3Session
 
-from medimage.faults.plan import (
+from harness.faults.plan import (
     SERVER_ERRORS,
     SERVICES,
     THROTTLES,
@@ -42,7 +42,7 @@ from medimage.faults.plan import (
     is_write,
     service_of,
 )
-from medimage.faults.responses import error_response
+from harness.faults.responses import error_response
 
 _SUMMARY_PARAMS = (
     "Bucket",

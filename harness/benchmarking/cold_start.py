@@ -6,7 +6,7 @@ The runtime's part of the function's JSON log format is done here too, inside th
 logger at the template's ``ApplicationLogLevel`` (INFO), each record written as a JSON line with its
 ``extra`` fields (to nowhere), so every log line the handler writes is paid for, cold and warm, as in Lambda.
 
-``medimage.benchmarking.inference`` runs :func:`first_answer` first thing in a fresh process, then the rest of
+``harness.benchmarking.inference`` runs :func:`first_answer` first thing in a fresh process, then the rest of
 its measurements.
 """
 

@@ -1,6 +1,7 @@
 """A trainer that stands in for train.py in fault tests and benchmarks: it follows the SageMaker
 script-mode contract of the local SageMaker (``LocalSageMaker(trainer=...)``) and writes a model directory
-with a real (tiny, untrained) TFLite model, so a training execution takes about a second."""
+with a real (tiny, untrained) TFLite model (``harness.models``), so a training execution takes about a
+second."""
 
 from __future__ import annotations
 
@@ -9,28 +10,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.models import IMAGE_SIZE, LABELS
 from medimage.core.preprocess import PreprocessSpec
-
-LABELS = ("normal", "pneumonia")
-IMAGE_SIZE = 32
-
-
-def tiny_tflite_model(labels: tuple[str, ...] = LABELS, seed: int = 3) -> bytes:
-    """A real, untrained TFLite classifier of ``labels`` on 32x32 gray input (softmax output)."""
-    import tensorflow as tf
-
-    keras = tf.keras
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [
-            keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1)),
-            keras.layers.Rescaling(1.0 / 255),
-            keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(len(labels), activation="softmax"),
-        ]
-    )
-    return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
 
 
 @dataclass
@@ -43,9 +24,10 @@ class QuickRun:
 
 @dataclass
 class QuickTrainer:
-    """Writes the model directory (the TFLite model, model.json, labels.txt, evaluation.json with
-    ``accuracy`` on as many test images as the test channel lists). ``fail`` makes the job fail;
-    ``barrier`` holds each job until that many are training, so their executions finish at once."""
+    """Writes the model directory (the TFLite model of ``harness.models.tiny_tflite_model``, model.json,
+    labels.txt, evaluation.json with ``accuracy`` on as many test images as the test channel lists).
+    ``fail`` makes the job fail; ``barrier`` holds each job until that many are training, so their
+    executions finish at once."""
 
     model: bytes
     accuracy: float = 0.95

@@ -1,1 +1,0 @@
-"""Benchmark harnesses behind `medimage bench`: measurements printed as JSON, sides compared in one run."""

@@ -18,6 +18,8 @@ import os
 import sys
 from pathlib import Path
 
+from medimage.core.label_tree import image_files
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the test and benchmark harness, harness/
 SHARED = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -25,7 +27,7 @@ FULLRES = SHARED / "chestxray2017-val-fullres"
 
 
 def load_images(folder: Path, limit: int = 16) -> tuple[list[bytes], str]:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpeg", ".jpg", ".png"))[:limit]
+    files = image_files(folder)[:limit] if folder.is_dir() else []
     if files:
         return [p.read_bytes() for p in files], str(folder)
     return generated_images(limit), "generated"

@@ -31,10 +31,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from medimage.core.label_tree import image_files
+
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_TAG = "medimage-inference:bench"
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".dcm"}
 
 # AWS Lambda on-demand prices, x86_64, us-east-1 (aws.amazon.com/lambda/pricing, first pricing tier):
 # duration per GB-second and requests per million; billed duration is rounded up to the millisecond, and the
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    images = [p.read_bytes() for p in sorted(args.images.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+    images = [p.read_bytes() for p in image_files(args.images)]
     if not images:
         parser.error(f"no images under {args.images}")
     meta = json.loads((args.model / "model.json").read_text(encoding="utf-8"))

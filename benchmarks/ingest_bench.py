@@ -22,6 +22,8 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from medimage.core.label_tree import files_by_label
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -29,10 +31,8 @@ SHARED = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared" / "d
 def _images(n: int) -> tuple[str, list[tuple[str, str, bytes]]]:
     root = SHARED / "chestxray2017-224-train"
     if root.is_dir():
-        paths = (
-            sorted((root / "NORMAL").iterdir())[: n // 2]
-            + sorted((root / "PNEUMONIA").iterdir())[: n - n // 2]
-        )
+        by_label = files_by_label(root)
+        paths = by_label["NORMAL"][: n // 2] + by_label["PNEUMONIA"][: n - n // 2]
         return "chestxray2017-224-train", [(p.parent.name, p.name, p.read_bytes()) for p in paths]
     from medimage.core.presets import get_preset
     from medimage.local.synthetic import generate

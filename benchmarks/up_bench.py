@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO / "src"))
 import boto3  # noqa: E402
 
 from medimage.core import layout  # noqa: E402
+from medimage.core.label_tree import files_by_label  # noqa: E402
 from medimage.core.presets import get_preset  # noqa: E402
 from medimage.local.synthetic import generate  # noqa: E402
 
@@ -58,14 +59,13 @@ def ports(port: int, api_port: int) -> list[str]:
 def load_images(folder: Path | None, count: int) -> tuple[list[tuple[str, bytes]], str]:
     """(relative key under the dataset, bytes), evenly over the label folders; synthetic when absent."""
     if folder and folder.is_dir():
-        per_label = {d.name: sorted(p for p in d.iterdir() if p.is_file()) for d in sorted(folder.iterdir())}
-        per_label = {k: v for k, v in per_label.items() if v}
+        per_label = files_by_label(folder)
         picked: list[Path] = []
         while len(picked) < count and any(per_label.values()):
             for files in per_label.values():
                 if files and len(picked) < count:
                     picked.append(files.pop(0))
-        return [(f"{p.parent.name}/{p.name}", p.read_bytes()) for p in picked], str(folder)
+        return [(p.relative_to(folder).as_posix(), p.read_bytes()) for p in picked], str(folder)
     files = generate(get_preset(DATASET), per_class=(count + 1) // 2, size=128, seed=11)[:count]
     return [(f"{f.folder}/{f.filename}", f.data) for f in files], "synthetic"
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medimage.core import layout
+from medimage.core.label_tree import files_by_label
 
 DATASET = "chestxray2017-binary"
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 BROKEN_KINDS = ("empty", "truncated", "text", "corrupt-header")
 
 
@@ -27,17 +27,19 @@ def labeled_key(folder: str, name: str) -> str:
 def load_images(root: Path, count: int) -> list[Upload]:
     """``count`` images spread evenly over ``root``'s label folders and within each folder (so many
     patients, not the first few), as uploads under ``incoming/labeled/<dataset>/<folder>/``."""
-    folders = sorted(p for p in root.iterdir() if p.is_dir())
-    if not folders:
-        raise ValueError(f"{root} has no label folders")
+    by_label = files_by_label(root)
+    if not by_label:
+        raise ValueError(f"{root} has no images in label folders")
+    folders = sorted(by_label)
     per_folder = [count // len(folders) + (1 if i < count % len(folders) else 0) for i in range(len(folders))]
     by_folder: list[list[Upload]] = []
     for folder, wanted in zip(folders, per_folder, strict=True):
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = by_label[folder]
         if len(files) < wanted:
-            raise ValueError(f"{folder} has {len(files)} images, {wanted} wanted")
+            raise ValueError(f"{root / folder} has {len(files)} images, {wanted} wanted")
         picked = [files[i * len(files) // wanted] for i in range(wanted)]
-        by_folder.append([Upload(labeled_key(folder.name, p.name), p.read_bytes()) for p in picked])
+        keys = [labeled_key(folder, p.relative_to(root / folder).as_posix()) for p in picked]
+        by_folder.append([Upload(key, p.read_bytes()) for key, p in zip(keys, picked, strict=True)])
     # Interleaved, so that every share of the uploads holds every label.
     return [u for group in itertools.zip_longest(*by_folder) for u in group if u is not None]
 

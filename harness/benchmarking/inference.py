@@ -47,7 +47,7 @@ from harness.benchmarking.figures import check_targets, paired_ratio
 from harness.benchmarking.floor import FLOOR_COLD_START, floor_cold_start
 from harness.benchmarking.footprint import machine, ship_bytes, shipped
 from medimage.checkout import PACKAGE_DIR
-from medimage.core.images import IMAGE_SUFFIXES
+from medimage.core.label_tree import image_files
 
 HARNESS_DIR = Path(__file__).resolve().parents[1]
 # The fresh processes find the harness here, after everything the handler imports (appended to sys.path).
@@ -65,7 +65,7 @@ def run(
 ) -> dict[str, Any]:
     """Each runtime in fresh processes pinned to one core; the report ``benchmarks/inference_bench.py``
     prints."""
-    images = sorted(p for p in Path(images_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = image_files(Path(images_dir))
     if not images:
         raise FileNotFoundError(f"no JPEG/PNG images under {images_dir}")
     if cold_runs < 1:

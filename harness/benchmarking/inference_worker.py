@@ -12,7 +12,7 @@ from typing import Any
 from harness.benchmarking.figures import percentile
 from harness.benchmarking.floor import Floor
 from harness.benchmarking.tensorflow_runtime import TENSORFLOW_RUNTIME
-from medimage.core.images import IMAGE_SUFFIXES
+from medimage.core.label_tree import image_files
 
 
 def worker(
@@ -56,7 +56,7 @@ def _warm(
     from medimage.local.functions import LambdaContext
 
     meta = json.loads((model_path.parent / "model.json").read_text())
-    images = sorted(p for p in Path(images_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = image_files(Path(images_dir))
     datas = [p.read_bytes() for p in images]
 
     def event(data: bytes) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from medimage.core.label_tree import (
     NOT_AN_IMAGE_SUFFIX,
     NOT_IN_LABEL_FOLDER,
     OS_CLUTTER,
+    files_by_label,
+    image_files,
     scan_label_tree,
     skip_reason,
     walk_label_tree,
@@ -107,3 +109,17 @@ def test_training_ingest_and_the_demo_read_the_same_files(tmp_path: Path) -> Non
     assert [local.path for local in uploads] == expected
     assert len(left_out) == 6
     assert [f.path for f in demo_scan(tmp_path, preset)] == expected
+
+
+def test_files_by_label_groups_what_the_walker_takes(tmp_path: Path) -> None:
+    make(tmp_path, "b/2.png", "a/deep/1.jpeg", "a/0.png", "a/.hidden.png", "c/notes.txt")
+    grouped = files_by_label(tmp_path)
+    assert list(grouped) == ["a", "b"]  # a folder with no image has no group
+    assert grouped["a"] == [tmp_path / "a/0.png", tmp_path / "a/deep/1.jpeg"]
+
+
+def test_image_files_take_a_folder_of_images_at_any_depth_by_the_same_rule(tmp_path: Path) -> None:
+    make(tmp_path, "top.png", "x/1.jpeg", "x/Thumbs.db", ".cache/2.png", "x/notes.txt", "y/z/3.DCM")
+    assert image_files(tmp_path) == [tmp_path / "top.png", tmp_path / "x/1.jpeg", tmp_path / "y/z/3.DCM"]
+    with pytest.raises(NotADirectoryError):
+        image_files(tmp_path / "missing")

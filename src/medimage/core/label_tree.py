@@ -1,6 +1,7 @@
 """The files of a folder-per-label tree (``root/<label>/**/<file>``), by one rule for every command.
 
-Training, uploading and the demo read the same tree; with one walker they see the same images. A file is
+Training, uploading, the demo and the benchmarks read the same tree; with one walker they see the same
+images. A file is
 taken when it sits under a label folder, no part of its path is hidden (a dot name) or operating-system
 litter, and its suffix is one the pipeline reads as an image (``IMAGE_SUFFIXES``). Everything else is
 skipped with its reason, for the commands that report what they left out.
@@ -88,3 +89,25 @@ def scan_label_tree(root: Path) -> LabelTree:
 def walk_label_tree(root: Path) -> Iterator[TreeFile]:
     """``(label, path)`` for each image file of ``root/<label>/**``, sorted, by the rule above."""
     yield from scan_label_tree(root).files
+
+
+def image_files(root: Path) -> list[Path]:
+    """Every image file under ``root`` at any depth, sorted, by the same rule but for the label folder: the
+    folders of images the benchmarks read."""
+    root = Path(root)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a directory")
+    found = sorted((p.relative_to(root) for p in root.rglob("*") if p.is_file()), key=lambda r: r.parts)
+    return [
+        root / relative
+        for relative in found
+        if skip_reason(relative) in (None, NOT_IN_LABEL_FOLDER) and relative.suffix.lower() in IMAGE_SUFFIXES
+    ]
+
+
+def files_by_label(root: Path) -> dict[str, list[Path]]:
+    """The files ``walk_label_tree`` takes, grouped by label folder (labels and files sorted)."""
+    grouped: dict[str, list[Path]] = {}
+    for label, path in walk_label_tree(root):
+        grouped.setdefault(label, []).append(path)
+    return dict(sorted(grouped.items()))

@@ -41,32 +41,9 @@ from harness.faults.plan import (
     RecordedFault,
     is_write,
     service_of,
+    summarize,
 )
 from harness.faults.responses import error_response
-
-_SUMMARY_PARAMS = (
-    "Bucket",
-    "Key",
-    "VersionId",
-    "CopySource",
-    "Prefix",
-    "TableName",
-    "IndexName",
-    "QueueUrl",
-    "stateMachineArn",
-    "executionArn",
-    "name",
-    "TopicArn",
-    "TrainingJobName",
-)
-
-
-def _summary_value(value: Any) -> str:
-    """A resource name as text; CopySource as S3 writes it (``bucket/key[?versionId=v]``)."""
-    if isinstance(value, dict) and "Bucket" in value and "Key" in value:
-        text = f"{value['Bucket']}/{value['Key']}"
-        return f"{text}?versionId={value['VersionId']}" if value.get("VersionId") else text
-    return str(value)
 
 
 class SimulatedCrash(BaseException):
@@ -196,9 +173,7 @@ class FaultInjector:
         service = service_of(service_id)
         scope = getattr(self._local, "scope", None)
         function = scope[0] if scope else None
-        summary = {
-            k: _summary_value(params[k]) for k in _SUMMARY_PARAMS if isinstance(params, dict) and k in params
-        }
+        summary = summarize(params) if isinstance(params, dict) else {}
         with self._lock:
             self.calls.append(RecordedCall(service, operation, summary, function))
             crash = self._crash_due(scope, service) if scope else None

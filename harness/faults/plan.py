@@ -22,8 +22,10 @@ sees it only when every attempt failed (or when the retry of a timed-out write m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class FaultKind(StrEnum):
@@ -105,6 +107,42 @@ class CrashRule:
     function: str = "*"
     after_calls: int = 1
     times: int = 1
+
+
+# The request parameters that name resources or set condition keys: what a recorded call keeps of its
+# request (object bodies never), and what the IAM checks build ARNs and condition keys from.
+RESOURCE_PARAMS = (
+    "Bucket",
+    "Key",
+    "VersionId",
+    "CopySource",
+    "Prefix",
+    "TableName",
+    "IndexName",
+    "QueueUrl",
+    "QueueName",
+    "stateMachineArn",
+    "executionArn",
+    "name",
+    "TopicArn",
+    "KeyId",
+    "TrainingJobName",
+)
+
+
+def summarize(params: Mapping[str, Any]) -> dict[str, str]:
+    """The resource names of a call's API parameters as strings; ``CopySource`` as S3 writes it
+    (``bucket/key[?versionId=v]``)."""
+    out: dict[str, str] = {}
+    for name in RESOURCE_PARAMS:
+        if name not in params:
+            continue
+        value = params[name]
+        if name == "CopySource" and isinstance(value, Mapping) and "Bucket" in value and "Key" in value:
+            text = f"{value['Bucket']}/{value['Key']}"
+            value = f"{text}?versionId={value['VersionId']}" if value.get("VersionId") else text
+        out[name] = str(value)
+    return out
 
 
 @dataclass(frozen=True)

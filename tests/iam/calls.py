@@ -10,30 +10,11 @@ on the destination, DeleteMessageBatch as sqs:DeleteMessage. An operation missin
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import unquote, urlparse
 
 from policy_eval import Request
 
 from harness.faults.plan import RecordedCall
-
-# The request parameters that name resources or set condition keys (object bodies are never kept).
-RESOURCE_PARAMS = (
-    "Bucket",
-    "Key",
-    "VersionId",
-    "CopySource",
-    "Prefix",
-    "TableName",
-    "IndexName",
-    "QueueUrl",
-    "QueueName",
-    "stateMachineArn",
-    "executionArn",
-    "TopicArn",
-    "KeyId",
-    "TrainingJobName",
-)
 
 # Every request the functions make goes over HTTPS (botocore's default endpoints; moto's in-process URLs).
 BASE_CONTEXT = {"aws:SecureTransport": "true"}
@@ -41,20 +22,6 @@ BASE_CONTEXT = {"aws:SecureTransport": "true"}
 
 class UnmappedCall(LookupError):
     """An operation with no IAM mapping here: map it before a function may make it."""
-
-
-def summarize(params: Mapping[str, Any]) -> dict[str, str]:
-    """The resource names of a call's API parameters as strings (``CopySource`` as ``bucket/key``)."""
-    out: dict[str, str] = {}
-    for name in RESOURCE_PARAMS:
-        if name not in params:
-            continue
-        value = params[name]
-        if name == "CopySource" and isinstance(value, Mapping):
-            text = f"{value['Bucket']}/{value['Key']}"
-            value = f"{text}?versionId={value['VersionId']}" if value.get("VersionId") else text
-        out[name] = str(value)
-    return out
 
 
 # --------------------------------------------------------------------------------------------- S3

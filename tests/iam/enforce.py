@@ -37,11 +37,11 @@ from botocore import handlers as botocore_handlers
 from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSResponse
 from botocore.credentials import Credentials
-from calls import UnmappedCall, missing_key_read, requests_for, summarize
+from calls import UnmappedCall, missing_key_read, requests_for
 from function_policies import FunctionPolicies, StackBinding
 from policy_eval import Evaluation, Request, evaluate
 
-from harness.faults.plan import RecordedCall
+from harness.faults.plan import RecordedCall, summarize
 from medimage.local.account import ACCOUNT, REGION
 
 ENV_CFN = "MEDIMAGE_IAM_CFN"

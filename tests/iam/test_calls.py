@@ -4,10 +4,10 @@ template resolved for a local stack."""
 from __future__ import annotations
 
 import pytest
-from calls import UnmappedCall, missing_key_read, queue_arn, requests_for, summarize
+from calls import UnmappedCall, missing_key_read, queue_arn, requests_for
 from policy_eval import Request
 
-from harness.faults.plan import RecordedCall
+from harness.faults.plan import RecordedCall, summarize
 
 R, A = "us-east-1", "123456789012"
 

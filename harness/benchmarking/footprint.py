@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from medimage.checkout import PACKAGE_DIR
+from medimage.runtime_sets import runtime_files
 
 # The Lambda Python base image already holds these (boto3 and its dependencies).
 BASE_IMAGE_PACKAGES = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"}
@@ -41,7 +41,8 @@ def shipped(runtime: str) -> list[str]:
 
 
 def ship_bytes(roots: list[str]) -> tuple[int, list[str]]:
-    """Installed size of the requirement closure of `roots` (extras and non-matching markers skipped)."""
+    """Installed size of the requirement closure of `roots` (extras and non-matching markers skipped), plus
+    the inference image's runtime set of medimage."""
     from packaging.requirements import Requirement
 
     seen: dict[str, metadata.Distribution] = {}
@@ -64,7 +65,7 @@ def ship_bytes(roots: list[str]) -> tuple[int, list[str]]:
             path = Path(str(dist.locate_file(file)))
             if path.is_file():
                 total += path.stat().st_size
-    total += sum(p.stat().st_size for p in PACKAGE_DIR.rglob("*.py"))
+    total += sum(path.stat().st_size for _, path in runtime_files("image"))  # what the image carries
     return total, sorted(seen)
 
 

@@ -44,7 +44,7 @@ def test_arguments_override_preset_defaults(monkeypatch: pytest.MonkeyPatch) -> 
         ("aspect-jitter", 0.7, "--aspect-jitter in [0, 0.5)"),
         ("ema", 1.5, "training hyperparameter 'ema': --ema must lie in [0, 1)"),
         ("augment", "maybe", "training hyperparameter 'augment': expected true or false"),
-        ("weights", "resnet", "training hyperparameter 'weights': expected one of none, imagenet"),
+        ("weights", "resnet", "training hyperparameter 'weights': expected one of auto, none, imagenet"),
         ("epochs", 2.5, "training hyperparameter 'epochs': invalid literal"),
     ],
 )

@@ -47,10 +47,11 @@ def test_train_py_reads_hyperparameters_as_sagemaker_passes_them(monkeypatch: py
     assert (args.augment, args.calibrate, args.ema, args.image_size) == (False, True, 0.99, 96)
     assert args.threads == 3  # the host's default
     defaults = TrainConfig(preset="p")
-    assert (args.epochs, args.learning_rate, args.weights) == (
+    assert (args.epochs, args.learning_rate, args.weights, args.backbone) == (
         defaults.epochs,
         defaults.learning_rate,
-        "none",
+        "auto",
+        "cnn",
     )
     for bad in (["--preset", "p", "--weights", "random"], ["--preset", "p", "--augment", "maybe"], []):
         with pytest.raises(SystemExit):

@@ -22,6 +22,10 @@ DESCRIPTION = (
     "macro AUC, confusion matrix, n) and, at the model's review threshold, the selective figures:\n"
     "the share labelled without review (coverage), the accuracy on it, and the coverage-accuracy\n"
     "curve. With --out, the confusion matrix and that curve are also drawn as PNGs beside it.\n\n"
+    "With --report, the routing side by side instead: the images clean, under every acquisition\n"
+    "shift, changed into bad images of their kind (inverted, a corner, blown windowing), and the\n"
+    "foreign sets (--ood folders, and rendered documents and screenshots): for each, the share\n"
+    "labeled automatically, the accuracy of those labels, the errors sent to review, and why.\n\n"
     "example:\n  medimage evaluate --model build/model/model.tflite \\\n"
     "      --data ../shared/data/chestxray2017-val-fullres --preset chestxray2017-binary"
 )
@@ -48,6 +52,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "served; 'all' (the default when given without a value) or a comma-separated list of: "
             + ", ".join(SHIFT_NAMES)
         ),
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="instead, the routing report: clean, shifted, made and foreign sets side by side",
+    )
+    parser.add_argument(
+        "--ood",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a folder of images that are not of the model's kind, for --report (repeatable)",
+    )
+    parser.add_argument(
+        "--pages",
+        type=int,
+        default=20,
+        help="rendered documents and screenshots in --report's foreign sets (default 20; 0: none)",
     )
     parser.add_argument(
         "--review-threshold",
@@ -79,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         raise MedimageError(f"labels {unknown} are not among the model's labels {classifier.labels}")
     position = {label: k for k, label in enumerate(classifier.labels)}
     truth = [position[i.label] for i in images]
-    if args.shifts:
+    if args.report:
+        metrics = _report(args, classifier, [i.path.read_bytes() for i in images], truth)
+    elif args.shifts:
         from medimage.evaluation.shifts import get_shifts, robustness
 
         try:
@@ -108,11 +132,37 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
-        if not args.shifts:
+        if not args.shifts and not args.report:
             _plot(metrics, args.split, args.out)
     if scan.skipped:
         print(f"skipped {len(scan.skipped)} file(s) no label rule accepts", file=sys.stderr)
     return 0
+
+
+def _report(
+    args: argparse.Namespace, classifier: Any, files: list[bytes], truth: list[int]
+) -> dict[str, Any]:
+    from medimage.core.label_tree import image_files
+    from medimage.evaluation.ood import rendered_pages, side_by_side
+    from medimage.evaluation.shifts import get_shifts
+
+    foreign: dict[str, list[bytes]] = {}
+    for entry in args.ood:
+        name, _, folder = entry.partition("=")
+        if not name or not folder or not Path(folder).is_dir():
+            raise MedimageError(f"--ood {entry!r}: expected NAME=DIR with an existing folder")
+        foreign[name] = [path.read_bytes() for path in image_files(Path(folder))]
+        if not foreign[name]:
+            raise MedimageError(f"--ood {entry!r}: no images in {folder}")
+    if args.pages < 0:
+        raise MedimageError("--pages must be at least 0")
+    if args.pages:
+        foreign["rendered_pages"] = rendered_pages(args.pages)
+    shifts = get_shifts(None if args.shifts in (None, "all") else args.shifts.split(","))
+    try:
+        return side_by_side(classifier, files, truth, shifts, foreign)
+    except RejectedInput as exc:
+        raise MedimageError(f"an image cannot be scored: {exc}") from None
 
 
 def _plot(metrics: dict[str, Any], split: str, out: Path) -> None:

@@ -37,7 +37,18 @@ def _check(probabilities: np.ndarray, y_true: np.ndarray) -> tuple[np.ndarray, n
         )
     if len(probs) == 0:
         raise ValueError("no predictions to select from")
-    return probs.max(axis=1), probs.argmax(axis=1) == truth
+    confidence = probs.max(axis=1)
+    # A withheld row (all zeros, `withhold`) is never kept and never counted right.
+    return confidence, (probs.argmax(axis=1) == truth) & (confidence > 0)
+
+
+def withhold(probabilities: np.ndarray, withheld: np.ndarray) -> np.ndarray:
+    """The probabilities with the rows of ``withheld`` (a boolean mask) set to zero: images that go to review
+    whatever their confidence (too far from the training images), so no threshold keeps them and they
+    still count in the coverage."""
+    probs = np.array(probabilities, dtype=np.float64)
+    probs[np.asarray(withheld, dtype=bool)] = 0.0
+    return probs
 
 
 def select(probabilities: np.ndarray, y_true: np.ndarray, threshold: float) -> Selection:
@@ -105,7 +116,7 @@ def choose_threshold(
     points = [
         point
         for point in curve(probabilities, y_true)
-        if point.kept >= min_kept and (point.accuracy_above or 0.0) >= target_accuracy
+        if point.kept >= min_kept and point.threshold > 0 and (point.accuracy_above or 0.0) >= target_accuracy
     ]
     if points:
         best = min(points, key=lambda point: point.threshold)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from medimage.evaluation.scoring import Classifier, metrics_of, probabilities
+from medimage.evaluation.scoring import Classifier, Scored, metrics_of, probabilities, scored
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,15 @@ def shifted_probabilities(
     classifier: Classifier, files: Sequence[bytes], shifts: Sequence[Shift] | None = None
 ) -> dict[str, np.ndarray]:
     """The classifier's probabilities (n x C) for the files under each shift, by shift name."""
+    return {name: result.probabilities for name, result in shifted_scored(classifier, files, shifts).items()}
+
+
+def shifted_scored(
+    classifier: Classifier, files: Sequence[bytes], shifts: Sequence[Shift] | None = None
+) -> dict[str, Scored]:
+    """What serving answers for the files under each shift (probabilities, novelty, reasons), by name."""
     return {
-        shift.name: probabilities(classifier, (shifted_bytes(data, shift) for data in files))
+        shift.name: scored(classifier, (shifted_bytes(data, shift) for data in files))
         for shift in (shifts if shifts is not None else SHIFTS)
     }
 

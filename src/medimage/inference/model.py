@@ -4,8 +4,10 @@ A model directory holds ``model.tflite``, ``labels.txt`` and ``model.json``; ``m
 preprocessing, so nothing else is needed to serve it. The interpreter is created once and reused.
 
 A model may have a second output, class-activation maps ``[1, h, w, C]`` (per-cell logits whose spatial
-mean is the logits); outputs are told apart by rank, never by position. ``model.json`` ``review`` holds
-the confidence threshold below which a prediction goes to a clinician.
+mean is the logits), and a third, the novelty score ``[1]`` (`medimage.core.novelty`); outputs are told
+apart by rank, never by position. ``model.json`` ``review`` holds the confidence threshold below which a
+prediction goes to a clinician, and ``novelty`` the thresholds above which an image is too far from the
+training images to be labeled automatically at all.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ import numpy as np
 
 from medimage.core.errors import ModelError
 from medimage.core.input_profile import InputProfile
+from medimage.core.novelty import FOREIGN_IMAGE, OUTSIDE_TRAINING_DISTRIBUTION, NoveltyPolicy
 from medimage.core.preprocess import PreprocessSpec, load_image_array
 
 MODEL_JSON = "model.json"
 LABELS_TXT = "labels.txt"
 DEFAULT_MODEL_FILE = "model.tflite"
-# Why a prediction is routed to a clinician (``Prediction.review_reason``): an image unlike the training
-# images (``model.json`` ``input_profile``) outranks a low confidence, since its confidence means little.
-REVIEW_REASONS = ("outside_training_distribution", "low_confidence")
+# Why a prediction is routed to a clinician (``Prediction.review_reason``), strongest first: not the kind
+# of image the model reads (novelty above ``foreign_threshold``), an image unlike the training images
+# (novelty above ``unusual_threshold``, or outside ``model.json`` ``input_profile``), a low confidence.
+# The first two outrank a low confidence, since the confidence of such an image means little.
+REVIEW_REASONS = (FOREIGN_IMAGE, OUTSIDE_TRAINING_DISTRIBUTION, "low_confidence")
 
 
 def resolve_interpreter(allow_tensorflow: bool = False) -> Any:
@@ -71,6 +76,7 @@ class Prediction:
     needs_review: bool = False
     review_reason: str | None = None
     heatmap: np.ndarray | None = field(default=None, compare=False, repr=False)
+    novelty: float | None = None  # the model's novelty score, where it has one
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +85,7 @@ class Prediction:
             "confidence": self.confidence,
             "needs_review": self.needs_review,
             "review_reason": self.review_reason,
+            "novelty": self.novelty,
         }
 
 
@@ -95,12 +102,13 @@ def review_threshold_of(meta: dict[str, Any]) -> float | None:
 
 
 def review_decision(
-    confidence: float, threshold: float | None, outside: bool = False
+    confidence: float, threshold: float | None, outside: bool | str | None = False
 ) -> tuple[bool, str | None]:
-    """(needs_review, reason): an image outside the training distribution, or a confidence below the
-    threshold, goes to a clinician; no threshold and no profile, no review."""
+    """(needs_review, reason): an image far from the training images (``outside``: True, or the reason the
+    novelty policy gave), or a confidence below the threshold, goes to a clinician; no threshold and
+    nothing outside, no review."""
     if outside:
-        return True, "outside_training_distribution"
+        return True, outside if isinstance(outside, str) else OUTSIDE_TRAINING_DISTRIBUTION
     if threshold is not None and confidence < threshold:
         return True, "low_confidence"
     return False, None
@@ -122,6 +130,17 @@ def input_profile_of(meta: dict[str, Any]) -> InputProfile | None:
         return None
     try:
         return InputProfile.from_dict(raw)
+    except ValueError as exc:
+        raise ModelError(f"model.json {exc}") from None
+
+
+def novelty_policy_of(meta: dict[str, Any]) -> NoveltyPolicy | None:
+    """``model.json`` ``novelty``, or None for a model trained without a novelty score."""
+    raw = meta.get("novelty")
+    if raw is None:
+        return None
+    try:
+        return NoveltyPolicy.from_dict(raw)
     except ValueError as exc:
         raise ModelError(f"model.json {exc}") from None
 
@@ -181,6 +200,7 @@ class TFLiteClassifier:
             review_threshold if review_threshold is not None else review_threshold_of(meta)
         )
         self.input_profile = input_profile_of(meta)
+        self.novelty_policy = novelty_policy_of(meta)
         try:
             factory = interpreter or Interpreter or resolve_interpreter()
             self._interpreter = factory(model_content=model_content, num_threads=1)
@@ -193,7 +213,11 @@ class TFLiteClassifier:
         self._float_input = self._input["dtype"] == np.float32
         # An int8/uint8 input quantises 8-bit pixels by table: the same rounding as `_quantize`, done once.
         self._pixel_table = None if self._float_input else self._quantize(np.arange(256, dtype=np.uint8))
-        self._output, self._cam = _find_outputs(self._interpreter.get_output_details(), len(labels))
+        self._output, self._cam, self._novelty = _find_outputs(
+            self._interpreter.get_output_details(), len(labels)
+        )
+        if self.novelty_policy is not None and self._novelty is None:
+            raise ModelError("model.json has a novelty policy but the model has no novelty output")
         self._lock = threading.Lock()
 
     @cached_property
@@ -277,23 +301,47 @@ class TFLiteClassifier:
 
     def run(self, array: np.ndarray, explain: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Class probabilities for one preprocessed HxWxC array, and (explain on a model that has them)
-        the ``h x w x C`` class-activation maps; without explain only output 0 is read."""
+        the ``h x w x C`` class-activation maps; without explain the maps are not read."""
+        probs, cam, _ = self.run_scored(array, explain)
+        return probs, cam
+
+    def run_scored(
+        self, array: np.ndarray, explain: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None, float | None]:
+        """`run`, plus the novelty score of the same invoke (None for a model without one)."""
         with self._lock:
             self._write_input(array)
             self._interpreter.invoke()
             out = self._interpreter.get_tensor(self._output["index"])[0]
             cam = self._interpreter.get_tensor(self._cam["index"])[0] if explain and self._cam else None
+            raw_novelty = self._interpreter.get_tensor(self._novelty["index"]) if self._novelty else None
         values = self._dequantize(out, self._output)
         probs = softmax(values) if self.outputs == "logits" else values
-        return probs, None if cam is None else self._dequantize(cam, self._cam)  # type: ignore[arg-type]
+        novelty = (
+            None
+            if raw_novelty is None
+            else float(self._dequantize(raw_novelty, self._novelty).reshape(-1)[0])  # type: ignore[arg-type]
+        )
+        return probs, None if cam is None else self._dequantize(cam, self._cam), novelty  # type: ignore[arg-type]
+
+    def outside_reason(self, array: np.ndarray, novelty: float | None) -> str | None:
+        """Why this image is too far from the training images to label automatically, or None: the novelty
+        policy first (it tells a foreign image from an unusual one), then the input profile."""
+        if self.novelty_policy is not None and novelty is not None:
+            reason = self.novelty_policy.reason(novelty)
+            if reason is not None:
+                return reason
+        if self.input_profile is not None and bool(self.input_profile.outside(array)):
+            return OUTSIDE_TRAINING_DISTRIBUTION
+        return None
 
     def classify_array(
         self, array: np.ndarray, explain: bool = False, review_threshold: float | None = None
     ) -> Prediction:
         """A full `Prediction` for one preprocessed array (the decoded-image entry point of serving)."""
-        probs, cam = self.run(array, explain)
-        outside = self.input_profile is not None and bool(self.input_profile.outside(array))
-        return self.to_prediction(probs, cam, review_threshold, outside)
+        probs, cam, novelty = self.run_scored(array, explain)
+        outside = self.outside_reason(array, novelty)
+        return self.to_prediction(probs, cam, review_threshold, outside, novelty)
 
     def predict_bytes(
         self, data: bytes, explain: bool = False, review_threshold: float | None = None
@@ -305,7 +353,8 @@ class TFLiteClassifier:
         probs: np.ndarray,
         cam: np.ndarray | None = None,
         review_threshold: float | None = None,
-        outside: bool = False,
+        outside: bool | str | None = False,
+        novelty: float | None = None,
     ) -> Prediction:
         """Label, confidence and review decision; ``cam`` (h x w x C) becomes the predicted class's heatmap.
 
@@ -324,24 +373,26 @@ class TFLiteClassifier:
             needs_review=needs_review,
             review_reason=reason,
             heatmap=None if cam is None else normalised_heatmap(cam, best),
+            novelty=None if novelty is None else round(novelty, 4),
         )
 
 
 def _find_outputs(
     details: list[dict[str, Any]], n_labels: int
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The class output ``[1, C]`` and the optional activation maps ``[1, h, w, C]``, told apart by rank
-    (the converter does not keep the Keras output order)."""
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    """The class output ``[1, C]``, the optional activation maps ``[1, h, w, C]`` and the optional novelty
+    score ``[1]``, told apart by rank (the converter does not keep the Keras output order)."""
     by_rank: dict[int, dict[str, Any]] = {}
     for detail in details:
         rank = len(detail["shape"])
-        if rank not in (2, 4) or rank in by_rank:
+        if rank not in (1, 2, 4) or rank in by_rank:
             raise ModelError(f"unexpected model outputs {[list(d['shape']) for d in details]}")
         by_rank[rank] = detail
     if 2 not in by_rank:
         raise ModelError(f"the model has no [1, classes] output: {[list(d['shape']) for d in details]}")
-    for detail in by_rank.values():
-        n_out = int(detail["shape"][-1])
-        if n_out != n_labels:
-            raise ModelError(f"the model has {n_out} outputs but {n_labels} labels")
-    return by_rank[2], by_rank.get(4)
+    for rank in (2, 4):
+        if rank in by_rank and int(by_rank[rank]["shape"][-1]) != n_labels:
+            raise ModelError(f"the model has {int(by_rank[rank]['shape'][-1])} outputs but {n_labels} labels")
+    if 1 in by_rank and int(by_rank[1]["shape"][0]) != 1:
+        raise ModelError(f"the novelty output has shape {list(by_rank[1]['shape'])}; expected [1]")
+    return by_rank[2], by_rank.get(4), by_rank.get(1)

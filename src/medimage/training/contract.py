@@ -46,7 +46,10 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 2e-3
     seed: int = 42
-    weights: str = "none"
+    backbone: str = "cnn"
+    weights: str = "auto"  # imagenet for a pretrained backbone, none for the CNN
+    pretrained_weights: str = ""
+    warmup_epochs: float = 0.0
     width: int = 16
     dropout: float = 0.3
     weight_decay: float = 1e-4
@@ -64,6 +67,7 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(alpha, alpha); 0 turns it off
     standardize: bool = False  # per-image standardisation inside the model (see model.py)
     calibrate: bool = True  # temperature scaling fitted on the validation split
+    novelty: bool = True  # the out-of-distribution score in the served graph (medimage.core.novelty)
     bn_momentum: float = 0.0  # 0: averaged over about one epoch (see schedule.batch_norm_momentum)
     ema: float | str = "off"  # moving average of the weights: "auto", "off" or a momentum per step
     bn_recompute: bool = False  # batch-norm statistics recomputed on clean images at each epoch's end
@@ -164,6 +168,10 @@ def parse(argv: Sequence[str], env: dict[str, str]) -> tuple[TrainConfig, Paths,
         raise ValueError("--bn-momentum must lie in [0, 1)")
     if not 0 <= config.acquisition_probability <= 1:
         raise ValueError("--acquisition-probability must lie in [0, 1]")
+    if config.backbone == "cnn" and config.weights == "imagenet":
+        raise ValueError("--weights imagenet needs a pretrained backbone: add --backbone mobilenetv2")
+    if not 0 <= config.warmup_epochs < config.epochs:
+        raise ValueError("--warmup-epochs must lie in [0, epochs)")
     if not 0 < config.review_target <= 1:
         raise ValueError("--review-target must lie in (0, 1]")
     return config, paths, unknown

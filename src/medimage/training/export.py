@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from medimage.core.errors import ExportError
+from medimage.core.novelty import ClassGaussians
 
 FLOAT_MAX_ABS_DIFF = 1e-3  # softmax outputs; the float conversion is exact up to float rounding
 HEAD_LAYER = "probabilities"
@@ -35,9 +36,11 @@ def _convert(converter: tf.lite.TFLiteConverter) -> bytes:
         return bytes(converter.convert())
 
 
-def to_tflite_float(model: Any, explain: bool = True) -> bytes:
-    """Softmax output, plus the class-activation maps (`explained_model`) unless ``explain`` is off."""
-    return _convert(tf.lite.TFLiteConverter.from_keras_model(explained_model(model) if explain else model))
+def to_tflite_float(model: Any, explain: bool = True, novelty: ClassGaussians | None = None) -> bytes:
+    """Softmax output, plus the class-activation maps (`explained_model`) unless ``explain`` is off, and
+    the novelty score where ``novelty`` is given."""
+    network = explained_model(model, novelty=novelty) if explain or novelty is not None else model
+    return _convert(tf.lite.TFLiteConverter.from_keras_model(network))
 
 
 def feature_map_layer(model: Any) -> Any:
@@ -62,17 +65,23 @@ def _copy_of_head(head: Any, name: str, inputs: Any) -> Any:
     return out
 
 
-def explained_model(model: Any, logits: bool = False) -> Any:
+def explained_model(model: Any, logits: bool = False, novelty: ClassGaussians | None = None) -> Any:
     """The same network with two outputs: probabilities (or, with ``logits``, the final Dense layer's
     logits) ``[1, C]``, and the class-activation maps ``[1, h, w, C]`` (the head's Dense applied to each
-    cell of the pooled feature map, so their spatial mean equals the logits)."""
+    cell of the pooled feature map, so their spatial mean equals the logits); and a third, the novelty
+    score ``[1]`` (`medimage.training.novelty`), where ``novelty`` is given."""
     import keras
+
+    from medimage.training.novelty import novelty_head
 
     head = model.get_layer(HEAD_LAYER)
     first = _copy_of_head(head, "logits", head.input) if logits else model.outputs[0]
-    cam = _copy_of_head(head, CAM_OUTPUT, feature_map_layer(model).input)
-    suffix = "_logits_cam" if logits else "_cam"
-    return keras.Model(model.inputs, [first, cam], name=f"{model.name}{suffix}")
+    pooling = feature_map_layer(model)
+    outputs = [first, _copy_of_head(head, CAM_OUTPUT, pooling.input)]
+    if novelty is not None:
+        outputs.append(novelty_head(pooling.output, novelty))
+    suffix = ("_logits_cam" if logits else "_cam") + ("_novelty" if novelty is not None else "")
+    return keras.Model(model.inputs, outputs, name=f"{model.name}{suffix}")
 
 
 def logits_model(model: Any) -> Any:
@@ -87,28 +96,74 @@ def logits_model(model: Any) -> Any:
     return keras.Model(model.inputs, _copy_of_head(head, "logits", head.input), name=f"{model.name}_logits")
 
 
+# The novelty head runs in float inside the int8 model: a distance summed over hundreds of whitened
+# features has no int8 range that holds both a training image's score and a photograph's. So do the
+# heads' Dense layers (the logits and the class-activation maps), which costs nothing measurable.
+FLOAT_HEAD_OPS = ("FULLY_CONNECTED", "SQUARED_DIFFERENCE", "SUB", "SQUARE", "SUM", "REDUCE_MIN", "MUL", "DIV")
+
+
 def to_tflite_int8(
-    model: Any, calibration: np.ndarray, samples: int = 200, seed: int = 0, explain: bool = True
+    model: Any,
+    calibration: np.ndarray,
+    samples: int = 200,
+    seed: int = 0,
+    explain: bool = True,
+    novelty: ClassGaussians | None = None,
 ) -> bytes:
     """Int8 weights and activations (per-channel weights, the converter's default), calibrated on training
     images (raw 0..255 arrays); float32 input and logits output, so serving feeds the same array as to the
     float model and the probabilities keep their resolution. The class-activation maps (unless
-    ``explain`` is off) come out dequantised to float32 too."""
+    ``explain`` is off) come out dequantised to float32 too. With ``novelty``, the score's head stays
+    float (`FLOAT_HEAD_OPS`) and the calibration also sees images unlike any training image, so the
+    features they give are not clipped to the training images' range."""
     rng = np.random.default_rng(seed)
-    chosen = calibration[rng.permutation(len(calibration))[:samples]]
+    chosen = calibration[rng.permutation(len(calibration))[:samples]].astype(np.float32)
+    if novelty is not None:
+        chosen = np.concatenate([chosen, far_images(chosen, seed)])
 
     def representative() -> Iterator[list[np.ndarray]]:
         for image in chosen:
-            yield [image[None, ...].astype(np.float32)]
+            yield [image[None, ...]]
 
-    network = explained_model(model, logits=True) if explain else logits_model(model)
+    if novelty is not None:
+        network = explained_model(model, logits=True, novelty=novelty)
+    else:
+        network = explained_model(model, logits=True) if explain else logits_model(model)
     converter = tf.lite.TFLiteConverter.from_keras_model(network)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.float32
     converter.inference_output_type = tf.float32
-    return _convert(converter)
+    if novelty is None:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        return _convert(converter)
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+    ]
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_HEAD_OPS))
+    with contextlib.redirect_stdout(io.StringIO()):
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=representative, debug_options=options
+        )
+        return bytes(debugger.get_nondebug_quantized_model())
+
+
+def far_images(images: np.ndarray, seed: int, count: int = 24) -> np.ndarray:
+    """Images unlike any training image, made from them: inverted, noise, flat grey, and stripes (float
+    0..255, the shape of ``images``). They extend the int8 calibration to the scores of foreign input."""
+    rng = np.random.default_rng(seed)
+    shape = images.shape[1:]
+    picks = images[rng.permutation(len(images))[: count // 4]]
+    height, width = shape[0], shape[1]
+    stripes = (np.indices((height, width)).sum(axis=0) // max(1, height // 8) % 2 * 255.0)[..., None]
+    made = [
+        255.0 - picks,
+        rng.uniform(0, 255, size=(count // 4, *shape)),
+        np.full((count // 8, *shape), 128.0),
+        np.broadcast_to(stripes, (count // 8, height, width, 1)) * np.ones(shape[-1]),
+    ]
+    return np.concatenate([np.asarray(m, dtype=np.float32).reshape(-1, *shape) for m in made])
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:

@@ -111,11 +111,22 @@ def configure_tensorflow(config: TrainConfig) -> Any:
     return tf
 
 
-def build_model(config: TrainConfig, spec: PreprocessSpec, n_classes: int, bn_momentum: float) -> Any:
-    from medimage.training.model import compact_cnn, imagenet_backbone
+def build_model(
+    config: TrainConfig, spec: PreprocessSpec, n_classes: int, bn_momentum: float, log: Log = print
+) -> Any:
+    """The configured network; a pretrained backbone logs one line saying which weights it starts from."""
+    from medimage.training.model import compact_cnn, mobilenet_v2_classifier
 
-    if config.weights == "imagenet":
-        return imagenet_backbone(spec.image_size, spec.channels, n_classes, config.dropout)
+    if config.backbone == "mobilenetv2":
+        from medimage.training.pretrained import mobilenet_v2, pretrained_mobilenet_v2
+
+        if config.weights == "none":
+            backbone = mobilenet_v2(spec.image_size)
+            log("starting weights: none (MobileNetV2 from random initialisation)")
+        else:
+            backbone, source = pretrained_mobilenet_v2(spec.image_size, config.pretrained_weights)
+            log(f"starting weights: {source.describe()}")
+        return mobilenet_v2_classifier(spec.image_size, spec.channels, n_classes, backbone, config.dropout)
     return compact_cnn(
         spec.image_size,
         spec.channels,
@@ -160,7 +171,7 @@ def fit(config: TrainConfig, spec: PreprocessSpec, data: LabeledChannels, log: L
     steps = max(1, int(np.ceil(len(x_train) / batch_size)))
     bn_momentum = batch_norm_momentum(config.bn_momentum, steps)
     ema = weight_average_momentum(config.ema, steps, config.epochs)
-    model = build_model(config, spec, n_classes, bn_momentum)
+    model = build_model(config, spec, n_classes, bn_momentum, log)
     log(
         f"model: {model.name}, {model.count_params()} parameters, weights={config.weights}, "
         f"batch {batch_size} x {steps} steps/epoch, batch-norm momentum {bn_momentum:.3f}, "
@@ -191,8 +202,13 @@ def fit(config: TrainConfig, spec: PreprocessSpec, data: LabeledChannels, log: L
         .map(prepare)
         .prefetch(tf.data.AUTOTUNE)
     )
+    warmup_steps = round(steps * config.warmup_epochs)
     schedule = keras.optimizers.schedules.CosineDecay(
-        config.learning_rate, decay_steps=steps * config.epochs, alpha=0.05
+        0.0 if warmup_steps else config.learning_rate,
+        decay_steps=steps * config.epochs - warmup_steps,
+        alpha=0.05,
+        warmup_target=config.learning_rate if warmup_steps else None,
+        warmup_steps=warmup_steps,
     )
     # With --ema every epoch is judged (and the best one kept) on the averaged weights: SwapEMAWeights puts
     # them in the model at each epoch's end, before the monitor runs, and takes them out at the next start.

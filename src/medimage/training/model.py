@@ -1,4 +1,4 @@
-"""The networks: a compact from-scratch CNN (the default), or an optional ImageNet backbone.
+"""The networks: a compact from-scratch CNN, or a classifier on an ImageNet MobileNetV2 backbone.
 
 Both take raw 0..255 pixels and rescale inside the model (CONTRACTS), so serving feeds exactly what
 ``load_image_array`` returns. Augmentation (``augment.py``) runs only in the input pipeline, so the
@@ -10,8 +10,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 from keras import layers
-
-from medimage.training.data import TrainingInputError
 
 
 def _conv(
@@ -99,30 +97,26 @@ def reestimate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: in
     return len(norms)
 
 
-def imagenet_backbone(image_size: int, channels: int, n_classes: int, dropout: float = 0.3) -> keras.Model:
-    """MobileNetV3Small with ImageNet weights (needs the internet to download them).
+def mobilenet_v2_classifier(
+    image_size: int, channels: int, n_classes: int, backbone: keras.Model, dropout: float = 0.3
+) -> keras.Model:
+    """A classifier on a MobileNetV2 backbone (``medimage.training.pretrained`` gives it its weights).
 
-    Grayscale input is repeated to 3 channels; the backbone's own preprocessing layer rescales 0..255.
-    The pooling sits outside the backbone (the same network as ``pooling="avg"``), so the feature map
-    it pools is reachable for the class-activation maps the export adds.
+    Grayscale input is repeated to 3 channels and 0..255 rescaled to MobileNetV2's [-1, 1] inside the
+    model. The backbone's batch normalisation always runs in inference mode: the pretrained statistics
+    (folded into the convolutions in the offline weights) stay as they are while the weights fine-tune,
+    as Keras' transfer-learning guide does. The pooling sits outside the backbone, so the feature map it
+    pools is reachable for the class-activation maps, and the pooled features for the
+    out-of-distribution score (``medimage.training.novelty``).
     """
+    for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
     inputs = keras.Input((image_size, image_size, channels), name="image")
     x = layers.Concatenate(name="gray_to_rgb")([inputs] * 3) if channels == 1 else inputs
-    try:
-        backbone = keras.applications.MobileNetV3Small(
-            input_shape=(image_size, image_size, 3),
-            include_top=False,
-            weights="imagenet",
-            include_preprocessing=True,
-            pooling=None,
-        )
-    except Exception as exc:  # the download fails in many ways (no network, proxy, HTTP error)
-        raise TrainingInputError(
-            f"cannot load ImageNet weights for MobileNetV3Small ({type(exc).__name__}: {exc}); "
-            "train without them with --weights none"
-        ) from None
-    x = backbone(x)
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale_minus1_1")(x)
+    x = backbone(x, training=False)
     x = layers.GlobalAveragePooling2D(name="pooled")(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="medimage_mobilenetv3")
+    return keras.Model(inputs, outputs, name="medimage_mobilenetv2")

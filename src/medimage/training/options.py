@@ -34,7 +34,16 @@ TRAIN_OPTIONS: dict[str, OptionSpec] = {
     "dataset": OptionSpec("dataset name (default: the preset name)"),
     "epochs": OptionSpec("maximum epochs (early stopping may end sooner)"),
     "image_size": OptionSpec("input size in pixels (default: the preset's)"),
-    "weights": OptionSpec(choices=("none", "imagenet")),
+    "backbone": OptionSpec("the network: the compact CNN, or MobileNetV2", choices=("cnn", "mobilenetv2")),
+    "weights": OptionSpec(
+        "starting weights: imagenet for MobileNetV2 and none for the CNN (auto), or as given",
+        choices=("auto", "none", "imagenet"),
+    ),
+    "pretrained_weights": OptionSpec(
+        "ImageNet MobileNetV2 TFLite file or folder (default: the 'pretrained' channel, Keras' download, "
+        "then $MEDIMAGE_PRETRAINED_DIR)"
+    ),
+    "warmup_epochs": OptionSpec("epochs of linear learning-rate warm-up before the cosine decay"),
     "width": OptionSpec("filters of the first conv layer"),
     "weight_decay": OptionSpec("L2 on conv kernels"),
     "patience": OptionSpec("epochs without val improvement"),
@@ -50,6 +59,7 @@ TRAIN_OPTIONS: dict[str, OptionSpec] = {
     "bn_recompute": OptionSpec(
         "recompute batch-norm statistics with the current weights at each epoch's end"
     ),
+    "novelty": OptionSpec("score each image's distance from the training images in the served graph"),
     "calibrate": OptionSpec("fit a softmax temperature on the validation split (labels unchanged)"),
     "review_target": OptionSpec(
         "accuracy the confident predictions must reach on validation, clean and under the acquisition "

@@ -51,11 +51,12 @@ def export_and_evaluate(
     returns ``evaluation.json``'s content."""
     import tensorflow as tf
 
-    from medimage.core.selective import fit_review
-    from medimage.evaluation.scoring import metrics_of, probabilities, score
-    from medimage.evaluation.shifts import shifted_probabilities
+    from medimage.core.novelty import fit_policy
+    from medimage.core.selective import fit_review, withhold
+    from medimage.evaluation.scoring import metrics_of, score, scored
+    from medimage.evaluation.shifts import shifted_scored
     from medimage.inference.model import TFLiteClassifier, resolve_interpreter
-    from medimage.training import export
+    from medimage.training import export, novelty
 
     # The SageMaker TensorFlow container may lack LiteRT (training/requirements.txt asks for it).
     interpreter = resolve_interpreter(allow_tensorflow=True)
@@ -68,9 +69,14 @@ def export_and_evaluate(
         data.channels,
     )
     model_dir.mkdir(parents=True, exist_ok=True)
-    float_bytes = export.to_tflite_float(model)
+    gaussians = (
+        novelty.fit_gaussians(model, channels["train"].x, data.y["train"], len(labels), log)
+        if config.novelty
+        else None
+    )
+    float_bytes = export.to_tflite_float(model, novelty=gaussians)
     int8_bytes = export.to_tflite_int8(
-        model, channels["train"].x, config.int8_calibration_images, config.seed
+        model, channels["train"].x, config.int8_calibration_images, config.seed, novelty=gaussians
     )
     (model_dir / MODEL_FILE).write_bytes(float_bytes)
     (model_dir / INT8_MODEL_FILE).write_bytes(int8_bytes)
@@ -82,15 +88,19 @@ def export_and_evaluate(
     check_x = np.concatenate([channels["validation"].x, channels["train"].x[:AGREEMENT_TRAIN_IMAGES]]).astype(
         np.float32
     )
-    reference, reference_cams = export.explained_model(model).predict(check_x, batch_size=64, verbose=0)
+    reference_outputs = export.explained_model(model, novelty=gaussians).predict(
+        check_x, batch_size=64, verbose=0
+    )
+    reference, reference_cams = reference_outputs[0], reference_outputs[1]
     checks: dict[str, Any] = {}
     classifiers = {}
     cams = {}
+    scores = {}
     for name, file, content in (("float", MODEL_FILE, float_bytes), ("int8", INT8_MODEL_FILE, int8_bytes)):
         classifiers[name] = TFLiteClassifier(
             content, labels, spec, {}, OUTPUTS[file], interpreter=interpreter
         )
-        candidate, cams[name] = served_outputs(classifiers[name], check_paths)
+        candidate, cams[name], scores[name] = served_outputs(classifiers[name], check_paths)
         if name == "float":
             checks[name] = export.check_agreement(reference, candidate)
         else:
@@ -98,17 +108,50 @@ def export_and_evaluate(
         checks[name]["bytes"] = len(content)
     checks["cam_float"] = export.check_cam_agreement(reference_cams, cams["float"])
     checks["cam_int8_vs_float"] = export.compare_cams(cams["float"], cams["int8"], export.CAM_INT8_TOLERANCE)
+    if gaussians is not None:
+        checks["novelty_float"] = novelty.check_score_agreement(reference_outputs[2], scores["float"])
+        checks["novelty_int8_vs_float"] = novelty.compare_scores(scores["float"], scores["int8"])
     log(f"export: {checks}")
 
-    # The review threshold of each variant, fitted on validation clean and under the acquisition shifts
-    # (pooled); the parity check compares the variants on the same probabilities.
+    # The novelty thresholds and the review threshold of each variant, fitted on validation clean and
+    # under the acquisition shifts (pooled), the confidence threshold on the images the novelty score lets
+    # through; the parity check compares the variants on the same probabilities.
     val_files = [path.read_bytes() for path in channels["validation"].paths]
     y_val = np.asarray(data.y["validation"])
-    val_probs = {name: probabilities(classifier, val_files) for name, classifier in classifiers.items()}
-    shifted = {name: shifted_probabilities(classifier, val_files) for name, classifier in classifiers.items()}
-    reviews = {
-        name: fit_review(val_probs[name], y_val, shifted[name], config.review_target) for name in classifiers
+    val_scored = {name: scored(classifier, val_files) for name, classifier in classifiers.items()}
+    shifted_results = {
+        name: shifted_scored(classifier, val_files) for name, classifier in classifiers.items()
     }
+    val_probs = {name: result.probabilities for name, result in val_scored.items()}
+    shifted = {
+        name: {shift: result.probabilities for shift, result in by_shift.items()}
+        for name, by_shift in shifted_results.items()
+    }
+    policies = {
+        name: fit_policy(
+            val_scored[name].novelty,
+            {shift: result.novelty for shift, result in shifted_results[name].items()},
+            novelty.far_scores(classifier, channels["validation"].x, config.seed),
+        )
+        if gaussians is not None
+        else None
+        for name, classifier in classifiers.items()
+    }
+    reviews = {}
+    for name in classifiers:
+        policy = policies[name]
+        if policy is None:
+            reviews[name] = fit_review(val_probs[name], y_val, shifted[name], config.review_target)
+            continue
+        reviews[name] = fit_review(
+            withhold(val_probs[name], policy.flagged(val_scored[name].novelty)),
+            y_val,
+            {
+                shift: withhold(result.probabilities, policy.flagged(result.novelty))
+                for shift, result in shifted_results[name].items()
+            },
+            config.review_target,
+        )
     quantization = int8_parity(
         {name: (val_probs[name], shifted[name]) for name in classifiers},
         y_val,
@@ -118,6 +161,20 @@ def export_and_evaluate(
     log(f"int8 parity on validation: {quantization}")
     served_name = quantization["served"]
     review = {**reviews[served_name], "confidence": "top-1 probability"}
+    served_policy = policies[served_name]
+    novelty_entry = (
+        None
+        if served_policy is None or gaussians is None
+        else novelty.model_json_entry(
+            served_policy,
+            gaussians,
+            val_scored[served_name].novelty,
+            {shift: result.novelty for shift, result in shifted_results[served_name].items()},
+            novelty.far_scores(classifiers[served_name], channels["validation"].x, config.seed),
+        )
+    )
+    if novelty_entry is not None:
+        log(f"novelty: { {k: v for k, v in novelty_entry.items() if k != 'by_shift'} }")
     profile = InputProfile.fit(channels["train"].x)
     review["outside_training_distribution"] = distribution_rates(profile, val_files, spec)
     log(f"review policy: {review}")
@@ -147,6 +204,7 @@ def export_and_evaluate(
         "calibration": trained.calibration,
         "review": review,
         "input_profile": profile.to_dict(),
+        "novelty": novelty_entry,
         "explain": {
             "output": export.CAM_OUTPUT,
             "shape": [h, w, n_classes],
@@ -188,14 +246,20 @@ def distribution_rates(profile: InputProfile, files: list[bytes], spec: Any) -> 
     }
 
 
-def served_outputs(classifier: Any, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (n x C) and raw class-activation maps (n x h x w x C) of these files as served."""
+def served_outputs(classifier: Any, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Probabilities (n x C), raw class-activation maps (n x h x w x C) and novelty scores (n; NaN for a
+    model without them) of these files as served."""
     from medimage.core.preprocess import load_image_array
 
     rows = [
-        classifier.run(load_image_array(path.read_bytes(), classifier.spec), explain=True) for path in paths
+        classifier.run_scored(load_image_array(path.read_bytes(), classifier.spec), explain=True)
+        for path in paths
     ]
-    return np.stack([probs for probs, _ in rows]), np.stack([cam for _, cam in rows])
+    return (
+        np.stack([probs for probs, _, _ in rows]),
+        np.stack([cam for _, cam, _ in rows]),
+        np.array([np.nan if score is None else score for _, _, score in rows], dtype=np.float64),
+    )
 
 
 def int8_parity(

@@ -1,0 +1,135 @@
+"""The novelty score in the trained network's own graph (``medimage.core.novelty`` says what it means).
+
+The trainer fits class Gaussians on the pooled features of the training images and appends the score to
+the exported graph as plain layers: a Dense layer whitens the features (``z = f L``), and
+``min_k ||z - c_k||^2 / D`` is taken over the class centres ``c_k = mu_k L``. Serving reads it beside the probabilities from the same invoke.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from medimage.core.errors import ExportError
+from medimage.core.novelty import (
+    NOVELTY_OUTPUT,
+    ClassGaussians,
+    NoveltyPolicy,
+    fit_class_gaussians,
+    novelty_scores,
+    rate_above,
+)
+
+# Relative difference allowed between the Keras score and the float export's (float rounding only).
+FLOAT_RELATIVE_TOLERANCE = 1e-3
+
+
+def pooled_features_model(model: Any) -> Any:
+    """The network up to its pooled features (the input of the head's dropout and Dense layer)."""
+    import keras
+
+    from medimage.training.export import feature_map_layer
+
+    return keras.Model(model.inputs, feature_map_layer(model).output, name=f"{model.name}_features")
+
+
+def pooled_features(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Pooled features (n x D) of raw 0..255 images, in inference mode."""
+    return np.asarray(
+        pooled_features_model(model).predict(images.astype(np.float32), batch_size=batch_size, verbose=0),
+        dtype=np.float64,
+    )
+
+
+def novelty_head(pooled: Any, gaussians: ClassGaussians) -> Any:
+    """The score ``[batch]`` computed from the pooled-features tensor with constant, fitted weights.
+
+    The differences to the class centres are taken one by one (never as ``|z|^2 - 2 z.c + |c|^2``, whose
+    terms cancel in float32 when an image lies near a centre)."""
+    import keras
+
+    dimensions = gaussians.dimensions
+    whiten = keras.layers.Dense(dimensions, use_bias=False, name="novelty_whiten", trainable=False)
+    z = whiten(pooled)
+    whiten.set_weights([gaussians.precision_cholesky.astype(np.float32)])
+    centres = keras.ops.convert_to_tensor(gaussians.whitened_means.astype(np.float32))  # K x D
+    offsets = keras.ops.expand_dims(z, 1) - keras.ops.expand_dims(centres, 0)  # batch x K x D
+    squared = keras.ops.sum(keras.ops.square(offsets), axis=-1)  # batch x K
+    score = keras.ops.min(squared, axis=-1) / float(dimensions)
+    return keras.layers.Identity(name=NOVELTY_OUTPUT)(score)
+
+
+def fit_gaussians(
+    model: Any, x_train: np.ndarray, y_train: np.ndarray, n_classes: int, log: Any
+) -> ClassGaussians:
+    """Class Gaussians of the pooled features of the (un-augmented) training images."""
+    features = pooled_features(model, x_train)
+    gaussians = fit_class_gaussians(features, y_train, n_classes)
+    train_scores = novelty_scores(features, gaussians)
+    log(
+        f"novelty: class Gaussians on {features.shape[1]} pooled features of {len(features)} training "
+        f"images; their scores: median {np.median(train_scores):.3f}, 99th percentile "
+        f"{np.quantile(train_scores, 0.99):.3f}"
+    )
+    return gaussians
+
+
+def check_score_agreement(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """Keras's novelty scores vs. the float export's: an ExportError beyond float rounding."""
+    reference = np.asarray(reference, dtype=np.float64).reshape(-1)
+    candidate = np.asarray(candidate, dtype=np.float64).reshape(-1)
+    relative = float(np.max(np.abs(reference - candidate) / np.maximum(1.0, np.abs(reference))))
+    if not relative <= FLOAT_RELATIVE_TOLERANCE:
+        raise ExportError(
+            f"the float model's novelty scores disagree with Keras: max relative difference {relative:.6f} "
+            f"> {FLOAT_RELATIVE_TOLERANCE}"
+        )
+    return {"max_relative_diff": round(relative, 6), "n": len(reference)}
+
+
+def compare_scores(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """Two exports' novelty scores: the largest and median relative difference and their rank correlation."""
+    reference = np.asarray(reference, dtype=np.float64)
+    candidate = np.asarray(candidate, dtype=np.float64)
+    relative = np.abs(reference - candidate) / np.maximum(1e-6, np.abs(reference))
+    ranks = [np.argsort(np.argsort(values)) for values in (reference, candidate)]
+    correlation = float(np.corrcoef(*ranks)[0, 1]) if len(reference) > 1 else 1.0
+    return {
+        "max_relative_diff": round(float(relative.max()), 6),
+        "median_relative_diff": round(float(np.median(relative)), 6),
+        "rank_correlation": round(correlation, 6),
+        "n": len(reference),
+    }
+
+
+def far_scores(classifier: Any, images: np.ndarray, seed: int) -> np.ndarray:
+    """The served scores of images made to be unlike any training image (`export.far_images`)."""
+    from medimage.training.export import far_images
+
+    made = far_images(images.astype(np.float32), seed)
+    return np.array([classifier.run_scored(image)[2] for image in made], dtype=np.float64)
+
+
+def model_json_entry(
+    policy: NoveltyPolicy,
+    gaussians: ClassGaussians,
+    clean: np.ndarray,
+    shifted: dict[str, np.ndarray],
+    far: np.ndarray,
+) -> dict[str, Any]:
+    """``model.json`` ``novelty``: the policy, how the score is made, and the share of each fitting set it
+    sends to review."""
+    by_shift = {name: rate_above(scores, policy.unusual_threshold) for name, scores in shifted.items()}
+    return {
+        **policy.to_dict(),
+        "score": "squared Mahalanobis distance of the pooled features to the nearest training class, "
+        "over the number of features",
+        "features": gaussians.dimensions,
+        "fitted_on": "training images (class Gaussians); validation clean and under the acquisition shifts, "
+        "and images made unlike any training image (thresholds)",
+        "validation_flagged": rate_above(clean, policy.unusual_threshold),
+        "shifted_mean_flagged": round(float(np.mean(list(by_shift.values()))), 6) if by_shift else None,
+        "far_flagged_as_foreign": rate_above(far, policy.foreign_threshold),
+        "by_shift": by_shift,
+    }

@@ -201,6 +201,60 @@ def test_evaluate_shifts_reports_clean_and_shifted_accuracy_as_served(
     assert report["worst_shift"]["accuracy"] == min(s["accuracy"] for s in report["shifts"].values())
 
 
+def test_evaluate_report_routes_clean_shifted_made_and_foreign_sets_side_by_side(
+    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    # GIVEN the trained model (its novelty score and thresholds in model.json) and a folder of pictures
+    # that are not of its kind: colour noise
+    meta = json.loads((trained["out"] / "model.json").read_text())
+    assert meta["novelty"]["unusual_threshold"] <= meta["novelty"]["foreign_threshold"]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
+    (photos / "notes.txt").write_text("not an image")
+
+    # WHEN the side-by-side report runs on the validation images
+    code = cli(
+        [
+            "evaluate",
+            "--model",
+            str(trained["out"] / "model.tflite"),
+            "--data",
+            str(trained["tree"]),
+            "--preset",
+            "folders",
+            "--split",
+            "val",
+            "--report",
+            "--shifts",
+            "gamma_1.5,pad_12",
+            "--ood",
+            f"photos={photos}",
+            "--pages",
+            "4",
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+
+    # THEN every set has its routing: what was labeled, how right, the errors sent to review, and why
+    evaluation = json.loads((trained["out"] / "evaluation.json").read_text())
+    assert report["clean"]["n"] == evaluation["val"]["n"]
+    assert report["clean"]["accuracy"] == pytest.approx(evaluation["val"]["accuracy"], abs=1e-6)
+    assert set(report["shifted"]) == {"gamma_1.5", "pad_12"}
+    assert set(report["made_from_images"]) == {"inverted", "corner_crop", "bad_window"}
+    assert set(report["foreign"]) == {"photos", "rendered_pages"}
+    assert report["foreign"]["photos"]["n"] == 4 and report["foreign"]["rendered_pages"]["n"] == 4
+    for routed in [report["clean"], *report["foreign"].values()]:
+        labeled = routed["reasons"].get("labeled", 0)
+        assert labeled == round(routed["labeled_automatically"] * routed["n"])
+        assert sum(routed["reasons"].values()) == routed["n"]
+
+
 def test_evaluate_rejects_an_unknown_shift(
     trained: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

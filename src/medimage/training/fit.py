@@ -120,13 +120,18 @@ def build_model(
     if config.backbone == "mobilenetv2":
         from medimage.training.pretrained import mobilenet_v2, pretrained_mobilenet_v2
 
-        if config.weights == "none":
-            backbone = mobilenet_v2(spec.image_size)
-            log("starting weights: none (MobileNetV2 from random initialisation)")
-        else:
-            backbone, source = pretrained_mobilenet_v2(spec.image_size, config.pretrained_weights)
+        def backbone(input_tensor: Any) -> Any:
+            if config.weights == "none":
+                log("starting weights: none (MobileNetV2 from random initialisation)")
+                return mobilenet_v2(spec.image_size, input_tensor)
+            made, source = pretrained_mobilenet_v2(spec.image_size, input_tensor, config.pretrained_weights)
             log(f"starting weights: {source.describe()}")
-        return mobilenet_v2_classifier(spec.image_size, spec.channels, n_classes, backbone, config.dropout)
+            return made
+
+        model, _ = mobilenet_v2_classifier(
+            spec.image_size, spec.channels, n_classes, backbone, config.dropout
+        )
+        return model
     return compact_cnn(
         spec.image_size,
         spec.channels,

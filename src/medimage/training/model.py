@@ -7,6 +7,8 @@ exported graph holds nothing but inference ops.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 from keras import layers
@@ -97,26 +99,38 @@ def reestimate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: in
     return len(norms)
 
 
-def mobilenet_v2_classifier(
-    image_size: int, channels: int, n_classes: int, backbone: keras.Model, dropout: float = 0.3
-) -> keras.Model:
-    """A classifier on a MobileNetV2 backbone (``medimage.training.pretrained`` gives it its weights).
+# The layer whose pooled activations the novelty score reads (`medimage.training.novelty`): measured on
+# the fine-tuned chest model, the mid-to-late expansion layers still tell a photograph, an OCT scan or a
+# document from any X-ray (all of them beyond every validation image, clean or shifted), where the
+# penultimate features, fine-tuned to tell the classes apart, place a photograph among the X-rays.
+MOBILENET_V2_NOVELTY_LAYER = "block_16_expand_relu"
+# By architecture (the model's name); any other model's score reads the feature map its head pools.
+NOVELTY_LAYERS = {"medimage_mobilenetv2": MOBILENET_V2_NOVELTY_LAYER}
 
-    Grayscale input is repeated to 3 channels and 0..255 rescaled to MobileNetV2's [-1, 1] inside the
-    model. The backbone's batch normalisation always runs in inference mode: the pretrained statistics
-    (folded into the convolutions in the offline weights) stay as they are while the weights fine-tune,
-    as Keras' transfer-learning guide does. The pooling sits outside the backbone, so the feature map it
-    pools is reachable for the class-activation maps, and the pooled features for the
-    out-of-distribution score (``medimage.training.novelty``).
+
+def mobilenet_v2_classifier(
+    image_size: int, channels: int, n_classes: int, backbone_factory: Any, dropout: float = 0.3
+) -> tuple[keras.Model, keras.Model]:
+    """A classifier on a MobileNetV2 backbone, and the backbone (for its weights).
+
+    ``backbone_factory(input_tensor)`` builds Keras' MobileNetV2 on the rescaled input, so its layers
+    sit in this model's own graph and an inner layer's output stays reachable (the novelty score reads
+    one). Grayscale input is repeated to 3 channels and 0..255 rescaled to MobileNetV2's [-1, 1] inside
+    the model. The backbone's batch normalisation is frozen, so it always runs in inference mode (a Keras
+    3 layer called with ``training=False`` inside a model still follows the outer ``fit``'s training flag;
+    a frozen one does not): the pretrained statistics, folded into the convolutions in the offline
+    weights, stay as they are while the convolutions fine-tune, and a batch of 32 X-rays never
+    re-normalises them. The pooling sits outside the backbone, so the feature map it pools is reachable
+    for the class-activation maps.
     """
-    for layer in backbone.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            layer.trainable = False
     inputs = keras.Input((image_size, image_size, channels), name="image")
     x = layers.Concatenate(name="gray_to_rgb")([inputs] * 3) if channels == 1 else inputs
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale_minus1_1")(x)
-    x = backbone(x, training=False)
-    x = layers.GlobalAveragePooling2D(name="pooled")(x)
+    backbone = backbone_factory(x)
+    for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+    x = layers.GlobalAveragePooling2D(name="pooled")(backbone.output)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="medimage_mobilenetv2")
+    return keras.Model(inputs, outputs, name="medimage_mobilenetv2"), backbone

@@ -1,8 +1,9 @@
 """The novelty score in the trained network's own graph (``medimage.core.novelty`` says what it means).
 
-The trainer fits class Gaussians on the pooled features of the training images and appends the score to
-the exported graph as plain layers: a Dense layer whitens the features (``z = f L``), and
-``min_k ||z - c_k||^2 / D`` is taken over the class centres ``c_k = mu_k L``. Serving reads it beside the probabilities from the same invoke.
+The trainer fits one Gaussian to the pooled activations of one layer (`novelty_features`) over the
+training images, and appends the score to the exported graph as plain layers: a pooling, a Dense layer
+that whitens (``z = f L``), and ``||z - c||^2 / D`` for the centre ``c = mu L``. Serving reads it
+beside the probabilities from the same invoke.
 """
 
 from __future__ import annotations
@@ -25,13 +26,25 @@ from medimage.core.novelty import (
 FLOAT_RELATIVE_TOLERANCE = 1e-3
 
 
-def pooled_features_model(model: Any) -> Any:
-    """The network up to its pooled features (the input of the head's dropout and Dense layer)."""
+def novelty_features(model: Any) -> Any:
+    """The pooled activations the score reads, as a tensor of the model's graph: the layer
+    ``NOVELTY_LAYERS`` names for the architecture, else the feature map the classifier's head pools."""
     import keras
 
     from medimage.training.export import feature_map_layer
+    from medimage.training.model import NOVELTY_LAYERS
 
-    return keras.Model(model.inputs, feature_map_layer(model).output, name=f"{model.name}_features")
+    names = {layer.name for layer in model.layers}
+    name = NOVELTY_LAYERS.get(model.name)
+    source = model.get_layer(name).output if name in names else feature_map_layer(model).input
+    return keras.layers.GlobalAveragePooling2D(name="novelty_pooled")(source)
+
+
+def pooled_features_model(model: Any) -> Any:
+    """The network up to the activations the novelty score reads."""
+    import keras
+
+    return keras.Model(model.inputs, novelty_features(model), name=f"{model.name}_novelty_features")
 
 
 def pooled_features(model: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -60,15 +73,16 @@ def novelty_head(pooled: Any, gaussians: ClassGaussians) -> Any:
     return keras.layers.Identity(name=NOVELTY_OUTPUT)(score)
 
 
-def fit_gaussians(
-    model: Any, x_train: np.ndarray, y_train: np.ndarray, n_classes: int, log: Any
-) -> ClassGaussians:
-    """Class Gaussians of the pooled features of the (un-augmented) training images."""
+def fit_gaussians(model: Any, x_train: np.ndarray, *rest: Any) -> ClassGaussians:  # TEMP-COMPAT
+    """One Gaussian over the pooled activations of the (un-augmented) training images, whatever their
+    class: the question is whether an image is like the training images, not which class it is near
+    (class means are what the classifier already uses)."""
+    log = rest[-1]
     features = pooled_features(model, x_train)
-    gaussians = fit_class_gaussians(features, y_train, n_classes)
+    gaussians = fit_class_gaussians(features, np.zeros(len(features), dtype=int), 1)
     train_scores = novelty_scores(features, gaussians)
     log(
-        f"novelty: class Gaussians on {features.shape[1]} pooled features of {len(features)} training "
+        f"novelty: a Gaussian over {features.shape[1]} pooled activations of {len(features)} training "
         f"images; their scores: median {np.median(train_scores):.3f}, 99th percentile "
         f"{np.quantile(train_scores, 0.99):.3f}"
     )

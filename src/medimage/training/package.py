@@ -69,11 +69,7 @@ def export_and_evaluate(
         data.channels,
     )
     model_dir.mkdir(parents=True, exist_ok=True)
-    gaussians = (
-        novelty.fit_gaussians(model, channels["train"].x, data.y["train"], len(labels), log)
-        if config.novelty
-        else None
-    )
+    gaussians = novelty.fit_gaussians(model, channels["train"].x, log) if config.novelty else None
     float_bytes = export.to_tflite_float(model, novelty=gaussians)
     int8_bytes = export.to_tflite_int8(
         model, channels["train"].x, config.int8_calibration_images, config.seed, novelty=gaussians

@@ -75,12 +75,8 @@ def resolve_source(given: str, env: dict[str, str], image_size: int, try_downloa
 
 def keras_download(image_size: int) -> bool:
     """True when Keras' ImageNet MobileNetV2 weights for this size are cached or downloadable."""
-    import keras
-
     try:
-        keras.applications.MobileNetV2(
-            input_shape=(image_size, image_size, 3), include_top=False, weights="imagenet"
-        )
+        mobilenet_v2(image_size, weights="imagenet")
     except Exception:  # no network, a proxy, an HTTP error: the next source is tried
         return False
     return True
@@ -181,29 +177,29 @@ def _batch_norm_after(conv_name: str) -> str:
     return f"{conv_name}_BN"
 
 
-def mobilenet_v2(image_size: int) -> Any:
-    """Keras' MobileNetV2 (width 1.0) without its top and without weights."""
+def mobilenet_v2(image_size: int, input_tensor: Any = None, weights: str | None = None) -> Any:
+    """Keras' MobileNetV2 (width 1.0) without its top; on ``input_tensor`` when given (its layers then sit
+    in the caller's graph)."""
     import keras
 
     return keras.applications.MobileNetV2(
-        input_shape=(image_size, image_size, 3), include_top=False, weights=None, alpha=1.0
+        input_shape=(image_size, image_size, 3),
+        input_tensor=input_tensor,
+        include_top=False,
+        weights=weights,
+        alpha=1.0,
     )
 
 
 def pretrained_mobilenet_v2(
-    image_size: int, given: str = "", env: dict[str, str] | None = None
+    image_size: int, input_tensor: Any = None, given: str = "", env: dict[str, str] | None = None
 ) -> tuple[Any, WeightSource]:
-    """The backbone with ImageNet weights, and where they came from."""
-    import keras
-
+    """The backbone (on ``input_tensor``) with ImageNet weights, and where they came from."""
     env = dict(os.environ) if env is None else env
     source = resolve_source(given, env, image_size, keras_download)
     if source.kind == "keras-download":
-        backbone = keras.applications.MobileNetV2(
-            input_shape=(image_size, image_size, 3), include_top=False, weights="imagenet"
-        )
-    else:
-        backbone = mobilenet_v2(image_size)
-        assert source.path is not None
-        load_tflite_weights(backbone, source.path)
+        return mobilenet_v2(image_size, input_tensor, weights="imagenet"), source
+    backbone = mobilenet_v2(image_size, input_tensor)
+    assert source.path is not None
+    load_tflite_weights(backbone, source.path)
     return backbone, source

@@ -1,0 +1,88 @@
+"""The novelty score's rules on plain arrays: the fitted distance, the two thresholds, and how they route."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medimage.core.novelty import (
+    FOREIGN_IMAGE,
+    OUTSIDE_TRAINING_DISTRIBUTION,
+    NoveltyPolicy,
+    fit_class_gaussians,
+    fit_policy,
+    novelty_scores,
+)
+from medimage.core.selective import choose_threshold, select, withhold
+
+
+def two_classes(n: int = 400, dims: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    scales = np.linspace(0.2, 2.0, dims)  # unequal variances: Mahalanobis is not Euclidean here
+    features = rng.normal(0, 1, (n, dims)) * scales + np.where(y[:, None] == 1, 3.0, 0.0)
+    return features, y
+
+
+def test_the_score_is_the_squared_mahalanobis_distance_to_the_nearest_class_over_the_dimensions() -> None:
+    features, y = two_classes()
+    fitted = fit_class_gaussians(features, y, 2, shrinkage=0.0)
+    centred = features - fitted.means[y]
+    precision = np.linalg.inv(centred.T @ centred / (len(features) - 2))
+    point = features[:5]
+    by_hand = np.min(
+        [np.einsum("ij,jk,ik->i", point - mean, precision, point - mean) for mean in fitted.means], axis=0
+    )
+    assert novelty_scores(point, fitted) == pytest.approx(by_hand / features.shape[1], rel=1e-9)
+    # a training image scores about 1; a point far along the narrowest direction scores far more
+    assert np.median(novelty_scores(features, fitted)) == pytest.approx(1.0, abs=0.25)
+    far = fitted.means[0].copy()
+    far[0] -= 3.0  # 15 standard deviations along the narrowest feature, away from the other class
+    assert novelty_scores(far[None], fitted)[0] > 20
+
+
+def test_every_class_needs_training_images() -> None:
+    features, _ = two_classes()
+    with pytest.raises(ValueError, match="every class needs training images"):
+        fit_class_gaussians(features, np.zeros(len(features), dtype=int), 2)
+
+
+def test_the_policy_tells_foreign_from_unusual_and_lets_the_rest_through() -> None:
+    policy = NoveltyPolicy(unusual_threshold=2.0, foreign_threshold=10.0)
+    assert [policy.reason(s) for s in (1.0, 2.0, 2.5, 10.0, 50.0)] == [
+        None,
+        None,
+        OUTSIDE_TRAINING_DISTRIBUTION,
+        OUTSIDE_TRAINING_DISTRIBUTION,
+        FOREIGN_IMAGE,
+    ]
+    assert policy.flagged(np.array([1.0, 3.0, np.nan])).tolist() == [False, True, False]
+    assert NoveltyPolicy.from_dict(policy.to_dict()) == policy
+    with pytest.raises(ValueError, match="unusual"):
+        NoveltyPolicy(unusual_threshold=3.0, foreign_threshold=2.0)
+    with pytest.raises(ValueError, match="foreign_threshold"):
+        NoveltyPolicy.from_dict({"unusual_threshold": 1.0})
+
+
+def test_fitted_thresholds_sit_at_the_validation_quantile_and_between_the_sets() -> None:
+    clean = np.linspace(0.5, 1.5, 101)
+    shifted = {"gamma": np.linspace(0.5, 2.5, 101)}
+    far = np.array([40.0, 90.0])
+    policy = fit_policy(clean, shifted, far, quantile=0.99)
+    pooled = np.concatenate([clean, shifted["gamma"]])
+    assert policy.unusual_threshold == pytest.approx(np.quantile(pooled, 0.99), rel=1e-6)
+    # halfway on a log scale between the highest validation score (2.5) and the lowest far score (40)
+    assert policy.foreign_threshold == pytest.approx(10.0, rel=1e-6)
+    assert policy.reason(2.4) is None or policy.reason(2.4) == OUTSIDE_TRAINING_DISTRIBUTION
+    assert policy.reason(40.0) == FOREIGN_IMAGE
+
+
+def test_withheld_images_are_never_kept_and_still_count_in_the_coverage() -> None:
+    probs = np.array([[0.99, 0.01], [0.98, 0.02], [0.6, 0.4], [0.97, 0.03]])
+    truth = np.array([0, 1, 0, 0])
+    # the confident wrong answer (row 1) is far from the training images: withheld
+    kept = withhold(probs, np.array([False, True, False, False]))
+    selection = select(kept, truth, 0.9)
+    assert (selection.kept, selection.n, selection.accuracy_above) == (2, 4, 1.0)
+    fitted = choose_threshold(kept, truth, 1.0)
+    assert fitted["threshold"] > 0 and fitted["reached"] and fitted["coverage"] == 0.75

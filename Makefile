@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# The MobileNetV2 ImageNet weights (the training jobs' `pretrained` channel): the demo, the tests and CI.
+MEDIMAGE_PRETRAINED_DIR ?= $(abspath ../shared/data/pretrained)
+export MEDIMAGE_PRETRAINED_DIR
 
 .PHONY: help install demo test lint unit integration bench clean
 

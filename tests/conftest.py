@@ -17,6 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "events"
 SHARED_DATA = Path(os.environ.get("MEDIMAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
 EVENT_BUCKET = "medimage-data-example"
+# The ImageNet weights as `make test` exports them, for a run started without make.
+if (SHARED_DATA / "pretrained").is_dir():
+    os.environ.setdefault("MEDIMAGE_PRETRAINED_DIR", str(SHARED_DATA / "pretrained"))
 
 # Fake credentials before anything creates a boto3 client: no test may reach real AWS.
 for _key, _value in {

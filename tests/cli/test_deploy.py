@@ -1,4 +1,5 @@
-"""`medimage deploy`: the training source tarball SageMaker gets, SAM invocation, the missing-SAM message."""
+"""`medimage deploy`: the training source tarball SageMaker gets, the pretrained weights beside it, SAM
+invocation, the missing-SAM message."""
 
 from __future__ import annotations
 
@@ -14,17 +15,29 @@ from typing import Any
 import boto3
 import pytest
 
+from medimage.core.errors import DeployProblem
 from medimage.local.account import REGION
 from medimage.ops import deploy
+from medimage.training.pretrained import MOBILENET_V2_FILE, PRETRAINED_DIR_ENV
+from tests.ops.ops_helpers import pretrained_folder
 
 from .conftest import BUCKET
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+WEIGHTS_PREFIX = "pretrained/mobilenet_v2/"
+
+
+def bucket_keys(s3: Any) -> list[str]:
+    return sorted(item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []))
+
+
 @pytest.fixture
 def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of what deploy reads from a checkout, as the working directory."""
+    """A copy of what deploy reads from a checkout, as the working directory, with a pretrained folder in
+    $MEDIMAGE_PRETRAINED_DIR."""
+    monkeypatch.setenv(PRETRAINED_DIR_ENV, str(pretrained_folder(tmp_path / "pretrained")))
     root = tmp_path / "checkout"
     root.mkdir()
     for name in ("template.yaml", "samconfig.toml"):
@@ -121,6 +134,76 @@ def test_deploy_runs_sam_then_uploads_the_source(checkout: Path, s3: Any, cli: A
     head = s3.head_object(Bucket=BUCKET, Key="code/custom/sourcedir.tar.gz")  # the stack's own location
     assert head["ContentLength"] > 0
     assert f"s3://{BUCKET}/code/custom/sourcedir.tar.gz" in run.out
+    weights = s3.get_object(Bucket=BUCKET, Key=WEIGHTS_PREFIX + MOBILENET_V2_FILE)["Body"].read()
+    assert weights == b"mobilenet weights"
+    assert f"pretrained weights: s3://{BUCKET}/{WEIGHTS_PREFIX} (4 uploaded, 0 already there)" in run.out
+
+
+def stack_with_bucket() -> None:
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"DataBucketName": {"Value": BUCKET}},
+    }
+    cfn.create_stack(StackName="medimage-dev", TemplateBody=json.dumps(template))
+
+
+def test_deploy_uploads_the_weights_with_their_licence_labels_and_digests(checkout, s3, cli) -> None:
+    stack_with_bucket()
+    run = cli("deploy", "--config-env", "dev", "--source-only")
+    assert run.code == 0, run.err
+    assert bucket_keys(s3) == [
+        "code/training/sourcedir.tar.gz",
+        *sorted(WEIGHTS_PREFIX + name for name in deploy.PRETRAINED_FILES),
+    ]  # not the other model SHA256SUMS lists
+    folder = Path(os.environ[PRETRAINED_DIR_ENV])
+    for name in deploy.PRETRAINED_FILES:
+        stored = s3.get_object(Bucket=BUCKET, Key=WEIGHTS_PREFIX + name)
+        assert stored["Body"].read() == (folder / name).read_bytes(), name
+    # Run again: nothing new to send; a changed label file alone goes up again.
+    again = cli("deploy", "--config-env", "dev", "--source-only")
+    assert "(0 uploaded, 4 already there)" in again.out
+    (folder / "imagenet_labels.txt").write_text("background\ntench\ngoldfish\n")
+    changed = deploy.upload_pretrained(s3, BUCKET, folder)
+    assert [f.key for f in changed if f.uploaded] == [WEIGHTS_PREFIX + "imagenet_labels.txt"]
+    labels = s3.get_object(Bucket=BUCKET, Key=WEIGHTS_PREFIX + "imagenet_labels.txt")["Body"].read()
+    assert labels.endswith(b"goldfish\n")
+
+
+def test_weights_that_do_not_match_their_digest_stop_the_deploy_before_anything(
+    checkout: Path, s3: Any, cli: Any, tmp_path: Path
+) -> None:
+    fake_sam(checkout)
+    stack_with_bucket()
+    bad = pretrained_folder(tmp_path / "bad", weights=b"truncated weigh", listed=b"mobilenet weights")
+    run = cli("deploy", "--config-env", "dev", "--pretrained-dir", str(bad))
+    assert run.code == 2
+    assert "SHA256SUMS says" in run.err and PRETRAINED_DIR_ENV in run.err and "--pretrained-dir" in run.err
+    assert not (checkout / "sam-calls.log").exists()  # SAM never ran
+    assert bucket_keys(s3) == []
+    with pytest.raises(DeployProblem, match="SHA256SUMS says"):
+        deploy.upload_pretrained(s3, BUCKET, bad)
+    assert bucket_keys(s3) == []
+
+
+@pytest.mark.parametrize("case", ["unset", "missing-folder", "missing-file", "not-listed"])
+def test_no_usable_weights_folder_is_one_clear_error(checkout, s3, cli, tmp_path, monkeypatch, case) -> None:
+    stack_with_bucket()
+    folder = Path(os.environ[PRETRAINED_DIR_ENV])
+    if case == "unset":
+        monkeypatch.delenv(PRETRAINED_DIR_ENV)
+    elif case == "missing-folder":
+        monkeypatch.setenv(PRETRAINED_DIR_ENV, str(tmp_path / "nowhere"))
+    elif case == "missing-file":
+        (folder / "LICENSE-Apache-2.0.txt").unlink()
+    else:
+        (folder / "SHA256SUMS").write_text("")
+    run = cli("deploy", "--config-env", "dev", "--source-only")
+    assert run.code == 2
+    (line,) = run.err.strip().splitlines()
+    assert line.startswith("medimage deploy: error: ")
+    assert PRETRAINED_DIR_ENV in line and "--pretrained-dir" in line
+    assert bucket_keys(s3) == []
 
 
 def test_failed_sam_step_stops_before_uploading(checkout: Path, s3: Any, cli: Any) -> None:

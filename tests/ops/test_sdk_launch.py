@@ -122,10 +122,11 @@ def test_a_job_the_sdk_refuses_is_an_sdk_failure_with_its_reason(moto_server, sd
         ("nothing", None, "no_manifest"),
         ("manifest", "20990101T000000Z-deadbeef", "no_manifest"),
         ("no-source", None, "no_training_source"),
+        ("no-weights", None, "no_pretrained_weights"),
     ],
 )
 def test_what_is_missing_is_found_before_the_sdk_runs(moto_server, setup, version, code):
-    s3 = make_bucket(BUCKET, with_source=setup != "no-source")
+    s3 = make_bucket(BUCKET, with_source=setup != "no-source", with_weights=setup != "no-weights")
     if setup != "nothing":
         put_manifest_version(s3, BUCKET)
     with pytest.raises(MedimageError) as missing:

@@ -54,6 +54,10 @@ class RecordingSageMaker(LocalSageMaker):
         return self._finish(description, "Completed", None)
 
 
+# A stack deployed with TrainingEpochs set (the template's default is empty: the preset's epochs).
+STACK_EPOCHS = "7"
+
+
 @dataclass
 class Workflow:
     sfn: Any
@@ -61,8 +65,9 @@ class Workflow:
     sagemaker: RecordingSageMaker
     invocations: list[dict[str, Any]]
     template: dict[str, Any]
+    arn_with_epochs: str  # the same definition with TrainingEpochs=STACK_EPOCHS
 
-    def run(self, **extra: Any) -> ExecutionResult:
+    def run(self, arn: str | None = None, **extra: Any) -> ExecutionResult:
         payload = {
             "dataset": DATASET,
             "preset": PRESET,
@@ -71,7 +76,15 @@ class Workflow:
             "manifest_prefix": f"manifests/{DATASET}/{VERSION}/",
             **extra,
         }
-        return run_execution(self.sfn, self.arn, payload, timeout_s=120)
+        return run_execution(self.sfn, arn or self.arn, payload, timeout_s=120)
+
+    def request_of(self, arn: str | None = None, **extra: Any) -> dict[str, Any]:
+        """The one CreateTrainingJob request of a successful execution."""
+        before = len(self.sagemaker.requests)
+        result = self.run(arn, **extra)
+        assert result.status == "SUCCEEDED", (result.error, result.cause)
+        (sent,) = self.sagemaker.requests[before:]
+        return sent
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +105,7 @@ def workflow(template: dict[str, Any]) -> Iterator[Workflow]:
             ("PromoteFunction", "Arn"): PROMOTE,
         }
         resolver = Resolver(template, refs, attrs, {}, REGION, ACCOUNT)
+        with_epochs = Resolver(template, refs, attrs, {"TrainingEpochs": STACK_EPOCHS}, REGION, ACCOUNT)
         invocations: list[dict[str, Any]] = []
 
         def gate(event: dict[str, Any]) -> dict[str, Any]:
@@ -108,11 +122,17 @@ def workflow(template: dict[str, Any]) -> Iterator[Workflow]:
             {"GateFunction": gate, "PromoteFunction": promote}, sagemaker, retry_delay_scale=0.01
         ):
             arn = create_state_machine(sfn, definition_from_template(REPO, template, resolver), "training")
-            yield Workflow(sfn, arn, sagemaker, invocations, template)
+            arn_with_epochs = create_state_machine(
+                sfn, definition_from_template(REPO, template, with_epochs), "training-with-epochs"
+            )
+            yield Workflow(sfn, arn, sagemaker, invocations, template, arn_with_epochs)
 
 
-def expected_request(template: dict[str, Any], job_name: str, overrides: dict[str, str]) -> dict[str, Any]:
-    """What ``medimage.core.training_job`` says this execution's job is, with the template's defaults."""
+def expected_request(
+    template: dict[str, Any], job_name: str, overrides: dict[str, str], epochs: str | None = None
+) -> dict[str, Any]:
+    """What ``medimage.core.training_job`` says this execution's job is, with the template's defaults
+    (``epochs``: the stack's TrainingEpochs where it sets one)."""
     parameters = template["Parameters"]
     image = template["Mappings"]["TrainingImages"][REGION]["Cpu"]
     return job.create_training_job_request(
@@ -129,7 +149,7 @@ def expected_request(template: dict[str, Any], job_name: str, overrides: dict[st
             VERSION,
             SOURCE_URI,
             REGION,
-            epochs=parameters["TrainingEpochs"]["Default"],
+            epochs=epochs if epochs is not None else parameters["TrainingEpochs"]["Default"],
             overrides=overrides,
         ),
     )
@@ -138,8 +158,40 @@ def expected_request(template: dict[str, Any], job_name: str, overrides: dict[st
 def test_the_template_defaults_are_the_cores(template):
     parameters = template["Parameters"]
     assert parameters["TrainingInstanceType"]["Default"] == job.DEFAULT_INSTANCE_TYPE
-    assert int(parameters["TrainingEpochs"]["Default"]) == job.DEFAULT_EPOCHS
+    assert parameters["TrainingEpochs"]["Default"] == ""  # the preset's epochs, as the core leaves them
     assert parameters["TrainingSourceKey"]["Default"] == "code/training/sourcedir.tar.gz"
+
+
+def test_by_default_the_preset_chooses_epochs_and_weights_and_the_job_gets_the_pretrained_channel(workflow):
+    sent = workflow.request_of()
+    assert "epochs" not in sent["HyperParameters"] and "weights" not in sent["HyperParameters"]
+    channel = sent["InputDataConfig"][-1]
+    assert channel == {
+        "ChannelName": "pretrained",
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": f"s3://{BUCKET}/pretrained/mobilenet_v2/",
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "InputMode": "File",
+    }
+    assert [c["ChannelName"] for c in sent["InputDataConfig"]] == [
+        "train",
+        "validation",
+        "test",
+        "pretrained",
+    ]
+
+
+def test_a_stack_that_sets_training_epochs_trains_that_long_unless_the_execution_overrides(workflow):
+    sent = workflow.request_of(workflow.arn_with_epochs)
+    assert sent["HyperParameters"]["epochs"] == STACK_EPOCHS
+    assert sent == expected_request(workflow.template, sent["TrainingJobName"], {}, epochs=STACK_EPOCHS)
+    overridden = workflow.request_of(workflow.arn_with_epochs, hyperparameters={"epochs": "3"})
+    assert overridden["HyperParameters"]["epochs"] == "3"
+    assert overridden["HyperParameters"]["sagemaker_program"] == job.ENTRY_POINT
 
 
 def test_train_state_sends_the_cores_request(workflow):
@@ -255,7 +307,7 @@ def test_the_validator_refuses_a_request_the_api_would_refuse():
         {
             "Parameters": {
                 "TrainingInstanceType": {"Default": "ml.m5.xlarge"},
-                "TrainingEpochs": {"Default": 20},
+                "TrainingEpochs": {"Default": ""},
             },
             "Mappings": {"TrainingImages": {REGION: {"Cpu": "image"}}},
         },

@@ -74,7 +74,8 @@ def test_the_command_launches_a_job_moto_describes(cli, stack_json, sdk_python):
     assert described["ResourceConfig"]["InstanceType"] == "ml.p3.2xlarge"
     assert described["AlgorithmSpecification"]["TrainingImage"].endswith("-gpu-py312")
     assert [c["DataSource"]["S3DataSource"]["S3Uri"] for c in described["InputDataConfig"]] == [
-        f"s3://{BUCKET}/{prefix}{split}.manifest" for _, split in job.CHANNELS
+        *(f"s3://{BUCKET}/{prefix}{split}.manifest" for _, split in job.CHANNELS),
+        f"s3://{BUCKET}/pretrained/mobilenet_v2/",
     ]
     assert answer["model_artifacts"] == described["ModelArtifacts"]["S3ModelArtifacts"]
     assert answer["model_artifacts"] == job.model_artifacts_uri(BUCKET, DATASET, answer["job_name"])

@@ -18,14 +18,17 @@ import pytest
 
 from medimage.core.manifests import CSV_FIELDS
 from medimage.core.presets import get_preset
+from medimage.core.training_job import PRETRAINED_CHANNEL
 from medimage.local.account import ACCOUNT, REGION
-from medimage.local.environment import moto_config
+from medimage.local.environment import local_pretrained_dir, moto_config
 from medimage.local.functions import LocalFunction, template_functions
 from medimage.local.moto_patches import local_training_workflow
 from medimage.local.sagemaker import LocalSageMaker, TrainingOutcome, run_train_py
 from medimage.local.synthetic import generate
 from medimage.local.template import Resolver, definition_from_template
+from medimage.ops.deploy import upload_pretrained
 from medimage.template_file import load_template
+from medimage.training.pretrained import MOBILENET_V2_FILE
 from tests.orchestration.workflow_helpers import ExecutionResult, create_state_machine, run_execution
 
 os.environ.setdefault("MEDIMAGE_TF_THREADS", "1")
@@ -180,7 +183,16 @@ def orchestration(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orchestr
         functions = template_functions(REPO, template, resolver, ["GateFunction", "PromoteFunction"])
         sfn = boto3.client("stepfunctions", region_name=REGION)
         invokers = {name: fn.invoke for name, fn in functions.items()}
-        sagemaker = LocalSageMaker(trainer=MemoTrainer(tmp_path_factory.mktemp("trained")))
+        # The weights go where `medimage deploy` puts them, as LocalAws.running() does; without them the
+        # jobs get no pretrained channel and the preset's trainer uses its other sources.
+        folder = local_pretrained_dir(REPO)
+        staged = (folder / MOBILENET_V2_FILE).is_file()
+        if staged:
+            upload_pretrained(s3, bucket, folder)
+        sagemaker = LocalSageMaker(
+            trainer=MemoTrainer(tmp_path_factory.mktemp("trained")),
+            optional_channels=frozenset() if staged else frozenset({PRETRAINED_CHANNEL}),
+        )
         with local_training_workflow(invokers, sagemaker, retry_delay_scale=0.01):
             arn = create_state_machine(sfn, definition_from_template(REPO, template, resolver), "training")
             yield Orchestration(s3, sfn, bucket, topic_arn, queue_url, arn, functions, sagemaker, invokers)

@@ -186,7 +186,12 @@ def test_the_definition_substitutes_every_arn_name_and_image_and_hard_codes_no_a
     }
     train = definition["States"]["Train"]["Parameters"]
     assert train["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
-    assert [c["ChannelName"] for c in train["InputDataConfig"]] == ["train", "validation", "test"]
+    assert [c["ChannelName"] for c in train["InputDataConfig"]] == [
+        "train",
+        "validation",
+        "test",
+        "pretrained",
+    ]
     for name, state in definition["States"].items():
         if state["Type"] == "Task":
             assert state.get("Retry") and state.get("Catch"), name

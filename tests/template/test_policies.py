@@ -128,6 +128,31 @@ def test_functions_have_what_their_job_needs(cfn, function):
         assert ok, f"{function} lacks {action} on {what}"
 
 
+# The training jobs' role, S3 object level: (action, key prefix) it holds; the source tarball is a parameter.
+TRAINING_ROLE_GRANTS = {
+    ("s3:GetObject", "manifests/*"),
+    ("s3:GetObject", "incoming/labeled/*"),
+    ("s3:GetObject", "${TrainingSourceKey}"),
+    ("s3:GetObject", "pretrained/*"),
+    ("s3:GetObject", "training/*"),
+    ("s3:PutObject", "training/*"),
+    ("s3:AbortMultipartUpload", "training/*"),
+}
+
+
+def test_training_jobs_read_the_pretrained_weights_and_nothing_more_of_the_bucket(cfn):
+    given = list(grants(cfn, "SageMakerTrainingRole"))
+    objects = {(a, p) for a, r, _ in given if a.startswith("s3:") and (p := s3_object_prefix(r)) is not None}
+    assert objects == TRAINING_ROLE_GRANTS
+    weights = "pretrained/mobilenet_v2/tf2_mobilenet_v2_1.0_224_ptq.tflite"
+    assert [a for a, p in objects if fnmatch.fnmatchcase(weights, p)] == ["s3:GetObject"]  # read only
+    # An S3Prefix channel is listed before it is read: ListBucket on the bucket, for that prefix only.
+    (listing,) = [st for a, _, st in given if a == "s3:ListBucket"]
+    patterns = as_list(listing["Condition"]["StringLike"]["s3:prefix"])
+    assert any(fnmatch.fnmatchcase("pretrained/mobilenet_v2/", p) for p in patterns)
+    assert not any(fnmatch.fnmatchcase("models/chestxray2017/", p) for p in patterns)
+
+
 def test_no_wildcard_actions(cfn):
     for role in resources(cfn, "AWS::IAM::Role"):
         for action, _, st in grants(cfn, role):

@@ -1,8 +1,10 @@
-"""`medimage deploy`: `sam build` + `sam deploy` with samconfig.toml, then upload the training source."""
+"""`medimage deploy`: `sam build` + `sam deploy` with samconfig.toml, then upload the training source and
+the pretrained weights."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -12,20 +14,24 @@ examples:
   medimage deploy                               # samconfig.toml's default environment (stack "medimage")
   medimage deploy --config-env dev              # or prod (which asks to confirm the change set)
   medimage deploy --config-env dev --guided     # answer SAM's questions, saved back to samconfig.toml
-  medimage deploy --config-env dev --source-only  # only re-upload training/ + src/medimage
+  medimage deploy --config-env dev --source-only  # only re-upload training/ + src/medimage and the weights
+  medimage deploy --pretrained-dir ../shared/data/pretrained   # default: $MEDIMAGE_PRETRAINED_DIR
 
 After the stack is up it packs training/ and src/medimage as sourcedir.tar.gz and uploads it to the
 stack's TrainingSourceUri (s3://<DataBucketName>/<TrainingSourceKey>), which the training state machine
-hands SageMaker as sagemaker_submit_directory. Needs Docker for the inference image (sam build) and the
-AWS permissions listed in the README ("Deploying to AWS").
+hands SageMaker as sagemaker_submit_directory. Then it checks the MobileNetV2 ImageNet weights in the
+pretrained folder against its SHA256SUMS and uploads them with their licence and labels to
+s3://<DataBucketName>/pretrained/mobilenet_v2/, every training job's `pretrained` channel (files already
+there with the same SHA-256 are skipped). Needs Docker for the inference image (sam build) and the AWS
+permissions listed in the README ("Deploying to AWS").
 """
 
 
 NAME = "deploy"
-HELP = "deploy the stack with SAM (samconfig.toml) and upload the training source"
+HELP = "deploy the stack with SAM (samconfig.toml) and upload the training source and weights"
 DESCRIPTION = (
     "Run `sam build` and `sam deploy --config-env ENV` from the checkout, then upload the "
-    "training source tarball.\n\n" + EXAMPLES
+    "training source tarball and the pretrained weights.\n\n" + EXAMPLES
 )
 
 
@@ -38,7 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source-only",
         action="store_true",
-        help="no SAM: only pack and upload the training source to the deployed stack",
+        help="no SAM: only upload the training source and the pretrained weights to the deployed stack",
+    )
+    parser.add_argument(
+        "--pretrained-dir",
+        help="the MobileNetV2 ImageNet weights with their SHA256SUMS (default: $MEDIMAGE_PRETRAINED_DIR)",
     )
     parser.add_argument("--stack", help="stack name (default: stack_name of --config-env in samconfig.toml)")
 
@@ -52,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         raise deploy.DeployProblem(
             "run `medimage deploy` in the medimage checkout (template.yaml, samconfig.toml)"
         )
+    weights = deploy.pretrained_dir(args.pretrained_dir, os.environ)
+    deploy.verified_pretrained(weights)  # a bad folder stops the deploy before SAM runs
     if not args.source_only:
         sam = deploy.sam_executable(root)
         deploy.run_sam(root, deploy.sam_commands(sam, args.config_env, args.guided, build=not args.no_build))
@@ -62,7 +74,13 @@ def run(args: argparse.Namespace) -> int:
             tarball = deploy.pack_training_source(root, Path(tmp) / "sourcedir.tar.gz")
             size, digest = tarball.stat().st_size, deploy.sha256_of(tarball)
             deploy.upload_training_source(client("s3"), tarball, where)
+        staged = deploy.upload_pretrained(client("s3"), where.bucket, weights)
     print(f"training source: {where.uri} ({size / 1024:.0f} KiB, sha256 {digest[:12]})")
+    uploaded = sum(f.uploaded for f in staged)
+    print(
+        f"pretrained weights: s3://{where.bucket}/{deploy.MOBILENET_V2_PREFIX} "
+        f"({uploaded} uploaded, {len(staged) - uploaded} already there)"
+    )
     print(
         f"stack {name} is ready: `medimage ingest DIR --dataset NAME --stack {name} --commit` "
         "uploads images and starts training"

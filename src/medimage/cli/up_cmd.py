@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=4566, help="AWS endpoint port (default 4566)")
     parser.add_argument("--api-port", type=int, default=8080, help="inference API port (default 8080)")
     parser.add_argument(
-        "--epochs", type=int, help="training epochs of each execution (template: TrainingEpochs)"
+        "--epochs", type=int, help="training epochs of each execution (TrainingEpochs; default: the preset's)"
     )
     parser.add_argument(
         "--min-accuracy", type=float, help="gate threshold for every dataset (MinAccuracyOverride)"

@@ -179,8 +179,8 @@ class DeployProblem(MedimageError):
 class SageMakerJobProblem(MedimageError):
     """A SageMaker training job that cannot be launched or that failed (a missing manifest version is a
     `ManifestProblem`). Codes: ``no_training_source`` (the source tarball is not uploaded),
-    ``bad_hyperparameter``, ``sdk_missing`` (no SageMaker SDK environment), ``sdk_failed`` (the SDK or
-    SageMaker refused the job), ``job_failed``."""
+    ``no_pretrained_weights`` (nor are the ImageNet weights), ``bad_hyperparameter``, ``sdk_missing`` (no
+    SageMaker SDK environment), ``sdk_failed`` (the SDK or SageMaker refused the job), ``job_failed``."""
 
     code = "sagemaker_job"
 

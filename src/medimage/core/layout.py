@@ -10,6 +10,7 @@ models/<dataset>/<version>/...              a trained model, its evaluation and 
 models/<dataset>/production.json            pointer to the serving version (+ history)
 predictions/<dataset>/...                   one JSON per image + batch prediction_output.txt
 review/<dataset>/<file>                     an unsure prediction's image for a clinician (+ <file>.json)
+pretrained/mobilenet_v2/<file>              ImageNet weights every training job gets (`medimage deploy`)
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ TRAINING_PREFIX = "training/"
 MODELS_PREFIX = "models/"
 PREDICTIONS_PREFIX = "predictions/"
 REVIEW_PREFIX = "review/"
+PRETRAINED_PREFIX = "pretrained/"
+# The MobileNetV2 backbone's ImageNet weights: the training jobs' `pretrained` channel (an S3Prefix).
+MOBILENET_V2_PREFIX = f"{PRETRAINED_PREFIX}mobilenet_v2/"
 COMMIT_MARKER = "_commit"
 
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from medimage.core.errors import BadExecutionInput
-from medimage.core.layout import check_dataset_name
+from medimage.core.layout import MOBILENET_V2_PREFIX, check_dataset_name
 
 # SageMaker script mode: the container's toolkit downloads sagemaker_submit_directory and runs the program.
 ENTRY_POINT = "train.py"
@@ -27,10 +27,9 @@ SCRIPT_PREFIX = "sagemaker_"
 FRAMEWORK = "tensorflow"
 FRAMEWORK_VERSION = "2.19.0"
 PYTHON_VERSION = "py312"
-# The template's defaults (TrainingInstanceType, TrainingEpochs); tests/ops checks that they agree.
+# The template's default TrainingInstanceType; tests/ops checks that they agree. Epochs and starting
+# weights are the preset's (its training.hyperparameters) unless the template or an execution sets them.
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
-DEFAULT_EPOCHS = 20
-DEFAULT_WEIGHTS = "none"
 INSTANCE_COUNT = 1
 VOLUME_SIZE_GB = 30
 MAX_RUNTIME_S = 14400
@@ -39,6 +38,8 @@ INPUT_MODE = "File"
 COMPRESSION = "GZIP"
 # (channel name, manifest split): the trainer reads SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION, SM_CHANNEL_TEST.
 CHANNELS = (("train", "train"), ("validation", "val"), ("test", "test"))
+# The ImageNet weights as a channel (SM_CHANNEL_PRETRAINED), so a job without internet access still has them.
+PRETRAINED_CHANNEL = "pretrained"
 # What train.py prints per epoch and at the end, as CloudWatch metrics of the job.
 _NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 METRICS = (
@@ -78,29 +79,27 @@ def hyperparameters(
     manifest_version: str,
     source_uri: str,
     region: str,
-    epochs: int | str = DEFAULT_EPOCHS,
+    epochs: int | str | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
-    """The job's hyperparameters: the defaults, then ``overrides`` (as strings), then the script settings,
-    which nothing overrides (an override named ``sagemaker_*`` is refused)."""
+    """The job's hyperparameters: what names the data, ``epochs`` when given (the template's TrainingEpochs;
+    None or empty leaves the preset's), then ``overrides`` (as strings), then the script settings, which
+    nothing overrides (an override named ``sagemaker_*`` is refused). Everything else is the preset's."""
     reserved = sorted(k for k in overrides or {} if k.startswith(SCRIPT_PREFIX))
     if reserved:
         raise BadExecutionInput(f"hyperparameters {reserved} are script settings, not overridable")
-    values = {
-        "preset": preset,
-        "dataset": dataset,
-        "manifest-version": manifest_version,
-        "epochs": str(epochs),
-        "weights": DEFAULT_WEIGHTS,
-    }
+    values = {"preset": preset, "dataset": dataset, "manifest-version": manifest_version}
+    if epochs is not None and str(epochs) != "":
+        values["epochs"] = str(epochs)
     values.update({str(k): str(v) for k, v in (overrides or {}).items()})
     values.update(script_settings(source_uri, region))
     return values
 
 
 def input_data_config(bucket: str, manifest_prefix: str) -> list[dict[str, Any]]:
-    """One ManifestFile channel per split: SageMaker copies each listed object to ``<channel dir>/<key>``."""
-    return [
+    """One ManifestFile channel per split (SageMaker copies each listed object to ``<channel dir>/<key>``),
+    then the ``pretrained`` S3Prefix channel (every object under ``pretrained/mobilenet_v2/``)."""
+    manifests = [
         {
             "ChannelName": channel,
             "DataSource": {
@@ -114,6 +113,23 @@ def input_data_config(bucket: str, manifest_prefix: str) -> list[dict[str, Any]]
         }
         for channel, split in CHANNELS
     ]
+    pretrained = {
+        "ChannelName": PRETRAINED_CHANNEL,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": pretrained_uri(bucket),
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "InputMode": INPUT_MODE,
+    }
+    return [*manifests, pretrained]
+
+
+def pretrained_uri(bucket: str) -> str:
+    """Where ``medimage deploy`` puts the MobileNetV2 ImageNet weights (the ``pretrained`` channel)."""
+    return f"s3://{bucket}/{MOBILENET_V2_PREFIX}"
 
 
 def output_path(bucket: str, dataset: str) -> str:

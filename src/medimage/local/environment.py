@@ -7,15 +7,25 @@ service (``medimage up``) against the moto server at ``endpoint_url``, ``start_p
 delivering from one thread per event source. Both go through ``deliver()`` (``medimage.local.delivery``).
 EventBridge rules whose target is a function get a local SQS queue as their target, so moto's own
 pattern matching decides which S3 events reach them.
+
+The training jobs' ``pretrained`` channel reads ``pretrained/mobilenet_v2/`` of the bucket, which
+``medimage deploy`` fills in a deployed stack. ``running()`` fills it the same way (``upload_pretrained``:
+verified against SHA256SUMS, so a corrupt copy is an error) from ``$MEDIMAGE_PRETRAINED_DIR``, else
+``../shared/data/pretrained`` beside the checkout. Where neither holds the weights, the local stack still
+runs: the channel is then optional for the local SageMaker, a job gets no ``SM_CHANNEL_PRETRAINED`` and the
+trainer tries its other sources (Keras' download, ``$MEDIMAGE_PRETRAINED_DIR``), failing the job with a
+clear reason when a preset that starts from ImageNet weights finds none; presets that train from scratch
+never notice.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -23,6 +33,7 @@ from typing import Any
 import boto3
 
 from medimage.checkout import project_file
+from medimage.core.training_job import PRETRAINED_CHANNEL
 from medimage.local.account import ACCOUNT, CREDENTIALS, REGION
 from medimage.local.delivery import (
     ASYNC_ATTEMPTS,
@@ -38,11 +49,20 @@ from medimage.local.moto_patches import configure_moto_server, moto_config
 from medimage.local.template import Resolver, definition_from_template
 from medimage.local.wiring import bucket_notification, queue_attributes, sqs_event_source, sqs_mappings
 from medimage.template_file import load_template, resources_of_type
+from medimage.training.pretrained import MOBILENET_V2_FILE, PRETRAINED_DIR_ENV
+
+log = logging.getLogger("medimage.local")
 
 
 def default_template() -> Path:
     """``$MEDIMAGE_TEMPLATE``, else the checkout's ``template.yaml``."""
     return Path(os.environ.get("MEDIMAGE_TEMPLATE") or project_file("template.yaml"))
+
+
+def local_pretrained_dir(root: Path, env: Mapping[str, str] = os.environ) -> Path:
+    """``$MEDIMAGE_PRETRAINED_DIR``, else the shared data beside the checkout at ``root``."""
+    given = env.get(PRETRAINED_DIR_ENV)
+    return Path(given) if given else root.parent / "shared" / "data" / "pretrained"
 
 
 # Settings that only local mode adds: quiet, metric-free handlers with fake credentials.
@@ -90,6 +110,8 @@ class LocalAws:
         self.functions: dict[str, LocalFunction] = {}
         self.sources: list[EventSource] = []
         self.state_machine_arn: str | None = None
+        # The folder the bucket's pretrained/mobilenet_v2/ came from; None: not staged (module docstring).
+        self.pretrained_from: Path | None = None
         self.resolver: Resolver | None = None
         self.sagemaker: Any = None
         # What the Step Functions Task states invoke, by function (filled by ``running()``).
@@ -158,6 +180,19 @@ class LocalAws:
             self._configure_notifications(logical, res)
         self._create_rules()
         return self
+
+    def stage_pretrained(self, folder: Path | None = None) -> bool:
+        """``medimage deploy``'s upload of the ImageNet weights, into the local bucket; False (and nothing
+        uploaded) when ``folder`` (default ``local_pretrained_dir``) does not hold the weights."""
+        from medimage.ops.deploy import upload_pretrained
+
+        folder = folder or local_pretrained_dir(self.root)
+        if not (folder / MOBILENET_V2_FILE).is_file():
+            log.info("no %s in %s: training jobs get no pretrained channel", MOBILENET_V2_FILE, folder)
+            return False
+        upload_pretrained(self.client("s3"), self.bucket, folder)
+        self.pretrained_from = folder
+        return True
 
     def _name_uncreated(self, logical: str, kind: str) -> None:
         """Names and ARNs for what local mode references but does not emulate (functions run in-process;
@@ -290,7 +325,8 @@ class LocalAws:
     ) -> Iterator[LocalAws]:
         """The whole local pipeline: moto with the real ASL interpreter (``mock_aws``, or the moto server
         at ``endpoint_url`` configured through its config API), Lambda Task states routed to the real
-        handlers, SageMaker training run by ``trainer`` (default: the real train.py)."""
+        handlers, SageMaker training run by ``trainer`` (default: the real train.py), the ImageNet weights
+        staged in the bucket where they are available (module docstring)."""
         from moto import mock_aws
 
         from medimage.adapters.aws import reset_clients
@@ -310,6 +346,8 @@ class LocalAws:
             reset_clients()
             with local_training_workflow(invokers, sagemaker, retry_delay_scale):
                 self.create()
+                if not self.stage_pretrained():
+                    sagemaker.optional_channels = frozenset({PRETRAINED_CHANNEL})
                 invokers.update({name: TaskInvoker(fn) for name, fn in self.functions.items()})
                 self.task_invokers = invokers
                 self.sagemaker = sagemaker

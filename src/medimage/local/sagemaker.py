@@ -1,11 +1,16 @@
 """A local SageMaker for the training workflow: ``LocalSageMaker`` takes a CreateTrainingJob request and
 runs it as SageMaker would, so the deployed ASL's training task needs no cloud.
 
-It validates the request, downloads each ManifestFile channel from the emulated S3 to
-``<channel dir>/<key>``, runs ``training/train.py`` under the script-mode contract
+It validates the request, downloads each channel from the emulated S3 as File mode does (a ManifestFile
+channel's listed keys to ``<channel dir>/<key>``, an S3Prefix channel's objects to ``<channel dir>/<key
+below the prefix>``), runs ``training/train.py`` under the script-mode contract
 (``medimage.training.runner``), uploads ``model.tar.gz`` and ``output.tar.gz`` to
 ``<S3OutputPath>/<job>/output/`` and keeps a DescribeTrainingJob-shaped description (``Completed``, or
 ``Failed`` with the reason). How the Step Functions interpreter reaches it is in ``moto_patches``.
+
+An S3Prefix channel with no object under its prefix fails the job, as on SageMaker, unless its name is in
+``optional_channels``: such a channel is then left out (no ``SM_CHANNEL_<NAME>``), which is how a local
+stack without the ImageNet weights still trains (``LocalAws.running``).
 """
 
 from __future__ import annotations
@@ -63,6 +68,13 @@ class TrainingJobError(Exception):
         self.code = code
 
 
+class EmptyChannel(Exception):
+    """An S3Prefix channel with nothing under its prefix: SageMaker fails such a job while downloading."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(f'No S3 objects found under S3 URL "{uri}" given in input data source.')
+
+
 def _epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -75,6 +87,7 @@ class LocalSageMaker:
     region: str = REGION
     account: str = ACCOUNT
     work_dir: Path | None = None
+    optional_channels: frozenset[str] = frozenset()
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -128,12 +141,11 @@ class LocalSageMaker:
         work = Path(tempfile.mkdtemp(prefix=f"sm-{name}-", dir=self.work_dir))
         try:
             try:
-                channels = {
-                    c["ChannelName"]: self._download_channel(s3, c, work / "input" / c["ChannelName"])
-                    for c in request.get("InputDataConfig", [])
-                }
+                channels = self._download_channels(s3, request.get("InputDataConfig", []), work / "input")
             except ClientError as exc:
                 return self._finish(description, "Failed", f"ClientError: cannot download a channel: {exc}")
+            except EmptyChannel as exc:
+                return self._finish(description, "Failed", f"ClientError: Data download failed: {exc}")
             model_dir, output_dir = work / "model", work / "output" / "data"
             script_args = {k: v for k, v in hyperparameters.items() if not k.startswith("sagemaker_")}
             outcome = self.trainer(channels, script_args, model_dir, output_dir)
@@ -152,12 +164,30 @@ class LocalSageMaker:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
+    def _download_channels(self, s3: Any, config: list[dict[str, Any]], input_dir: Path) -> dict[str, Path]:
+        """Each channel's folder by name; an empty optional channel is left out."""
+        channels: dict[str, Path] = {}
+        for channel in config:
+            name = channel["ChannelName"]
+            try:
+                channels[name] = self._download_channel(s3, channel, input_dir / name)
+            except EmptyChannel:
+                if name not in self.optional_channels:
+                    raise
+        return channels
+
     @staticmethod
     def _download_channel(s3: Any, channel: dict[str, Any], target: Path) -> Path:
-        """A ManifestFile channel as SageMaker delivers it: each listed key at ``<channel dir>/<key>``."""
+        """A channel as SageMaker's File mode delivers it: a ManifestFile's listed keys at
+        ``<channel dir>/<key>``, an S3Prefix's objects at ``<channel dir>/<key below the prefix>``."""
         source = channel["DataSource"]["S3DataSource"]
-        if source.get("S3DataType") != "ManifestFile":
-            raise TrainingJobError("ValidationException", "local training takes ManifestFile channels only")
+        kind = source.get("S3DataType")
+        if kind == "S3Prefix":
+            return _download_prefix(s3, source["S3Uri"], target)
+        if kind != "ManifestFile":
+            raise TrainingJobError(
+                "ValidationException", "local training takes ManifestFile and S3Prefix channels only"
+            )
         bucket, key = _split_s3(source["S3Uri"])
         entries = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         prefix_bucket, prefix = _split_s3(entries[0]["prefix"])
@@ -182,6 +212,25 @@ class LocalSageMaker:
         if reason:
             description["FailureReason"] = reason[:1024]
         return description
+
+
+def _download_prefix(s3: Any, uri: str, target: Path) -> Path:
+    """Every object whose key starts with the URI's prefix, at its path below the prefix's last ``/``."""
+    bucket, prefix = _split_s3(uri)
+    base = prefix[: prefix.rfind("/") + 1]
+    count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            if key.endswith("/"):  # a console "folder" marker holds no data
+                continue
+            path = target / key[len(base) :]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            count += 1
+    if not count:
+        raise EmptyChannel(uri)
+    return target
 
 
 def _split_s3(uri: str) -> tuple[str, str]:

@@ -1,10 +1,16 @@
-"""`medimage deploy`: SAM build + deploy, then the training source tarball the state machine trains with.
+"""`medimage deploy`: SAM build + deploy, then what the state machine trains with: the training source tarball
+and the pretrained weights.
 
 The Train state hands SageMaker ``sagemaker_submit_directory = s3://<bucket>/<TrainingSourceKey>``; the
 tarball holds ``train.py`` (and ``requirements.txt``) at its root and the trainer's runtime set of the
 ``medimage`` package beside them (``medimage.runtime_sets``), which is where train.py looks for it. It is
 built byte-for-byte reproducibly (sorted entries, fixed times and owners), so the same checkout always
 uploads the same object.
+
+Every job also gets the MobileNetV2 ImageNet weights as its ``pretrained`` channel (an S3Prefix on
+``pretrained/mobilenet_v2/``), so a job without internet access can start from them: deploy uploads the
+weights folder there (the ``.tflite`` checked against ``SHA256SUMS`` first, with its licence and labels),
+skipping each object already there with the same SHA-256.
 """
 
 from __future__ import annotations
@@ -15,19 +21,29 @@ import io
 import os
 import subprocess
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from medimage.adapters.aws import is_not_found
 from medimage.core.errors import DeployProblem
+from medimage.core.layout import MOBILENET_V2_PREFIX
 from medimage.runtime_sets import runtime_files
+from medimage.training.pretrained import MOBILENET_V2_FILE, PRETRAINED_DIR_ENV
 
 SAM_RELATIVE = Path(".venv-sam/bin/sam")
 SOURCE_KEY_PARAMETER = "TrainingSourceKey"
 FALLBACK_SOURCE_KEY = "code/training/sourcedir.tar.gz"
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 _SKIP_SUFFIXES = {".pyc", ".pyo"}
+PRETRAINED_OPTION = "--pretrained-dir"
+SUMS_FILE = "SHA256SUMS"
+# What goes beside the weights: the digests, the Apache-2.0 licence they come under, the ImageNet labels.
+PRETRAINED_FILES = (MOBILENET_V2_FILE, "LICENSE-Apache-2.0.txt", SUMS_FILE, "imagenet_labels.txt")
+SHA256_METADATA = "sha256"
 
 
 @dataclass(frozen=True)
@@ -139,3 +155,86 @@ def source_location(outputs: dict[str, str], root: Path) -> SourceLocation:
 
 def upload_training_source(s3: Any, tarball: Path, where: SourceLocation) -> None:
     s3.upload_file(str(tarball), where.bucket, where.key, ExtraArgs={"ContentType": "application/gzip"})
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    key: str
+    sha256: str
+    uploaded: bool  # False: the same content was already there
+
+
+def _pretrained_problem(what: str) -> DeployProblem:
+    return DeployProblem(
+        f"{what}: point ${PRETRAINED_DIR_ENV} or {PRETRAINED_OPTION} at the folder that holds "
+        f"{MOBILENET_V2_FILE} and {SUMS_FILE} (../shared/data/pretrained)"
+    )
+
+
+def pretrained_dir(given: str | None, env: Mapping[str, str]) -> Path:
+    """``--pretrained-dir``, else ``$MEDIMAGE_PRETRAINED_DIR``."""
+    folder = given or env.get(PRETRAINED_DIR_ENV)
+    if not folder:
+        raise _pretrained_problem("no pretrained weights folder given")
+    return Path(folder)
+
+
+def _listed_digests(sums: Path) -> dict[str, str]:
+    """``sha256sum`` output: ``<hex>  <name>`` (``*<name>`` in binary mode) per line."""
+    digests = {}
+    for line in sums.read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.strip().partition(" ")
+        if digest and name:
+            digests[name.strip().lstrip("*")] = digest.lower()
+    return digests
+
+
+def verified_pretrained(folder: Path) -> dict[str, str]:
+    """SHA-256 of each file to upload, by name; the weights must be the ones ``SHA256SUMS`` lists."""
+    if not folder.is_dir():
+        raise _pretrained_problem(f"no pretrained weights folder at {folder}")
+    missing = [name for name in PRETRAINED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise _pretrained_problem(f"{folder} lacks {', '.join(missing)}")
+    digests = {name: sha256_of(folder / name) for name in PRETRAINED_FILES}
+    listed = _listed_digests(folder / SUMS_FILE).get(MOBILENET_V2_FILE)
+    if listed is None:
+        raise _pretrained_problem(f"{folder / SUMS_FILE} does not list {MOBILENET_V2_FILE}")
+    actual = digests[MOBILENET_V2_FILE]
+    if listed != actual:
+        raise _pretrained_problem(
+            f"{folder / MOBILENET_V2_FILE} has SHA-256 {actual}, {SUMS_FILE} says {listed}"
+        )
+    return digests
+
+
+def _stored_sha256(s3: Any, bucket: str, key: str) -> str | None:
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    return head.get("Metadata", {}).get(SHA256_METADATA)
+
+
+def upload_pretrained(
+    s3: Any, bucket: str, folder: Path, prefix: str = MOBILENET_V2_PREFIX
+) -> list[StagedFile]:
+    """Verify the weights folder, then put its files under ``prefix``; nothing is uploaded unless all of it
+    verifies, and an object that already holds the same SHA-256 is left as it is."""
+    digests = verified_pretrained(folder)
+    staged = []
+    for name in PRETRAINED_FILES:
+        key, digest = prefix + name, digests[name]
+        fresh = _stored_sha256(s3, bucket, key) != digest
+        if fresh:
+            s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=(folder / name).read_bytes(),
+                Metadata={SHA256_METADATA: digest},
+                ContentType="application/octet-stream" if name.endswith(".tflite") else "text/plain",
+            )
+        staged.append(StagedFile(key, digest, fresh))
+    return staged

@@ -22,6 +22,7 @@ from medimage.adapters.s3 import S3ObjectStore
 from medimage.checkout import INSTALLED_FROM, checkout_root
 from medimage.core import training_job as job
 from medimage.core.errors import AwsProblem, BadExecutionInput, SageMakerJobProblem
+from medimage.core.layout import MOBILENET_V2_PREFIX
 from medimage.core.objects import BadS3Uri, parse_s3_uri
 from medimage.ops.manifests import ManifestChoice, find_manifest
 
@@ -154,6 +155,17 @@ def check_source(s3: Any, source_uri: str) -> None:
         )
 
 
+def check_pretrained(s3: Any, bucket: str) -> None:
+    """The job's ``pretrained`` channel must hold something: SageMaker fails a job whose S3Prefix channel
+    is empty, minutes after it starts."""
+    if next(S3ObjectStore(bucket, s3).list_keys(MOBILENET_V2_PREFIX), None) is None:
+        raise SageMakerJobProblem(
+            f"no pretrained weights under s3://{bucket}/{MOBILENET_V2_PREFIX}: `medimage deploy` uploads "
+            "them (from $MEDIMAGE_PRETRAINED_DIR or --pretrained-dir)",
+            "no_pretrained_weights",
+        )
+
+
 def resolve_stack(
     bucket: str | None,
     role_arn: str | None,
@@ -208,6 +220,7 @@ def plan_job(
         s3 = client("s3")
         manifest = find_manifest(S3ObjectStore(settings.bucket, s3), dataset, manifest_version, preset)
         check_source(s3, settings.source_uri)
+        check_pretrained(s3, settings.bucket)
     return JobPlan(
         manifest=manifest,
         stack=settings,

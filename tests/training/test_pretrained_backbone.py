@@ -108,7 +108,9 @@ def test_a_file_that_is_not_mobilenet_v2_is_refused(tmp_path: Path) -> None:
         pretrained.load_tflite_weights(backbone, not_tflite)
     small = tmp_path / "small.tflite"
     small.write_bytes(tiny_tflite_model())
-    with pytest.raises(TrainingInputError, match="is not an ImageNet MobileNetV2: 1 convolutions, the network has 52"):
+    with pytest.raises(
+        TrainingInputError, match="is not an ImageNet MobileNetV2: 1 convolutions, the network has 52"
+    ):
         pretrained.load_tflite_weights(backbone, small)
 
 

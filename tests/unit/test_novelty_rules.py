@@ -64,17 +64,18 @@ def test_the_policy_tells_foreign_from_unusual_and_lets_the_rest_through() -> No
         NoveltyPolicy.from_dict({"unusual_threshold": 1.0})
 
 
-def test_fitted_thresholds_sit_at_the_validation_quantile_and_between_the_sets() -> None:
+def test_fitted_thresholds_sit_at_the_validation_quantile_and_beyond_every_validation_image() -> None:
     clean = np.linspace(0.5, 1.5, 101)
-    shifted = {"gamma": np.linspace(0.5, 2.5, 101)}
-    far = np.array([40.0, 90.0])
-    policy = fit_policy(clean, shifted, far, quantile=0.99)
-    pooled = np.concatenate([clean, shifted["gamma"]])
+    shifted = {"gamma": np.linspace(0.5, 2.5, 101), "blur": np.array([0.7, np.nan])}
+    policy = fit_policy(clean, shifted, quantile=0.99)
+    pooled = np.concatenate([clean, shifted["gamma"], [0.7]])
     assert policy.unusual_threshold == pytest.approx(np.quantile(pooled, 0.99), rel=1e-6)
-    # halfway on a log scale between the highest validation score (2.5) and the lowest far score (40)
-    assert policy.foreign_threshold == pytest.approx(10.0, rel=1e-6)
-    assert policy.reason(2.4) is None or policy.reason(2.4) == OUTSIDE_TRAINING_DISTRIBUTION
-    assert policy.reason(40.0) == FOREIGN_IMAGE
+    assert policy.foreign_threshold == 2.5  # the highest validation score, shifted or not
+    assert policy.reason(1.0) is None
+    assert policy.reason(2.48) == OUTSIDE_TRAINING_DISTRIBUTION
+    assert policy.reason(2.6) == FOREIGN_IMAGE
+    with pytest.raises(ValueError, match="no validation scores"):
+        fit_policy(np.array([np.nan]), {})
 
 
 def test_withheld_images_are_never_kept_and_still_count_in_the_coverage() -> None:

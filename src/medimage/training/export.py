@@ -43,19 +43,6 @@ def to_tflite_float(model: Any, explain: bool = True, novelty: ClassGaussians | 
     return _convert(tf.lite.TFLiteConverter.from_keras_model(network))
 
 
-def feature_map_layer(model: Any) -> Any:
-    """The global average pooling in front of the head; its input is the feature map the CAM weighs."""
-    import keras
-
-    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
-    if not pools:
-        raise ExportError(
-            f"model {model.name} has no top-level GlobalAveragePooling2D before its head; "
-            "class-activation maps need the feature map it pools"
-        )
-    return pools[-1]
-
-
 def _copy_of_head(head: Any, name: str, inputs: Any) -> Any:
     import keras
 
@@ -72,6 +59,7 @@ def explained_model(model: Any, logits: bool = False, novelty: ClassGaussians | 
     score ``[1]`` (`medimage.training.novelty`), where ``novelty`` is given."""
     import keras
 
+    from medimage.training.novelty import _feature_map_layer as feature_map_layer  # TEMP-COMPAT
     from medimage.training.novelty import novelty_features, novelty_head
 
     head = model.get_layer(HEAD_LAYER)
@@ -98,9 +86,8 @@ def logits_model(model: Any) -> Any:
 
 # The heads run in float inside the int8 model. The novelty score's: a distance summed over hundreds of
 # whitened features has no int8 range that holds both a training image's score and a photograph's. The
-# classifier's (the logits and the class-activation maps): int8 logits shift every image's decision by
-# the same rounding offset (measured on MobileNetV2: the AUC kept, 2.6 points of accuracy lost). A few
-# thousand multiply-adds in float cost nothing measurable beside the backbone.
+# classifier's (the logits and the class-activation maps): their few thousand multiply-adds cost nothing
+# measurable in float beside the backbone, and the probabilities lose no resolution.
 FLOAT_HEAD_OPS = ("FULLY_CONNECTED", "SQUARED_DIFFERENCE", "SUB", "SQUARE", "SUM", "REDUCE_MIN", "MUL", "DIV")
 
 
@@ -121,6 +108,8 @@ def to_tflite_int8(
     rng = np.random.default_rng(seed)
     chosen = calibration[rng.permutation(len(calibration))[:samples]].astype(np.float32)
     if novelty is not None:
+        from medimage.training.novelty import far_images
+
         chosen = np.concatenate([chosen, far_images(chosen, seed)])
 
     def representative() -> Iterator[list[np.ndarray]]:
@@ -146,23 +135,6 @@ def to_tflite_int8(
             converter=converter, debug_dataset=representative, debug_options=options
         )
         return bytes(debugger.get_nondebug_quantized_model())
-
-
-def far_images(images: np.ndarray, seed: int, count: int = 24) -> np.ndarray:
-    """Images unlike any training image, made from them: inverted, noise, flat grey, and stripes (float
-    0..255, the shape of ``images``). They extend the int8 calibration to the scores of foreign input."""
-    rng = np.random.default_rng(seed)
-    shape = images.shape[1:]
-    picks = images[rng.permutation(len(images))[: count // 4]]
-    height, width = shape[0], shape[1]
-    stripes = (np.indices((height, width)).sum(axis=0) // max(1, height // 8) % 2 * 255.0)[..., None]
-    made = [
-        255.0 - picks,
-        rng.uniform(0, 255, size=(count // 4, *shape)),
-        np.full((count // 8, *shape), 128.0),
-        np.broadcast_to(stripes, (count // 8, height, width, 1)) * np.ones(shape[-1]),
-    ]
-    return np.concatenate([np.asarray(m, dtype=np.float32).reshape(-1, *shape) for m in made])
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:

@@ -13,6 +13,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from medimage.core.errors import ExportError
+
 
 def _conv(
     x: keras.KerasTensor, filters: int, weight_decay: float, bn_momentum: float, strides: int = 1
@@ -134,3 +136,14 @@ def mobilenet_v2_classifier(
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="medimage_mobilenetv2"), backbone
+
+
+def feature_map_layer(model: Any) -> Any:
+    """The global average pooling in front of the head; its input is the feature map the CAM weighs."""
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
+    if not pools:
+        raise ExportError(
+            f"model {model.name} has no top-level GlobalAveragePooling2D before its head; "
+            "class-activation maps need the feature map it pools"
+        )
+    return pools[-1]

@@ -27,6 +27,7 @@ INT8_MODEL_FILE = "model-int8.tflite"
 KERAS_MODEL_FILE = "model.keras"
 OUTPUTS = {MODEL_FILE: "probabilities", INT8_MODEL_FILE: "logits"}
 AGREEMENT_TRAIN_IMAGES = 64  # training images checked beside the validation split
+INT8_NOVELTY_IMAGES = 1000  # training images the int8 model's own novelty Gaussian is fitted on
 # The int8 variant is served when it loses at most this much against float on validation.
 INT8_PARITY = {"accuracy": 0.005, "macro_auc": 0.005, "shifted_mean_accuracy": 0.005}
 
@@ -74,6 +75,19 @@ def export_and_evaluate(
     int8_bytes = export.to_tflite_int8(
         model, channels["train"].x, config.int8_calibration_images, config.seed, novelty=gaussians
     )
+    if gaussians is not None:
+        # A second int8 conversion with the novelty Gaussian fitted on the first one's own activations
+        # (`novelty.int8_gaussians`); the score's head is float, so nothing else is quantised differently.
+        rng = np.random.default_rng(config.seed)
+        train_x = channels["train"].x
+        sample = train_x[np.sort(rng.permutation(len(train_x))[:INT8_NOVELTY_IMAGES])]
+        int8_bytes = export.to_tflite_int8(
+            model,
+            train_x,
+            config.int8_calibration_images,
+            config.seed,
+            novelty=novelty.int8_gaussians(int8_bytes, sample, interpreter),
+        )
     (model_dir / MODEL_FILE).write_bytes(float_bytes)
     (model_dir / INT8_MODEL_FILE).write_bytes(int8_bytes)
     (model_dir / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
@@ -127,7 +141,6 @@ def export_and_evaluate(
         name: fit_policy(
             val_scored[name].novelty,
             {shift: result.novelty for shift, result in shifted_results[name].items()},
-            novelty.far_scores(classifier, channels["validation"].x, config.seed),
         )
         if gaussians is not None
         else None
@@ -164,6 +177,7 @@ def export_and_evaluate(
         else novelty.model_json_entry(
             served_policy,
             gaussians,
+            novelty.novelty_layer_name(model),
             val_scored[served_name].novelty,
             {shift: result.novelty for shift, result in shifted_results[served_name].items()},
             novelty.far_scores(classifiers[served_name], channels["validation"].x, config.seed),

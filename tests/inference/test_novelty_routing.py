@@ -21,9 +21,9 @@ from medimage.core.novelty import (
     novelty_scores,
 )
 from medimage.core.preprocess import PreprocessSpec, load_image_array
-from medimage.inference.model import TFLiteClassifier
+from medimage.inference.model import Interpreter, TFLiteClassifier
 from medimage.training.export import to_tflite_float, to_tflite_int8
-from medimage.training.novelty import pooled_features
+from medimage.training.novelty import int8_gaussians, pooled_features
 
 SIZE = 32
 
@@ -54,7 +54,10 @@ def novelty_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
     train = np.stack([ordinary(seed)[..., None] for seed in range(120)]).astype(np.float32)
     gaussians = fit_class_gaussians(pooled_features(model, train), np.arange(120) % 2, 2)
     (out / "model.tflite").write_bytes(to_tflite_float(model, novelty=gaussians))
-    (out / "model-int8.tflite").write_bytes(to_tflite_int8(model, train, 60, novelty=gaussians))
+    # As the trainer does: the int8 model's own Gaussian, fitted on a first conversion's activations
+    first = to_tflite_int8(model, train, 60, novelty=gaussians)
+    own = int8_gaussians(first, train, Interpreter)
+    (out / "model-int8.tflite").write_bytes(to_tflite_int8(model, train, 60, novelty=own))
     (out / "labels.txt").write_text("a\nb\n")
     spec = PreprocessSpec(image_size=SIZE, channels=1)
     noise = np.random.default_rng(7).uniform(0, 255, (SIZE, SIZE))
@@ -93,12 +96,15 @@ def test_the_served_score_is_the_fitted_mahalanobis_distance(novelty_model: dict
 def test_far_images_go_to_review_whatever_their_confidence_and_foreign_ones_say_so(
     novelty_model: dict, model_file: str
 ) -> None:
-    # GIVEN thresholds between the ordinary image's score and the far images' (review threshold 0: the
-    # confidence alone would label everything)
-    scores = novelty_model["scores"]
-    far = sorted([scores["checkerboard"], scores["noise"]])
-    unusual = (scores["ordinary"] + far[0]) / 2
-    foreign = (far[0] + far[1]) / 2
+    # GIVEN the variant's own scores of the probes: the ordinary image lowest
+    _write_meta(novelty_model["dir"], model_file, None)
+    unjudged = TFLiteClassifier.from_dir(novelty_model["dir"])
+    scores = {name: unjudged.predict_bytes(png(p)).novelty for name, p in novelty_model["probes"].items()}
+    nearer, farther = sorted(["checkerboard", "noise"], key=lambda name: scores[name])
+    assert scores["ordinary"] < scores[nearer] < scores[farther]
+    # and thresholds between them (review threshold 0: the confidence alone would label everything)
+    unusual = (scores["ordinary"] + scores[nearer]) / 2
+    foreign = (scores[nearer] + scores[farther]) / 2
     _write_meta(
         novelty_model["dir"], model_file, {"unusual_threshold": unusual, "foreign_threshold": foreign}
     )
@@ -109,7 +115,6 @@ def test_far_images_go_to_review_whatever_their_confidence_and_foreign_ones_say_
 
     # THEN the ordinary image is labeled, the nearer far image is unusual, the farthest one foreign
     assert not answers["ordinary"].needs_review and answers["ordinary"].review_reason is None
-    nearer, farther = sorted(["checkerboard", "noise"], key=lambda name: scores[name])
     assert answers[nearer].needs_review and answers[nearer].review_reason == OUTSIDE_TRAINING_DISTRIBUTION
     assert answers[farther].needs_review and answers[farther].review_reason == FOREIGN_IMAGE
     assert answers[farther].to_dict()["novelty"] == answers[farther].novelty > foreign

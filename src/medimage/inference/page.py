@@ -79,7 +79,11 @@ for review by a clinician.</p>
 <script>
 const $ = (id) => document.getElementById(id);
 const base = location.pathname.endsWith("/") ? location.pathname : location.pathname + "/";
-const REASONS = {low_confidence: "the model's confidence is below this deployment's review threshold"};
+const REASONS = {
+  low_confidence: "the model's confidence is below this deployment's review threshold",
+  outside_training_distribution: "the image is unlike the images the model was trained on",
+  foreign_image: "this does not look like the kind of image the model reads",
+};
 let health = null;
 
 function el(tag, cls, text) {

@@ -59,7 +59,7 @@ def explained_model(model: Any, logits: bool = False, novelty: ClassGaussians | 
     score ``[1]`` (`medimage.training.novelty`), where ``novelty`` is given."""
     import keras
 
-    from medimage.training.novelty import _feature_map_layer as feature_map_layer  # TEMP-COMPAT
+    from medimage.training.model import feature_map_layer
     from medimage.training.novelty import novelty_features, novelty_head
 
     head = model.get_layer(HEAD_LAYER)

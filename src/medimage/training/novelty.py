@@ -26,27 +26,27 @@ from medimage.core.novelty import (
 FLOAT_RELATIVE_TOLERANCE = 1e-3
 
 
-def novelty_layer_name(model: Any) -> str:
-    """The layer whose pooled activations the score reads (see `novelty_features`)."""
+def _novelty_source(model: Any) -> tuple[str, Any]:
+    """The layer the score reads and its output tensor: the one ``NOVELTY_LAYERS`` names for the
+    architecture, else the feature map the classifier's head pools."""
     from medimage.training.model import NOVELTY_LAYERS, feature_map_layer
 
-    names = {layer.name for layer in model.layers}
     name = NOVELTY_LAYERS.get(model.name)
-    return name if name in names else feature_map_layer(model).input.name
+    if name in {layer.name for layer in model.layers}:
+        return name, model.get_layer(name).output
+    pooling = feature_map_layer(model)
+    return f"the input of {pooling.name}", pooling.input
+
+
+def novelty_layer_name(model: Any) -> str:
+    return _novelty_source(model)[0]
 
 
 def novelty_features(model: Any) -> Any:
-    """The pooled activations the score reads, as a tensor of the model's graph: the layer
-    ``NOVELTY_LAYERS`` names for the architecture, else the feature map the classifier's head pools."""
+    """The pooled activations the score reads, as a tensor of the model's graph."""
     import keras
 
-    NOVELTY_LAYERS = {"medimage_mobilenetv2": "block_16_expand_relu"}  # TEMP-COMPAT
-    feature_map_layer = _feature_map_layer
-
-    names = {layer.name for layer in model.layers}
-    name = NOVELTY_LAYERS.get(model.name)
-    source = model.get_layer(name).output if name in names else feature_map_layer(model).input
-    return keras.layers.GlobalAveragePooling2D(name="novelty_pooled")(source)
+    return keras.layers.GlobalAveragePooling2D(name="novelty_pooled")(_novelty_source(model)[1])
 
 
 def pooled_features_model(model: Any) -> Any:
@@ -82,11 +82,10 @@ def novelty_head(pooled: Any, gaussians: ClassGaussians) -> Any:
     return keras.layers.Identity(name=NOVELTY_OUTPUT)(score)
 
 
-def fit_gaussians(model: Any, x_train: np.ndarray, *rest: Any) -> ClassGaussians:  # TEMP-COMPAT
+def fit_gaussians(model: Any, x_train: np.ndarray, log: Any) -> ClassGaussians:
     """One Gaussian over the pooled activations of the (un-augmented) training images, whatever their
     class: the question is whether an image is like the training images, not which class it is near
     (class means are what the classifier already uses)."""
-    log = rest[-1]
     features = pooled_features(model, x_train)
     gaussians = fit_class_gaussians(features, np.zeros(len(features), dtype=int), 1)
     train_scores = novelty_scores(features, gaussians)
@@ -173,12 +172,6 @@ def far_images(images: np.ndarray, seed: int, count: int = 24) -> np.ndarray:
         np.broadcast_to(stripes, (count // 8, height, width, 1)) * np.ones(shape[-1]),
     ]
     return np.concatenate([np.asarray(m, dtype=np.float32).reshape(-1, *shape) for m in made])
-
-
-def _feature_map_layer(model: Any) -> Any:  # TEMP-COMPAT
-    import keras
-
-    return [layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)][-1]
 
 
 def int8_gaussians(int8_model: bytes, images: np.ndarray, interpreter: Any) -> ClassGaussians:

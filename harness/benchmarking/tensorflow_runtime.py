@@ -34,6 +34,8 @@ def use_tensorflow(module: Any, model_path: str | Path, dataset: str) -> str:
     class TensorFlowClassifier:
         classify_array = TFLiteClassifier.classify_array
         to_prediction = TFLiteClassifier.to_prediction
+        outside_reason = TFLiteClassifier.outside_reason
+        novelty_policy = None  # model.keras has no novelty head: the speed comparison does not need it
 
         def __init__(self, model_dir: Path, pointer: ServingPointer) -> None:
             self.meta = read_model_json(model_dir)
@@ -59,6 +61,9 @@ def use_tensorflow(module: Any, model_path: str | Path, dataset: str) -> str:
 
         def run(self, array: np.ndarray, explain: bool = False) -> tuple[np.ndarray, None]:
             return self._probabilities(array), None
+
+        def run_scored(self, array: np.ndarray, explain: bool = False) -> tuple[np.ndarray, None, None]:
+            return self._probabilities(array), None, None
 
     config = InferenceSettings.from_env()
     service = InferenceService(

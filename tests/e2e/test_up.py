@@ -31,7 +31,15 @@ DS = "chestxray2017-binary"
 # preset's batch size of 32 leave batch norm untrained, so that first model is rejected by the gate.
 OCTETS = {"Content-Type": "application/octet-stream"}
 CLI = [sys.executable, "-m", "medimage.cli.main"]
-LEARNS = ["epochs=12", "image-size=32", "batch-size=4", "learning-rate=0.001", "patience=20", "seed=1"]
+LEARNS = [
+    "backbone=cnn",
+    "epochs=12",
+    "image-size=32",
+    "batch-size=4",
+    "learning-rate=0.001",
+    "patience=20",
+    "seed=1",
+]
 
 
 def free_port() -> int:

@@ -59,7 +59,8 @@ def fit_class_gaussians(
     means = np.stack([features[y == k].mean(axis=0) for k in range(n_classes)])
     centred = features - means[y]
     covariance = centred.T @ centred / max(1, len(features) - n_classes)
-    target = float(np.trace(covariance)) / covariance.shape[0]
+    # A floor on the mean variance: an untrained or tiny network can give features that never vary.
+    target = max(float(np.trace(covariance)) / covariance.shape[0], 1e-6)
     shrunk = (1.0 - shrinkage) * covariance + shrinkage * target * np.eye(covariance.shape[0])
     precision = np.linalg.inv(shrunk)
     precision = (precision + precision.T) / 2.0
@@ -84,9 +85,9 @@ class NoveltyPolicy:
     output: str = NOVELTY_OUTPUT
 
     def __post_init__(self) -> None:
-        if not 0 < self.unusual_threshold <= self.foreign_threshold:
+        if not 0 <= self.unusual_threshold <= self.foreign_threshold:
             raise ValueError(
-                f"novelty thresholds must satisfy 0 < unusual ({self.unusual_threshold}) "
+                f"novelty thresholds must satisfy 0 <= unusual ({self.unusual_threshold}) "
                 f"<= foreign ({self.foreign_threshold})"
             )
 

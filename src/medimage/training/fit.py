@@ -207,7 +207,8 @@ def fit(config: TrainConfig, spec: PreprocessSpec, data: LabeledChannels, log: L
         .map(prepare)
         .prefetch(tf.data.AUTOTUNE)
     )
-    warmup_steps = round(steps * config.warmup_epochs)
+    # At most half the run: a short run (the demo, a test) keeps the preset's warm-up from eating it all.
+    warmup_steps = min(round(steps * config.warmup_epochs), (steps * config.epochs) // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0 if warmup_steps else config.learning_rate,
         decay_steps=steps * config.epochs - warmup_steps,

@@ -54,7 +54,7 @@ def export_and_evaluate(
 
     from medimage.core.novelty import fit_policy
     from medimage.core.selective import fit_review, withhold
-    from medimage.evaluation.scoring import metrics_of, score, scored
+    from medimage.evaluation.scoring import score, scored
     from medimage.evaluation.shifts import shifted_scored
     from medimage.inference.model import TFLiteClassifier, resolve_interpreter
     from medimage.training import export, novelty
@@ -231,7 +231,7 @@ def export_and_evaluate(
     # Score val and test exactly as the inference Lambda would: file bytes -> serving classifier.
     served = TFLiteClassifier.from_dir(model_dir, interpreter=interpreter)
     threshold = served.review_threshold
-    evaluation = {"val": metrics_of(val_probs[served_name], y_val, labels, threshold)}
+    evaluation = {"val": score(served, val_files, y_val, threshold=threshold)}
     contents = (path.read_bytes() for path in channels["test"].paths)
     evaluation["test"] = score(served, contents, data.y["test"], threshold=threshold)
     text = json.dumps(evaluation, indent=2) + "\n"

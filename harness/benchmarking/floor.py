@@ -14,7 +14,7 @@ from typing import Any
 from harness.benchmarking.figures import percentile
 
 FLOOR_COLD_START = (
-    "a fresh interpreter that imports only numpy, Pillow and LiteRT, loads the int8 model and answers the "
+    "a fresh interpreter that imports only numpy, Pillow and LiteRT, loads the served model and answers the "
     "first image (decode + invoke): spawn to answer"
 )
 _FLOOR_COLD_CODE = """
@@ -56,13 +56,14 @@ def floor_cold_start(model: Path, image: Path, size: int, cpu: int, env: dict[st
 
 class Floor:
     """The bare floor of one prediction, no handler: Pillow draft-mode decode and resize, then one LiteRT
-    invoke of the int8 variant (``model.json``'s ``int8_model_file``); decode and invoke timed apart."""
+    invoke of the variant the handler serves (``model.json``'s ``model_file``: a model's own floor);
+    decode and invoke timed apart."""
 
     def __init__(self, model_dir: Path, size: int) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         meta = json.loads((model_dir / "model.json").read_text())
-        self.model_file = str(meta.get("int8_model_file", "model-int8.tflite"))
+        self.model_file = str(meta.get("model_file", "model.tflite"))
         self.size = size
         self.interpreter = Interpreter(
             model_content=(model_dir / self.model_file).read_bytes(), num_threads=1

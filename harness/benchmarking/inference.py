@@ -11,7 +11,7 @@ processes pinned to one CPU core, with the same decode; only the model runtime d
   image, TensorFlow's fast path for single predictions.
 
 The floor is what a prediction cannot go below on this machine: Pillow's draft-mode decode, the resize and
-one LiteRT invoke of the model's int8 variant, no handler. It is timed in the LiteRT process, pass by pass
+one LiteRT invoke of the variant the handler serves, no handler. It is timed in the LiteRT process, pass by pass
 between the handler's passes, so both see the same machine; its cold start is timed right after each of the
 handler's, and the two handlers' fresh processes take turns.
 
@@ -107,7 +107,7 @@ def run(
     }
     app = str(project_file("functions/inference/app.py"))
     report["machine"]["bytecode_compiled"] = compile_bytecode(app)
-    floor_model = model_path.parent / str(meta.get("int8_model_file", "model-int8.tflite"))
+    floor_model = model_path  # the served variant: the handler is judged against its own model's floor
     size = int(meta["preprocess"]["image_size"])
     floor_colds: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:

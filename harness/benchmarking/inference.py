@@ -11,9 +11,9 @@ processes pinned to one CPU core, with the same decode; only the model runtime d
   image, TensorFlow's fast path for single predictions.
 
 The floor is what a prediction cannot go below on this machine: Pillow's draft-mode decode, the resize and
-one LiteRT invoke of the variant the handler serves, no handler. It is timed in the LiteRT process, pass by pass
-between the handler's passes, so both see the same machine; its cold start is timed right after each of the
-handler's, and the two handlers' fresh processes take turns.
+one LiteRT invoke of the variant the handler serves, no handler. It is timed in the LiteRT process, pass
+by pass between the handler's passes, so both see the same machine; its cold start is timed right after
+each of the handler's, and the two handlers' fresh processes take turns.
 
 Cold start is what Lambda pays: the interpreter's start-up (``process_start_s``, spawn to the first line
 of the fresh process) plus the handler's import, model load and first answer

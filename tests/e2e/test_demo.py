@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from medimage.local.demo import DemoOptions, Reporter, run_demo
 
@@ -48,20 +51,37 @@ def test_demo_trains_promotes_labels_and_serves(tmp_path):
     assert any("Where to look" in line for line in lines)
 
 
+def noise_tree(root: Path, per_class: int = 24) -> Path:
+    """ChestXRay2017's layout with noise for pixels: labels no network can learn, so no model reaches the
+    gate's accuracy (a pretrained network labels the demo's synthetic images perfectly)."""
+    rng = np.random.default_rng(3)
+    names = {
+        "NORMAL": [f"IM-{1000 + i:04d}-0001.jpeg" for i in range(per_class)],
+        "PNEUMONIA": [f"person{100 + i}_bacteria_{i}.jpeg" for i in range(per_class)]
+        + [f"person{200 + i}_virus_{i}.jpeg" for i in range(per_class)],
+    }
+    for folder, files in names.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8), "L").save(root / folder / name)
+    return root
+
+
 def test_demo_rejection_path_promotes_nothing_and_exits_zero(tmp_path):
-    # GIVEN an unreachable accuracy threshold, WHEN the demo runs through the real CLI
+    # GIVEN images whose labels cannot be learned and a high accuracy threshold, WHEN the demo runs through
+    # the real CLI
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "medimage.cli.main",
             "demo",
+            "--data",
+            str(noise_tree(tmp_path / "tree")),
             "--workdir",
-            str(tmp_path),
+            str(tmp_path / "out"),
             "--epochs",
             "1",
-            "--per-class",
-            "30",
             "--min-accuracy",
             "0.999",
         ],
@@ -72,7 +92,7 @@ def test_demo_rejection_path_promotes_nothing_and_exits_zero(tmp_path):
     )
     # THEN it exits 0, the gate says why, and nothing was promoted or labeled
     assert proc.returncode == 0, proc.stderr[-2000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["execution_status"] == "SUCCEEDED"
     assert summary["gate"]["passed"] is False
     assert any("min_accuracy 0.9990" in reason for reason in summary["gate"]["reasons"])

@@ -28,7 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="chestxray2017", help="dataset preset (see `medimage presets`)")
     parser.add_argument("--dataset", help="dataset name in the bucket (default: the preset name)")
     parser.add_argument("--workdir", type=Path, default=Path("demo-output"), help="where results go")
-    parser.add_argument("--epochs", type=int, help="training epochs (TrainingEpochs; default: the preset's)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="training epochs (TrainingEpochs; default: 4 on the synthetic images, the preset's on --data)",
+    )
     parser.add_argument("--min-accuracy", type=float, help="gate threshold (default: the preset's)")
     parser.add_argument(
         "--holdout-share",

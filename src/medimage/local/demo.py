@@ -29,6 +29,10 @@ from medimage.local.environment import LocalAws
 from medimage.local.synthetic import SYNTHETIC_NOTE, bad_files, generate, write_tree
 from medimage.ops.executions import wait_for_execution
 
+# The pretrained network learns the synthetic images in a few epochs; the preset's own count (for real
+# data) would only make the demo slower.
+SYNTHETIC_EPOCHS = 4
+
 
 @dataclass
 class DemoOptions:
@@ -107,8 +111,9 @@ def run_demo(opts: DemoOptions, report: Reporter | None = None) -> dict[str, Any
     )
 
     parameters = {"MinNewImages": "1"}
-    if opts.epochs is not None:
-        parameters["TrainingEpochs"] = str(opts.epochs)
+    epochs = opts.epochs if opts.epochs is not None else (SYNTHETIC_EPOCHS if opts.data is None else None)
+    if epochs is not None:
+        parameters["TrainingEpochs"] = str(epochs)
     if opts.min_accuracy is not None:
         parameters["MinAccuracyOverride"] = str(opts.min_accuracy)
     env = LocalAws(

@@ -123,26 +123,26 @@ def normalised_heatmap(cam: np.ndarray, index: int) -> np.ndarray:
     return (channel - low) / (high - low)
 
 
-def input_profile_of(meta: dict[str, Any]) -> InputProfile | None:
-    """``model.json`` ``input_profile``, or None for a model trained without one."""
-    raw = meta.get("input_profile")
+def _optional_entry(meta: dict[str, Any], key: str, parse: Any) -> Any:
+    """``model.json[key]`` parsed, None where absent (a model trained without it); a malformed entry is a
+    ModelError."""
+    raw = meta.get(key)
     if raw is None:
         return None
     try:
-        return InputProfile.from_dict(raw)
+        return parse(raw)
     except ValueError as exc:
         raise ModelError(f"model.json {exc}") from None
+
+
+def input_profile_of(meta: dict[str, Any]) -> InputProfile | None:
+    """``model.json`` ``input_profile``, or None for a model trained without one."""
+    return _optional_entry(meta, "input_profile", InputProfile.from_dict)  # type: ignore[no-any-return]
 
 
 def novelty_policy_of(meta: dict[str, Any]) -> NoveltyPolicy | None:
     """``model.json`` ``novelty``, or None for a model trained without a novelty score."""
-    raw = meta.get("novelty")
-    if raw is None:
-        return None
-    try:
-        return NoveltyPolicy.from_dict(raw)
-    except ValueError as exc:
-        raise ModelError(f"model.json {exc}") from None
+    return _optional_entry(meta, "novelty", NoveltyPolicy.from_dict)  # type: ignore[no-any-return]
 
 
 def read_model_json(model_dir: Path) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 EXAMPLES = """\
 examples:
   medimage demo                                   # synthetic data, default preset, gate passes
-  medimage demo --min-accuracy 0.999              # the rejection path: nothing promoted, exit 0
+  medimage demo --data DIR --min-accuracy 0.999   # the rejection path: nothing promoted, exit 0
   medimage demo --data ../shared/data/chestxray2017-224-train --preset chestxray2017-binary --epochs 5
   medimage demo --data OCT2017/train --preset oct2017 --workdir /tmp/oct-demo
 """

@@ -161,6 +161,12 @@ def test_evaluate_reproduces_the_trainers_test_and_val_metrics(
         assert printed == json.loads(target.read_text()) == evaluation[key]
 
 
+def evaluate_served(trained: dict[str, Path]) -> list[str]:
+    """``medimage evaluate`` of the trained model's float file on its own tree (options follow)."""
+    model = str(trained["out"] / "model.tflite")
+    return ["evaluate", "--model", model, "--data", str(trained["tree"]), "--preset", "folders"]
+
+
 def test_metric_lines_are_readable_by_the_metric_definitions(trained: dict[str, Path]) -> None:
     log = (trained["out"] / "output" / "train.log").read_text().splitlines()
     metrics = parse_metrics(log)
@@ -179,13 +185,7 @@ def test_evaluate_shifts_reports_clean_and_shifted_accuracy_as_served(
     # WHEN its robustness to two acquisition shifts is measured
     code = cli(
         [
-            "evaluate",
-            "--model",
-            str(trained["out"] / "model.tflite"),
-            "--data",
-            str(trained["tree"]),
-            "--preset",
-            "folders",
+            *evaluate_served(trained),
             "--split",
             "val",
             "--shifts",
@@ -220,13 +220,7 @@ def test_evaluate_report_routes_clean_shifted_made_and_foreign_sets_side_by_side
     # WHEN the side-by-side report runs on the validation images
     code = cli(
         [
-            "evaluate",
-            "--model",
-            str(trained["out"] / "model.tflite"),
-            "--data",
-            str(trained["tree"]),
-            "--preset",
-            "folders",
+            *evaluate_served(trained),
             "--split",
             "val",
             "--report",
@@ -260,13 +254,7 @@ def test_evaluate_rejects_an_unknown_shift(
 ) -> None:
     code = cli(
         [
-            "evaluate",
-            "--model",
-            str(trained["out"] / "model.tflite"),
-            "--data",
-            str(trained["tree"]),
-            "--preset",
-            "folders",
+            *evaluate_served(trained),
             "--shifts",
             "gamma_1.5,fog",
         ]

@@ -8,14 +8,11 @@ delivering from one thread per event source. Both go through ``deliver()`` (``me
 EventBridge rules whose target is a function get a local SQS queue as their target, so moto's own
 pattern matching decides which S3 events reach them.
 
-The training jobs' ``pretrained`` channel reads ``pretrained/mobilenet_v2/`` of the bucket, which
-``medimage deploy`` fills in a deployed stack. ``running()`` fills it the same way (``upload_pretrained``:
-verified against SHA256SUMS, so a corrupt copy is an error) from ``$MEDIMAGE_PRETRAINED_DIR``, else
-``../shared/data/pretrained`` beside the checkout. Where neither holds the weights, the local stack still
-runs: the channel is then optional for the local SageMaker, a job gets no ``SM_CHANNEL_PRETRAINED`` and the
-trainer tries its other sources (Keras' download, ``$MEDIMAGE_PRETRAINED_DIR``), failing the job with a
-clear reason when a preset that starts from ImageNet weights finds none; presets that train from scratch
-never notice.
+The training jobs' ``pretrained`` channel reads ``pretrained/mobilenet_v2/``; ``running()`` fills it as
+``medimage deploy`` does (``upload_pretrained``, checked against SHA256SUMS) from
+``$MEDIMAGE_PRETRAINED_DIR``, else ``../shared/data/pretrained``. Where neither holds the weights the
+channel is optional for the local SageMaker: jobs get no ``SM_CHANNEL_PRETRAINED`` and the trainer tries
+its other sources, failing with a clear reason only for a preset that needs ImageNet weights.
 """
 
 from __future__ import annotations

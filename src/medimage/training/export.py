@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -91,28 +91,36 @@ def logits_model(model: Any) -> Any:
 FLOAT_HEAD_OPS = ("FULLY_CONNECTED", "SQUARED_DIFFERENCE", "SUB", "SQUARE", "SUM", "REDUCE_MIN", "MUL", "DIV")
 
 
-def to_tflite_int8(
+def calibration_order(count: int, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training images the int8 calibration sees, and of the rest in a fixed order: the
+    mixed-precision choice (`medimage.training.mixed_precision`) checks on images calibration did not see."""
+    order = np.random.default_rng(seed).permutation(count)
+    return order[:samples], order[samples:]
+
+
+def int8_debugger(
     model: Any,
     calibration: np.ndarray,
     samples: int = 200,
     seed: int = 0,
     explain: bool = True,
     novelty: ClassGaussians | None = None,
-) -> bytes:
-    """Int8 weights and activations (per-channel weights, the converter's default), calibrated on training
-    images (raw 0..255 arrays); float32 input and logits output, so serving feeds the same array as to the
-    float model and the probabilities keep their resolution. The class-activation maps (unless
-    ``explain`` is off) come out as float32 too: the heads stay float (`FLOAT_HEAD_OPS`). With
-    ``novelty``, the calibration also sees images unlike any training image, so the features they give
-    are not clipped to the training images' range."""
-    rng = np.random.default_rng(seed)
-    chosen = calibration[rng.permutation(len(calibration))[:samples]].astype(np.float32)
+    float_layers: Sequence[str] = (),
+) -> Any:
+    """The converter's quantisation debugger for the int8 model `to_tflite_int8` describes: it converts,
+    and measures each layer's rounding error on the calibration's training images (``run``)."""
+    chosen = calibration[calibration_order(len(calibration), samples, seed)[0]].astype(np.float32)
+    seen = chosen
     if novelty is not None:
         from medimage.training.novelty import far_images
 
-        chosen = np.concatenate([chosen, far_images(chosen, seed)])
+        seen = np.concatenate([chosen, far_images(chosen, seed)])
 
     def representative() -> Iterator[list[np.ndarray]]:
+        for image in seen:
+            yield [image[None, ...]]
+
+    def training_images() -> Iterator[list[np.ndarray]]:
         for image in chosen:
             yield [image[None, ...]]
 
@@ -129,12 +137,48 @@ def to_tflite_int8(
         tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
         tf.lite.OpsSet.TFLITE_BUILTINS,
     ]
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_HEAD_OPS))
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_ops=list(FLOAT_HEAD_OPS), denylisted_nodes=list(float_layers)
+    )
     with contextlib.redirect_stdout(io.StringIO()):
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=representative, debug_options=options
+        return tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=training_images, debug_options=options
         )
-        return bytes(debugger.get_nondebug_quantized_model())
+
+
+def to_tflite_int8(
+    model: Any,
+    calibration: np.ndarray,
+    samples: int = 200,
+    seed: int = 0,
+    explain: bool = True,
+    novelty: ClassGaussians | None = None,
+    float_layers: Sequence[str] = (),
+) -> bytes:
+    """Int8 weights and activations (per-channel weights, the converter's default), calibrated on training
+    images (raw 0..255 arrays); float32 input and logits output, so serving feeds the same array as to the
+    float model and the probabilities keep their resolution. The class-activation maps (unless
+    ``explain`` is off) come out as float32 too: the heads stay float (`FLOAT_HEAD_OPS`), and so do the
+    ``float_layers`` (output tensor names, `medimage.training.mixed_precision`). With ``novelty``, the
+    calibration also sees images unlike any training image, so the features they give are not clipped to
+    the training images' range."""
+    debugger = int8_debugger(model, calibration, samples, seed, explain, novelty, float_layers)
+    with contextlib.redirect_stdout(io.StringIO()):
+        content = bytes(debugger.get_nondebug_quantized_model())
+    names, quantised = tensor_names(content)
+    wrong = sorted((set(float_layers) - names) | (set(float_layers) & quantised))
+    if wrong:
+        raise ExportError(f"layers meant to stay float are quantised or not in the graph: {wrong[:3]}")
+    return content
+
+
+def tensor_names(content: bytes) -> tuple[set[str], set[str]]:
+    """A TFLite model's tensor names, all of them and those with an int8 tensor (a quantised layer's
+    output; a float op reading it sees a dequantised copy under the same name)."""
+    from medimage.inference.model import resolve_interpreter
+
+    details = resolve_interpreter(allow_tensorflow=True)(model_content=content).get_tensor_details()
+    return {d["name"] for d in details}, {d["name"] for d in details if d["dtype"] == np.int8}
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:

@@ -57,7 +57,7 @@ def export_and_evaluate(
     from medimage.evaluation.scoring import score, scored
     from medimage.evaluation.shifts import shifted_scored
     from medimage.inference.model import TFLiteClassifier, resolve_interpreter
-    from medimage.training import export, novelty
+    from medimage.training import export, mixed_precision, novelty
 
     # The SageMaker TensorFlow container may lack LiteRT (training/requirements.txt asks for it).
     interpreter = resolve_interpreter(allow_tensorflow=True)
@@ -72,9 +72,11 @@ def export_and_evaluate(
     model_dir.mkdir(parents=True, exist_ok=True)
     gaussians = novelty.fit_gaussians(model, channels["train"].x, log) if config.novelty else None
     float_bytes = export.to_tflite_float(model, novelty=gaussians)
-    int8_bytes = export.to_tflite_int8(
-        model, channels["train"].x, config.int8_calibration_images, config.seed, novelty=gaussians
+    mixed = mixed_precision.quantize_mixed(
+        model, channels["train"].x, config.int8_calibration_images, config.seed, interpreter, gaussians
     )
+    log(f"int8 layers kept float: {mixed.to_dict()}")
+    int8_bytes = mixed.content
     if gaussians is not None:
         # A second int8 conversion with the novelty Gaussian fitted on the first one's own activations
         # (`novelty.int8_gaussians`); the score's head is float, so nothing else is quantised differently.
@@ -87,6 +89,7 @@ def export_and_evaluate(
             config.int8_calibration_images,
             config.seed,
             novelty=novelty.int8_gaussians(int8_bytes, sample, interpreter),
+            float_layers=mixed.float_layers,
         )
     (model_dir / MODEL_FILE).write_bytes(float_bytes)
     (model_dir / INT8_MODEL_FILE).write_bytes(int8_bytes)
@@ -167,6 +170,7 @@ def export_and_evaluate(
         labels,
         {n: r["threshold"] for n, r in reviews.items()},
     )
+    quantization["mixed_precision"] = mixed.to_dict()
     log(f"int8 parity on validation: {quantization}")
     served_name = quantization["served"]
     review = {**reviews[served_name], "confidence": "top-1 probability"}

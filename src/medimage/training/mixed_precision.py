@@ -1,0 +1,128 @@
+"""Which layers of the int8 model stay float: the fewest that keep it answering like the float network.
+
+Post-training quantisation of the fine-tuned MobileNetV2 cost 3.7 points of validation accuracy, and
+not evenly: a handful of layers (projections whose outputs are wide and centred, the first depthwise)
+carry most of the rounding error. The converter's quantisation debugger measures each layer's error on
+the calibration's training images in units of that layer's own quantisation step; the worst few are kept
+in float, as few as reach `AGREEMENT_TARGET` top-1 agreement with the Keras network on training images
+calibration did not see. Validation, which later decides int8 parity, plays no part in the choice.
+Measured: docs/experiments.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from medimage.core.novelty import ClassGaussians
+from medimage.training import export
+
+AGREEMENT_TARGET = 0.985
+LADDER = (0, 4, 8, 12, 16)  # layers kept float, tried in turn
+AGREEMENT_IMAGES = 300
+MIN_UNSEEN_IMAGES = 50  # fewer unseen training images than this: agreement is checked on the calibration's
+
+
+@dataclass(frozen=True)
+class MixedPrecision:
+    """An int8 model and the layers it keeps float, with the agreement that chose them."""
+
+    content: bytes
+    float_layers: tuple[str, ...]
+    agreement: float
+    tried: dict[int, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "float_layers": [layer_label(name) for name in self.float_layers],
+            "training_agreement": round(self.agreement, 6),
+            "agreement_target": AGREEMENT_TARGET,
+            "tried": {str(k): round(v, 6) for k, v in self.tried.items()},
+        }
+
+
+def layer_label(tensor_name: str) -> str:
+    """The Keras layer behind a converter tensor name (``net_1/block_13_project_BN_1/add;...`` ->
+    ``block_13_project_BN``), for people reading ``model.json``."""
+    first = tensor_name.split(";")[0]
+    parts = first.split("/")
+    label = parts[1] if len(parts) > 1 else parts[0]
+    return label.removesuffix("_1")
+
+
+def ranked_layers(debugger: Any) -> list[str]:
+    """Quantised tensors, the largest root-mean-square rounding error per quantisation step first
+    (``debugger.run()`` done)."""
+    dump = io.StringIO()
+    debugger.layer_statistics_dump(dump)
+    rows = []
+    for row in csv.DictReader(io.StringIO(dump.getvalue())):
+        scale = float(row.get("scale") or 0.0)
+        if scale > 0:
+            rows.append((float(row["mean_squared_error"]) ** 0.5 / scale, row["tensor_name"]))
+    return [name for _, name in sorted(rows, key=lambda item: -item[0])]
+
+
+def top1_agreement(content: bytes, images: np.ndarray, reference: np.ndarray, interpreter: Any) -> float:
+    """Share of images whose int8 top class (the ``[1, C]`` output) is the reference's."""
+    runner = interpreter(model_content=content)
+    runner.allocate_tensors()
+    entry = runner.get_input_details()[0]["index"]
+    classes = reference.shape[1]
+    exit_ = next(d["index"] for d in runner.get_output_details() if list(d["shape"]) == [1, classes])
+    same = 0
+    for image, expected in zip(images.astype(np.float32), reference.argmax(axis=1), strict=True):
+        runner.set_tensor(entry, image[None, ...])
+        runner.invoke()
+        same += int(runner.get_tensor(exit_)[0].argmax() == expected)
+    return same / len(images)
+
+
+def quantize_mixed(
+    model: Any,
+    calibration: np.ndarray,
+    samples: int,
+    seed: int,
+    interpreter: Any,
+    novelty: ClassGaussians | None = None,
+    target: float = AGREEMENT_TARGET,
+    ladder: tuple[int, ...] = LADDER,
+) -> MixedPrecision:
+    """The int8 model with the fewest float layers on ``ladder`` that agrees with Keras on ``target`` of
+    the unseen training images; where none does, the one that agrees most."""
+    chosen, unseen = export.calibration_order(len(calibration), samples, seed)
+    held = unseen[:AGREEMENT_IMAGES] if len(unseen) >= MIN_UNSEEN_IMAGES else chosen
+    images = calibration[np.sort(held)].astype(np.float32)
+    reference = export.logits_model(model).predict(images, batch_size=64, verbose=0)
+
+    debugger = export.int8_debugger(model, calibration, samples, seed, novelty=novelty)
+    with contextlib.redirect_stdout(io.StringIO()):
+        debugger.run()
+        content = bytes(debugger.get_nondebug_quantized_model())
+    # The debugger's graph quantises a few tensors the served one keeps float (its outputs): only the
+    # layers quantised in the served graph are candidates.
+    quantised = export.tensor_names(content)[1]
+    ranked = [name for name in ranked_layers(debugger) if name in quantised]
+    tried: dict[int, float] = {}
+    best: MixedPrecision | None = None
+    for count in ladder:
+        count = min(count, len(ranked))
+        if count in tried:
+            break
+        layers = tuple(ranked[:count])
+        if count:
+            content = export.to_tflite_int8(
+                model, calibration, samples, seed, novelty=novelty, float_layers=layers
+            )
+        tried[count] = top1_agreement(content, images, reference, interpreter)
+        if best is None or tried[count] > best.agreement:
+            best = MixedPrecision(content, layers, tried[count])
+        if tried[count] >= target:
+            break
+    assert best is not None
+    return MixedPrecision(best.content, best.float_layers, best.agreement, tried)

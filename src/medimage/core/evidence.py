@@ -56,7 +56,9 @@ def wilson_bounds(rate: float, n: float, z: float = Z) -> tuple[float, float]:
     z2 = z * z
     centre = (rate + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(rate * (1 - rate) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if rate <= 0.0 else max(0.0, centre - half)
+    high = 1.0 if rate >= 1.0 else min(1.0, centre + half)  # exact at the ends, not 0.9999999999999999
+    return low, high
 
 
 def wilson(successes: int, n: int) -> Interval:

@@ -36,7 +36,8 @@ def test_accuracy_below_the_threshold_fails_with_the_numbers_in_the_reason():
     assert not decision.passed and failed(decision) == {"min_accuracy"}
     assert decision.outcome == "fail"
     assert decision.reasons == [
-        "test accuracy 0.7500 < min_accuracy 0.9000, as is all of its 95% interval 0.6570-0.8245 on 100 images"
+        "test accuracy 0.7500 < min_accuracy 0.9000, as is all of its 95% interval 0.6570-0.8245 "
+        "on 100 images"
     ]
 
 

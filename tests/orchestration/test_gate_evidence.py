@@ -175,3 +175,12 @@ def test_per_image_results_are_read_but_not_stored_with_the_figures():
         and stored["support"] == {"normal": 1, "pneumonia": 2}
     )
     assert TestMetrics.from_dict(stored) == challenger and not TestMetrics.from_dict(stored).has_predictions
+
+
+def test_logs_name_the_outcome_and_the_images_needed():
+    from medimage.core.gate import verdict
+
+    assert verdict({"passed": True, "outcome": "pass"}) == "PASSED"
+    assert verdict({"passed": False}) == "REJECTED"
+    undecided = {"passed": False, "outcome": "insufficient_evidence", "images_needed": 1662}
+    assert verdict(undecided) == "INSUFFICIENT_EVIDENCE (about 1662 test images needed)"

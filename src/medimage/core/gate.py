@@ -275,6 +275,15 @@ class GateDecision:
         }
 
 
+def verdict(result: dict[str, Any]) -> str:
+    """One word for a gate output or gate.json, for logs: PASSED, REJECTED or INSUFFICIENT_EVIDENCE with
+    the test images it would need (an output from before ``outcome`` existed is passed or rejected)."""
+    if result.get("outcome") == INSUFFICIENT_EVIDENCE:
+        needed = result.get("images_needed")
+        return "INSUFFICIENT_EVIDENCE" + (f" (about {needed} test images needed)" if needed else "")
+    return "PASSED" if result.get("passed") else "REJECTED"
+
+
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 

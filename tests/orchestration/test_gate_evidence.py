@@ -184,3 +184,10 @@ def test_logs_name_the_outcome_and_the_images_needed():
     assert verdict({"passed": False}) == "REJECTED"
     undecided = {"passed": False, "outcome": "insufficient_evidence", "images_needed": 1662}
     assert verdict(undecided) == "INSUFFICIENT_EVIDENCE (about 1662 test images needed)"
+
+
+def test_figures_without_a_count_are_judged_on_their_value_alone():
+    # The trainer refuses an empty test split; a stand-in that reports n=0 gets the figure-only rule.
+    uncounted = TestMetrics("v1", 0.95, {"normal": 0.95, "pneumonia": 0.95}, LABELS, 0)
+    decision = decide(uncounted, GateConfig(0.9, {"pneumonia": 0.9}), None)
+    assert decision.outcome == "pass" and "accuracy" not in decision.to_dict()["intervals"]

@@ -176,6 +176,8 @@ class TestMetrics:
             for label, rate in self.recall.items()
             if rate is not None and self.support.get(label)
         }
+        if self.n <= 0:
+            return {"recall": recall}
         figures: dict[str, Any] = {"accuracy": _interval(self.accuracy, self.n).to_dict(), "recall": recall}
         if self.coverage is not None:
             figures["coverage"] = _interval(self.coverage, self.n).to_dict()
@@ -315,6 +317,13 @@ def decide(challenger: TestMetrics, config: GateConfig, champion: Champion | Non
 def _floor_check(name: str, figure: str, rate: float, n: int, floor: float, test_n: int) -> Check:
     """A figure measured on ``n`` images against its floor, by the rule in the module docstring.
     ``test_n`` is the whole test split, to scale a class's images needed up to a split size."""
+    if n <= 0:
+        # No count to judge it by (the trainer refuses an empty test split): the figure alone decides.
+        ok = rate + _TOLERANCE >= floor
+        relation = ">=" if ok else "<"
+        return Check(
+            name, PASS if ok else FAIL, f"{figure} {rate:.4f} {relation} {name_of(name)} {floor:.4f}"
+        )
     interval = _interval(rate, n)
     span = f"95% interval {interval.low:.4f}-{interval.high:.4f} on {n} images"
     facts: dict[str, Any] = {"interval": interval.to_dict(), "floor": floor}

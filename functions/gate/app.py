@@ -1,8 +1,9 @@
 """Gate Lambda: the Step Functions task after training. Thin: the logic is medimage.services.gate.
 
 Input: the execution input plus ``training`` (the DescribeTrainingJob-shaped Train output).
-Output: ``{"passed", "version", "reasons", "accuracy", "champion_version", "gate_key"}``; the full
-decision is written to ``models/<dataset>/<version>/gate.json``.
+Output: ``{"passed", "outcome", "images_needed", "class_images_needed", "version", "reasons", "accuracy",
+"champion_version", "gate_key"}`` (``outcome``: pass, fail or insufficient_evidence); the full decision,
+with every interval and the paired comparison, is written to ``models/<dataset>/<version>/gate.json``.
 """
 
 from __future__ import annotations

@@ -219,6 +219,55 @@ def test_status_reports_the_gate_decision_from_gate_json(executing: None, cli: A
     assert "last step: Rejected" in text.out
 
 
+def test_status_says_when_the_test_split_could_not_tell_and_how_many_images_would(
+    executing: None, cli: Any
+) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    gate_key = layout.model_prefix("ds", JOB) + "gate.json"
+    reason = "recall of 'pneumonia' 0.8750 < floor 0.9000, but its 95% interval 0.7389-0.9454 on 40 images"
+    put_json(
+        s3,
+        gate_key,
+        {
+            "passed": False,
+            "outcome": "insufficient_evidence",
+            "images_needed": 1662,
+            "class_images_needed": {"pneumonia": 554},
+            "reasons": [reason],
+            "metrics": {"accuracy": 0.93, "recall": {"pneumonia": 0.875}},
+            "champion": None,
+        },
+    )
+    definition = {
+        "StartAt": "ResolveJob",
+        "States": {
+            "ResolveJob": {
+                "Type": "Pass",
+                "Result": {"job_name": JOB},
+                "ResultPath": "$.job",
+                "Next": "Gate",
+            },
+            "Gate": {
+                "Type": "Pass",
+                "ResultPath": "$.gate",
+                "Next": "InsufficientEvidence",
+                "Result": {"decision": {"passed": False, "version": JOB, "gate_key": gate_key}},
+            },
+            "InsufficientEvidence": {"Type": "Succeed"},
+        },
+    }
+    arn = finished_execution(sfn, definition, {"dataset": "ds", "bucket": BUCKET})
+
+    status = cli("pipeline", "status", "--execution", arn, "--json").json()
+    assert status["gate"]["outcome"] == "insufficient_evidence" and status["gate"]["images_needed"] == 1662
+    text = cli("pipeline", "status", "--execution", arn).out
+    assert "gate: insufficient evidence (not promoted), accuracy 0.9300" in text
+    assert reason in text and "last step: InsufficientEvidence" in text
+    assert "a test split of about 1662 images (with 554 'pneumonia' images) would decide" in text
+
+
 def test_status_of_a_failed_execution_shows_the_error(executing: None) -> None:
     sfn = boto3.client("stepfunctions", region_name=REGION)
     definition = {

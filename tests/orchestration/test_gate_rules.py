@@ -32,9 +32,13 @@ def test_a_first_model_above_every_threshold_passes_without_a_champion():
 
 
 def test_accuracy_below_the_threshold_fails_with_the_numbers_in_the_reason():
-    decision = decide(metrics(0.85), CONFIG, None)
+    decision = decide(metrics(0.75), CONFIG, None)
     assert not decision.passed and failed(decision) == {"min_accuracy"}
-    assert decision.reasons == ["test accuracy 0.8500 < min_accuracy 0.9000 (n=100)"]
+    assert decision.outcome == "fail"
+    assert decision.reasons == [
+        "test accuracy 0.7500 < min_accuracy 0.9000, as is all of its 95% interval 0.6570-0.8245 "
+        "on 100 images"
+    ]
 
 
 def test_a_recall_floor_fails_even_when_accuracy_is_high():
@@ -93,7 +97,10 @@ def test_a_coverage_floor_fails_a_model_that_sends_too_much_to_review():
     sure = TestMetrics("v1", 0.95, {"normal": 0.9, "pneumonia": 0.95}, ("normal", "pneumonia"), 100, 0.85)
     decision = decide(unsure, config, None)
     assert failed(decision) == {"min_coverage"}
-    assert decision.reasons == ["share labelled without review 0.7000 < min_coverage 0.8000"]
+    assert decision.reasons == [
+        "share labelled without review 0.7000 < min_coverage 0.8000, as is all of its 95% interval "
+        "0.6042-0.7811 on 100 images"
+    ]
     assert decide(sure, config, None).passed
     assert decision.to_dict()["thresholds"]["min_coverage"] == 0.8
 

@@ -52,6 +52,18 @@ def steps(orchestration: Orchestration) -> dict[str, Step]:
     finally:
         del gate_env["MIN_ACCURACY_OVERRIDE"]
     run("equal-challenger", {**payload, "hyperparameters": GOOD})
+    real_gate = o.invokers["GateFunction"]
+
+    def undecided_gate(event: dict[str, Any]) -> Any:
+        # The real decision with the outcome a too-small test split gives (its rule: the gate's own tests).
+        decision = real_gate(event)
+        return {**decision, "passed": False, "outcome": "insufficient_evidence", "images_needed": 1662}
+
+    o.invokers["GateFunction"] = undecided_gate
+    try:
+        run("undecided-challenger", {**payload, "hyperparameters": GOOD})
+    finally:
+        o.invokers["GateFunction"] = real_gate
     run("training-crashes", {**payload, "hyperparameters": {**GOOD, "epochs": "many"}})
 
     calls = []
@@ -60,7 +72,6 @@ def steps(orchestration: Orchestration) -> dict[str, Step]:
         calls.append(event)
         raise TransientError("S3 kept answering SlowDown")
 
-    real_gate = o.invokers["GateFunction"]
     o.invokers["GateFunction"] = failing_gate
     try:
         run("gate-keeps-failing", {**payload, "hyperparameters": GOOD})
@@ -148,6 +159,15 @@ def test_an_equal_challenger_passes_the_tie_and_becomes_production(steps):
     assert step.result.states_entered()[-1] == "Promoted"
     assert step.result.output["promotion"]["result"]["previous_version"] == first
     assert [h["version"] for h in step.pointer_after["history"]] == [version_of(step), first]
+
+
+def test_a_gate_without_enough_evidence_ends_apart_and_promotes_nothing(steps):
+    step = steps["undecided-challenger"]
+    assert step.result.status == "SUCCEEDED"
+    assert step.result.states_entered()[-2:] == ["GatePassed", "InsufficientEvidence"]
+    assert "Promote" not in step.result.states_entered()
+    assert step.result.output["gate"]["decision"]["images_needed"] == 1662
+    assert step.pointer_after == steps["equal-challenger"].pointer_after
 
 
 def test_a_training_failure_takes_the_failure_path_and_records_why(orchestration, steps):

@@ -162,3 +162,59 @@ def test_rollback_swaps_back_only_to_a_model_whose_bytes_are_still_there():
     assert world.registry.pointer(DS).version == "v2"
     world.store.put_bytes(f"models/{DS}/v1/model.tflite", v1_model)
     assert rollback_production(world.store, world.registry, DS, None, NOW).version == "v1"
+
+
+def per_image_evaluation(truth: list[int], predicted: list[int]) -> dict:
+    """A test split as the trainer writes it now: figures plus each image's label and prediction."""
+    import numpy as np
+
+    from medimage.core.metrics import evaluate
+
+    split = evaluate(truth, np.eye(len(LABELS))[predicted], LABELS)
+    return {**split, "truth": truth, "predicted": predicted}
+
+
+def train_with_predictions(world: World, version: str, truth: list[int], predicted: list[int]) -> dict:
+    uri, files = job(version, 0.0)
+    split = per_image_evaluation(truth, predicted)
+    files["evaluation.json"] = json.dumps({"val": split, "test": split}).encode()
+    world.artifacts.outputs[uri] = files
+    return event(version, uri)
+
+
+def test_the_champion_is_compared_image_by_image_from_its_published_evaluation():
+    world = World()
+    truth = [0] * 100 + [1] * 100
+    first = train_with_predictions(world, "v1", truth, [0] * 96 + [1] * 4 + [1] * 96 + [0] * 4)
+    assert world.gate(first)["outcome"] == "pass"
+    world.promote(first)
+    # Right on 4 images the champion misses, wrong on 2 it gets: not worse, paired on the same images.
+    better = [0] * 98 + [1] * 2 + [1] * 98 + [0] * 2
+    better[0], better[100] = 1, 0
+    result = world.gate(train_with_predictions(world, "v2", truth, better))
+    record = world.store.get_json(result["gate_key"])
+    assert result["outcome"] == "pass" and world.evaluator.calls == 0
+    assert record["paired"]["challenger_only_right"] == 4 and record["paired"]["champion_only_right"] == 2
+    assert record["intervals"]["recall"]["pneumonia"]["n"] == 100
+
+
+def test_an_undecided_gate_reports_the_images_needed_and_promote_refuses_it():
+    world = World()
+    truth = [0] * 80 + [1] * 40
+    ev = train_with_predictions(world, "v1", truth, [0] * 80 + [1] * 35 + [0] * 5)  # pneumonia 0.875
+    result = world.gate(ev)
+    assert result["passed"] is False and result["outcome"] == "insufficient_evidence"
+    assert result["class_images_needed"]["pneumonia"] > 40 and result["images_needed"] > 120
+    with pytest.raises(PromoteRefused):
+        world.promote(ev)
+    assert world.registry.pointer(DS) is None
+
+
+def test_a_champion_published_without_per_image_results_is_re_measured_to_pair_them():
+    world = World()
+    first = world.train("v1", 0.97)
+    world.gate(first)
+    world.promote(first)
+    truth = [0] * 50 + [1] * 50
+    result = world.gate(train_with_predictions(world, "v2", truth, truth))
+    assert result["champion_version"] == "v1" and world.evaluator.calls == 1

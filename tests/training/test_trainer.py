@@ -96,8 +96,14 @@ def test_model_json_and_evaluation_follow_the_contract(trained: dict[str, Path])
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert set(evaluation) == {"val", "test"}
     for split in ("val", "test"):
-        assert set(evaluation[split]) == METRIC_FIELDS
+        # The test split also lists each image's label and prediction, for the gate's paired comparison.
+        per_image = {"truth", "predicted"} if split == "test" else set()
+        assert set(evaluation[split]) == METRIC_FIELDS | per_image
         assert evaluation[split]["labels"] == meta["labels"]
+    test = evaluation["test"]
+    assert len(test["truth"]) == len(test["predicted"]) == test["n"]
+    right = sum(t == p for t, p in zip(test["truth"], test["predicted"], strict=True))
+    assert right / test["n"] == pytest.approx(test["accuracy"], abs=1e-6)
     assert evaluation == json.loads((out / "output" / "evaluation.json").read_text())
 
 

@@ -55,6 +55,7 @@ class LiteRTChampionEvaluator:
             (image(k) for k in keys),
             [index[r["label"]] for r in rows],
             workers=self.workers,
+            per_image=True,
         )
         return TestMetrics.from_evaluation(result, manifest_version)
 

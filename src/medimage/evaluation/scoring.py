@@ -77,12 +77,18 @@ def score(
     truth: Sequence[int],
     workers: int = 1,
     threshold: float | None = None,
+    per_image: bool = False,
 ) -> dict[str, Any]:
     """One split of ``evaluation.json`` (`medimage.core.metrics.evaluate`) for these images; with a review
     ``threshold``, plus ``selective``: the coverage and accuracy of the predictions serving labels (above
-    the threshold and not too far from the training images)."""
+    the threshold and not too far from the training images). ``per_image`` adds ``truth`` and
+    ``predicted`` (class indices in the images' order), so the gate can pair two models image by image."""
     result = scored(classifier, contents, workers)
-    return metrics_of(result.probabilities, truth, classifier.labels, threshold, result.outside)
+    metrics = metrics_of(result.probabilities, truth, classifier.labels, threshold, result.outside)
+    if per_image:
+        metrics["truth"] = [int(t) for t in truth]
+        metrics["predicted"] = result.probabilities.argmax(axis=1).tolist()
+    return metrics
 
 
 def metrics_of(

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
+from medimage.core.gate import verdict
 from medimage.local.account import ACCOUNT, REGION
 
 log = logging.getLogger("medimage.local")
@@ -260,9 +261,8 @@ def task_outcome(result: Any) -> str:
     if not isinstance(result, dict):
         return "ok"
     if "passed" in result:
-        verdict = "PASSED" if result["passed"] else "REJECTED"
         reasons = "; ".join(str(r) for r in result.get("reasons") or [])
-        return f"ok: gate {verdict}, test accuracy {result.get('accuracy')} {reasons}".rstrip()
+        return f"ok: gate {verdict(result)}, test accuracy {result.get('accuracy')} {reasons}".rstrip()
     if result.get("promoted"):
         return f"ok: promoted {result.get('version')}"
     return "ok"

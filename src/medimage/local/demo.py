@@ -23,6 +23,7 @@ import boto3
 
 from medimage.adapters.s3 import S3ObjectStore
 from medimage.core import layout
+from medimage.core.gate import verdict
 from medimage.core.presets import get_preset
 from medimage.local.demo_data import UploadFile, duplicate_of, hold_back, scan
 from medimage.local.environment import LocalAws
@@ -211,7 +212,7 @@ def run_demo(opts: DemoOptions, report: Reporter | None = None) -> dict[str, Any
         if decision:
             metrics = decision.get("metrics", {})
             report.line(
-                f"gate {'PASSED' if decision.get('passed') else 'REJECTED'}: test accuracy "
+                f"gate {verdict(decision)}: test accuracy "
                 f"{metrics.get('accuracy')} (n={metrics.get('n')}), recall {metrics.get('recall')}"
             )
             for reason in decision.get("reasons", []):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from medimage.core.errors import UpProblem
+from medimage.core.gate import verdict
 from medimage.local.account import REGION
 from medimage.local.apigateway import make_http_handler
 from medimage.local.environment import LocalAws, default_template
@@ -253,9 +254,8 @@ def execution_summary(described: dict[str, Any]) -> str:
     output = json.loads(described.get("output") or "{}")
     gate = output.get("gate") or {}
     decision = gate.get("decision") if isinstance(gate.get("decision"), dict) else gate
-    verdict = "PASSED" if decision.get("passed") else "REJECTED"
     accuracy, version = decision.get("accuracy"), decision.get("version")
-    return f"SUCCEEDED: gate {verdict}, test accuracy {accuracy}, version {version}"
+    return f"SUCCEEDED: gate {verdict(decision)}, test accuracy {accuracy}, version {version}"
 
 
 def terminate_children(grace_s: float = 3.0) -> None:

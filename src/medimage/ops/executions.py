@@ -189,6 +189,9 @@ def status(sfn: Any, s3: Any, arn: str, history_events: int = 200) -> ExecutionV
             view.gate = {
                 **(view.gate or {}),
                 "passed": record.get("passed"),
+                "outcome": record.get("outcome"),
+                "images_needed": record.get("images_needed"),
+                "class_images_needed": record.get("class_images_needed") or {},
                 "reasons": record.get("reasons", []),
                 "accuracy": metrics.get("accuracy"),
                 "recall": metrics.get("recall"),
@@ -213,15 +216,34 @@ def describe_lines(view: ExecutionView) -> list[str]:
     if view.model_version:
         lines.append(f"  model version: {view.model_version}")
     if view.gate:
-        g = view.gate
-        verdict = {True: "passed", False: "rejected"}.get(g.get("passed"), "pending")
-        acc = g.get("accuracy")
-        lines.append(f"  gate: {verdict}" + (f", accuracy {acc:.4f}" if isinstance(acc, int | float) else ""))
-        for reason in g.get("reasons") or []:
-            lines.append(f"    - {reason}")
+        lines += gate_lines(view.gate)
     if view.error:
         lines.append(f"  error: {view.error}")
     lines.append(f"  {view.arn}")
+    return lines
+
+
+def gate_lines(gate: dict[str, Any]) -> list[str]:
+    """The gate's verdict, accuracy and reasons; when the test split could not tell, how many test images
+    would (a gate without an outcome, from before it had one, is passed or rejected)."""
+    if gate.get("outcome") == "insufficient_evidence":
+        verdict = "insufficient evidence (not promoted)"
+    else:
+        verdict = {True: "passed", False: "rejected"}.get(gate.get("passed"), "pending")
+    acc = gate.get("accuracy")
+    lines = [f"  gate: {verdict}" + (f", accuracy {acc:.4f}" if isinstance(acc, int | float) else "")]
+    lines += [f"    - {reason}" for reason in gate.get("reasons") or []]
+    if gate.get("outcome") == "insufficient_evidence":
+        per_class = ", ".join(
+            f"{n} '{label}'" for label, n in (gate.get("class_images_needed") or {}).items()
+        )
+        needed = gate.get("images_needed")
+        if needed is not None:
+            lines.append(
+                f"  images needed: a test split of about {needed} images"
+                + (f" (with {per_class} images)" if per_class else "")
+                + " would decide; add labeled images and commit again"
+            )
     return lines
 
 

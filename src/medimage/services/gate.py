@@ -3,8 +3,10 @@
 The challenger's numbers come from the ``evaluation.json`` the trainer packed into ``model.tar.gz``
 (``FinalMetricDataList`` is only copied into gate.json for reference: it is empty when a job logs no
 metric lines). The champion's numbers must be on the same test manifest: when production was trained on
-this very manifest version its registry entry already holds them; otherwise the champion's served model
-file is run (LiteRT) over this manifest's test split, so both are judged on the same images.
+this very manifest version its registry entry already holds them (and its published ``evaluation.json``
+its per-image results); otherwise, or when the challenger has per-image results to pair and the champion's
+files lack them, the champion's served model file is run (LiteRT) over this manifest's test split, so both
+are judged on the same images, image by image.
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ class GateService:
         self.store.put_json(gate_key, record)
         return {
             "passed": decision.passed,
+            "outcome": decision.outcome,
+            "images_needed": decision.images_needed,
+            "class_images_needed": decision.class_images_needed,
             "version": request.version,
             "reasons": decision.reasons,
             "accuracy": challenger.accuracy,
@@ -111,9 +116,24 @@ class GateService:
     def _champion(self, entry: ModelEntry, request: GateRequest, challenger: TestMetrics) -> Champion:
         stored = entry.metrics
         if stored.get("manifest_version") == request.manifest_version and stored.get("n") == challenger.n:
-            return Champion(entry.version, TestMetrics.from_dict(stored))
+            published = self._published_test_metrics(request.dataset, entry.version, request.manifest_version)
+            if published is not None and published.n == challenger.n:
+                return Champion(entry.version, published)
+            if not challenger.has_predictions:
+                return Champion(entry.version, TestMetrics.from_dict(stored))
         if stored.get("labels") and tuple(stored["labels"]) != challenger.labels:
             # Not comparable whatever the test set; decide() reports it from the stored numbers.
             return Champion(entry.version, TestMetrics.from_dict(stored))
         measured = self.evaluator.evaluate(entry, request.manifest_prefix, request.manifest_version)
         return Champion(entry.version, measured)
+
+    def _published_test_metrics(
+        self, dataset: str, version: str, manifest_version: str
+    ) -> TestMetrics | None:
+        """The champion's own test results with their per-image predictions, from the evaluation.json
+        promote published; None when it has none (a model trained before they were recorded)."""
+        evaluation = self.store.get_json(layout.model_prefix(dataset, version) + "evaluation.json")
+        test = (evaluation or {}).get("test") if isinstance(evaluation, dict) else None
+        if not isinstance(test, dict) or "predicted" not in test:
+            return None
+        return TestMetrics.from_evaluation(test, manifest_version)

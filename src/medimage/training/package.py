@@ -237,7 +237,7 @@ def export_and_evaluate(
     threshold = served.review_threshold
     evaluation = {"val": score(served, val_files, y_val, threshold=threshold)}
     contents = (path.read_bytes() for path in channels["test"].paths)
-    evaluation["test"] = score(served, contents, data.y["test"], threshold=threshold)
+    evaluation["test"] = score(served, contents, data.y["test"], threshold=threshold, per_image=True)
     text = json.dumps(evaluation, indent=2) + "\n"
     (model_dir / "evaluation.json").write_text(text, encoding="utf-8")
     return evaluation

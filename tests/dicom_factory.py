@@ -52,11 +52,13 @@ def make_dicom(
     signed: bool = False,
     with_pixels: bool = True,
     jpeg_quality: int = 95,
+    study_uid: str | None = "generate",
 ) -> bytes:
     """A DICOM file (preamble, DICM, meta header) holding ``pixels`` (HxW, or HxWx3 for RGB).
 
     ``window``: (center, width), or several of them (the decoder must use the first). Rescale Slope and
     Intercept are written whenever either differs from 1 and 0. ``frames`` > 1 repeats the image.
+    ``study_uid``: the Study Instance UID ("generate": a new one; None: no study or series UIDs at all).
     """
     pixels = np.asarray(pixels)
     meta = FileMetaDataset()
@@ -67,6 +69,9 @@ def make_dicom(
     ds.file_meta = meta
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    if study_uid is not None:
+        ds.StudyInstanceUID = generate_uid() if study_uid == "generate" else study_uid
+        ds.SeriesInstanceUID = generate_uid()
     ds.PatientName = patient_name
     ds.PatientID = patient_id
     ds.PatientBirthDate = BIRTH_DATE

@@ -23,8 +23,9 @@ RUNTIME_SETS: dict[str, tuple[str, ...]] = {
     # Every zip function (annotate, split, gate, promote): the pipeline's use cases and adapters; the gate
     # scores the production model with LiteRT (inference, evaluation).
     "layer": ("adapters", "core", "evaluation", "inference", "presets", "services"),
-    # The inference function's container image: serving, drop-to-label and their adapters.
-    "image": ("adapters", "core", "inference", "presets", "services"),
+    # The inference function's container image: serving, drop-to-label (its SR and FHIR results) and their
+    # adapters.
+    "image": ("adapters", "core", "inference", "presets", "results", "services"),
     # SageMaker script mode: the trainer, its evaluation and export (the Android package included).
     "training": ("android", "core", "evaluation", "inference", "presets", "training"),
 }

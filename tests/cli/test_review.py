@@ -113,7 +113,7 @@ def test_label_copies_first_and_clears_review_last():
     queued(store, "person1_virus_6.jpeg", b"image-1")
     store.log.clear()
     done = ReviewQueue(store, clock=lambda: "2026-11-26T08:00:00+00:00").label(
-        DS, "person1_virus_6.jpeg", "viral", get_preset(DS)
+        DS, "person1_virus_6.jpeg", "viral", get_preset(DS), reviewer="Smith^Ann"
     )
     target = LABELED + "PNEUMONIA/person1_virus_6.jpeg"
     assert done.labeled_key == target and done.model_label == "bacterial"
@@ -125,8 +125,46 @@ def test_label_copies_first_and_clears_review_last():
         ("delete", review_key(DS, "person1_virus_6.jpeg")),
     ]
     verdict = store.get_json(prediction_key(DS, f"incoming/unlabeled/{DS}/person1_virus_6.jpeg"))["review"]
-    assert verdict == {"label": "viral", "labeled_key": target, "reviewed_at": "2026-11-26T08:00:00+00:00"}
+    assert verdict == {
+        "label": "viral",
+        "labeled_key": target,
+        "reviewed_at": "2026-11-26T08:00:00+00:00",
+        "reviewer": "Smith^Ann",
+        "verdict": "modified",
+        "sr_key": None,  # a JPEG's result has no SR to answer
+    }
     assert not [k for k in store.objects if k.startswith("review/")]
+
+
+@pytest.mark.parametrize(("label", "verdict"), [("viral", "modified"), ("bacterial", "accepted")])
+def test_a_verdict_on_a_dicom_is_an_sr_that_refers_to_the_ais(label, verdict):
+    from dicom_factory import PATIENT_NAME, make_dicom, reference_image
+
+    from medimage.core.layout import review_sr_key
+    from medimage.results.sr import read_report
+    from medimage.results.writer import finding_of, write_results
+
+    store = ListingStore()
+    data = make_dicom(reference_image())
+    record = queued(store, "ward/scan-9.dcm", data)
+    source = record["key"]
+    record.update(model_sha256="ab" * 32)
+    record["results"] = write_results(store, DS, source, data, finding_of(record, f"{source}|v|e"))
+    store.put_json(prediction_key(DS, source), record)
+    ReviewQueue(store, clock=lambda: "2026-11-26T08:00:00+00:00").label(
+        DS, "ward/scan-9.dcm", label, get_preset(DS), reviewer="Smith^Ann"
+    )
+    result = store.get_json(prediction_key(DS, source))
+    assert result["label"] == "bacterial"  # the AI's answer stays as it was
+    assert result["review"]["verdict"] == verdict and result["review"]["reviewer"] == "Smith^Ann"
+    assert result["review"]["sr_key"] == review_sr_key(DS, source)
+    ai, person = (
+        read_report(store.get_bytes(k)) for k in (result["results"]["sr_key"], review_sr_key(DS, source))
+    )
+    assert ai.finding.value == "53084003" and ai.verdict is None
+    assert person.verdict.value == verdict.upper() and ai.sop_uid in person.evidence_uids
+    assert person.study_uid == ai.study_uid
+    assert PATIENT_NAME not in json.dumps(result)
 
 
 def test_a_rerun_after_an_interruption_finishes_without_a_second_copy():

@@ -97,3 +97,50 @@ def test_drop_to_label_labels_a_dicom(handler, s3, model_v1, dicom):
     written = json.dumps(result)
     for value in PHI_VALUES:
         assert value not in written
+
+
+def test_drop_to_label_writes_an_sr_and_a_fhir_report_and_phi_only_there(
+    handler, s3, model_v1, dicom, caplog, capsys
+):
+    """The SR and the FHIR report carry the patient because they must; the result JSON, the batch's
+    prediction_output.txt and the function's logs still carry nothing of the header."""
+    import pydicom
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+
+    from medimage.core.layout import result_fhir_key, result_sr_key
+    from medimage.results.sr import read_report
+
+    caplog.set_level(logging.DEBUG, logger="medimage")
+    caplog.set_level(logging.DEBUG, logger="pydicom")
+    apply_json_log_format(handler, "DEBUG")
+    capsys.readouterr()
+    publish(s3, model_v1, "v1")
+    key = "incoming/unlabeled/chestxray2017/ward/scan-18.dcm"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=dicom)
+    event = load_event("inference-sqs-s3-unlabeled.json")
+    record = event["Records"][0]
+    body = json.loads(record["body"])
+    body["Records"][0]["s3"]["object"]["key"] = key
+    record["body"] = json.dumps(body)
+    assert invoke(handler, {"Records": [record]}) == {"batchItemFailures": []}
+    logged = capsys.readouterr().out
+
+    def read(k: str) -> bytes:
+        return s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()
+
+    result = json.loads(read(prediction_key(DATASET, key)))
+    assert result["results"]["sr_key"] == result_sr_key(DATASET, key)
+    assert result["results"]["fhir_key"] == result_fhir_key(DATASET, key)
+    sr = read(result["results"]["sr_key"])
+    summary = read_report(sr)
+    assert summary.probability == pytest.approx(result["probabilities"][result["label"]], abs=1e-6)
+    assert summary.algorithm_version == "v1" and summary.needs_review == result["needs_review"]
+    assert str(pydicom.dcmread(io.BytesIO(sr)).PatientName) == PHI_VALUES[0]  # the SR must name the patient
+    report = DiagnosticReport.model_validate_json(read(result["results"]["fhir_key"]))
+    assert report.subject.identifier.value == PHI_VALUES[3]
+    batch = read(result["batch_output_key"]).decode()
+    assert "scan-18.dcm" in batch
+    text = json.dumps(result) + batch + logged + caplog.text
+    assert "prediction" in logged  # the function's own log lines are here
+    for value in PHI_VALUES:
+        assert value not in text, value

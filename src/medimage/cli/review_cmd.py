@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 from typing import TYPE_CHECKING
@@ -13,13 +14,15 @@ from medimage.ops.stack import BUCKET_ENV
 if TYPE_CHECKING:
     from medimage.ops.review import ReviewQueue
 
+REVIEWER_ENV = "MEDIMAGE_REVIEWER"
 NAME = "review"
 HELP = "list, show and label the images waiting for a clinician (review/<dataset>/)"
 DESCRIPTION = (
     "The review queue in the data bucket: drop-to-label stores each prediction below the review\n"
     "threshold at review/<dataset>/<file> with its result JSON. `label` moves an image into\n"
     "incoming/labeled/<dataset>/ under a folder and file name the dataset's preset reads as LABEL, so\n"
-    "it becomes training data (the next _commit trains on it), then clears it from review/.\n\n"
+    "it becomes training data (the next _commit trains on it), then clears it from review/. The verdict\n"
+    "and the reviewer are noted in the prediction result and, for a DICOM, in an SR of their own.\n\n"
     "examples:\n"
     "  medimage review list --dataset chestxray2017 --bucket my-data-bucket\n"
     "  medimage review show person1_virus_6.jpeg --dataset chestxray2017\n"
@@ -40,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             action.add_argument("key", metavar="KEY", help="review/<dataset>/<file>, or just <file>")
         if name == "label":
             action.add_argument("label", metavar="LABEL", help="the clinician's label (a dataset class)")
+            action.add_argument(
+                "--reviewer",
+                default=os.environ.get(REVIEWER_ENV) or getpass.getuser(),
+                help=f"who gives the label, as the verdict and its DICOM SR record it (default: "
+                f"${REVIEWER_ENV}, else the login name)",
+            )
             action.add_argument(
                 "--preset",
                 help="the preset that labels the dataset (default: $DATASET_PRESETS' entry, else the "
@@ -106,7 +115,7 @@ def run_label(args: argparse.Namespace) -> int:
     else:
         preset = DatasetResolver.from_json(os.environ.get("DATASET_PRESETS")).preset_for(args.dataset)
     with aws_errors():
-        done = _queue(args).label(args.dataset, args.key, args.label, preset)
+        done = _queue(args).label(args.dataset, args.key, args.label, preset, reviewer=args.reviewer)
     if args.json:
         print(json.dumps(done.to_dict(), indent=2))
     else:

@@ -8,7 +8,8 @@ manifests/<dataset>/<version>/...           train/val/test lists and stats.json
 training/<dataset>/<job>/...                SageMaker job output (model.tar.gz)
 models/<dataset>/<version>/...              a trained model, its evaluation and gate decision
 models/<dataset>/production.json            pointer to the serving version (+ history)
-predictions/<dataset>/...                   one JSON per image + batch prediction_output.txt
+predictions/<dataset>/...                   one JSON per image + batch prediction_output.txt; beside each
+                                            JSON a FHIR report (.fhir.json) and, for DICOM, an SR (.sr.dcm)
 review/<dataset>/<file>                     an unsure prediction's image for a clinician (+ <file>.json)
 pretrained/mobilenet_v2/<file>              ImageNet weights every training job gets (`medimage deploy`)
 """
@@ -132,6 +133,21 @@ def prediction_key(dataset: str, original_key: str) -> str:
     own_prefix = f"{UNLABELED_PREFIX}{dataset}/"
     name = original_key[len(own_prefix) :] if original_key.startswith(own_prefix) else original_key
     return f"{PREDICTIONS_PREFIX}{dataset}/{name}.json"
+
+
+def result_sr_key(dataset: str, original_key: str) -> str:
+    """The DICOM SR beside an image's result JSON: ``predictions/<dataset>/<name>.sr.dcm``."""
+    return prediction_key(dataset, original_key).removesuffix(".json") + ".sr.dcm"
+
+
+def result_fhir_key(dataset: str, original_key: str) -> str:
+    """The FHIR DiagnosticReport beside an image's result JSON: ``predictions/<dataset>/<name>.fhir.json``."""
+    return prediction_key(dataset, original_key).removesuffix(".json") + ".fhir.json"
+
+
+def review_sr_key(dataset: str, original_key: str) -> str:
+    """A clinician's verdict as an SR of its own: ``predictions/<dataset>/<name>.review.sr.dcm``."""
+    return prediction_key(dataset, original_key).removesuffix(".json") + ".review.sr.dcm"
 
 
 def review_key(dataset: str, filename: str) -> str:

@@ -13,6 +13,10 @@ idempotent:
   file that reported it: a duplicate notification in another batch is not reported twice, while an image
   whose first batch never wrote its file (a crash in between) is adopted by the batch that sees it next.
 
+Beside each result JSON go the results a PACS and a record system read (`medimage.results.writer`): a
+FHIR DiagnosticReport for every image and a DICOM SR for a DICOM in its study; the JSON names their keys
+under ``results``.
+
 Unusable objects are moved to ``quarantine/<dataset>/<key>`` with a ``.reason.json`` beside them, by the
 one quarantine procedure annotate uses too (`medimage.services.quarantine`). A missing production model
 raises, so the message is retried and, after the queue's redrive count, kept in the dead-letter queue.
@@ -37,6 +41,7 @@ from medimage.core.layout import (
 )
 from medimage.core.objects import ObjectRef
 from medimage.inference.service import InferenceService, PredictionResult
+from medimage.results.writer import finding_of, write_results
 from medimage.services.ports import ObjectStore
 from medimage.services.quarantine import Moved, quarantine_object
 
@@ -134,6 +139,10 @@ class DropLabeler:
                 "version_id": ref.version_id,
             },
         }
+        # The SR and FHIR report first, so the result JSON never names a report that is not there.
+        record["results"] = write_results(
+            self.store, dataset, ref.key, data, finding_of(record, ref.identity)
+        )
         if result.needs_review:  # the exact bytes that were classified, then the result beside them
             self.store.put_bytes(review_key(dataset, name), data)
             self.store.put_json(review_json_key(dataset, name), record)

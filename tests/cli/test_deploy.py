@@ -222,3 +222,33 @@ def test_source_location_falls_back_to_the_template_default(checkout: Path) -> N
     assert deploy.sam_commands(Path("sam"), "prod", guided=True, build=False) == [
         ["sam", "deploy", "--config-env", "prod", "--guided"]
     ]
+
+
+def test_ci_deploys_the_last_build_hands_sam_its_arguments_and_leaves_the_weights(
+    checkout: Path, s3: Any, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the delivery workflow runs: no weights folder on the runner, the CloudFormation role and no
+    change-set prompt for `sam deploy`."""
+    monkeypatch.delenv(PRETRAINED_DIR_ENV)
+    fake_sam(checkout)
+    stack_with_bucket()
+    run = cli(
+        "deploy",
+        "--config-env",
+        "prod",
+        "--stack",
+        "medimage-dev",
+        "--no-build",
+        "--no-pretrained",
+        "--",
+        "--role-arn",
+        "arn:aws:iam::123456789012:role/cfn",
+        "--no-confirm-changeset",
+    )
+    assert run.code == 0, run.err
+    calls = (checkout / "sam-calls.log").read_text().splitlines()
+    assert calls == [
+        "deploy --config-env prod --role-arn arn:aws:iam::123456789012:role/cfn --no-confirm-changeset"
+    ]
+    assert bucket_keys(s3) == ["code/training/sourcedir.tar.gz"]
+    assert f"pretrained weights: s3://{BUCKET}/{WEIGHTS_PREFIX} left as they are" in run.out

@@ -254,6 +254,14 @@ class FunctionPolicies:
         return self._resolved[cache_key]
 
     # ------------------------------------------------------------------ calls AWS makes with the role
+    def _function_of(self, value: Any) -> str | None:
+        """The function a reference calls, through its alias (AutoPublishAlias) when it names one."""
+        name = _target(value)
+        resource = self.cfn["Resources"].get(name or "", {})
+        if resource.get("Type") == "AWS::Lambda::Alias":
+            return _target(resource.get("Properties", {}).get("FunctionName"))
+        return name
+
     def _queue_key(self, queue: str, binding: StackBinding) -> str | None:
         props = self.raw["Resources"].get(queue, {}).get("Properties", {})
         logical = _target(props.get("KmsMasterKeyId"))
@@ -272,7 +280,7 @@ class FunctionPolicies:
             props = res.get("Properties", {})
             if (
                 res.get("Type") != "AWS::Lambda::EventSourceMapping"
-                or _target(props.get("FunctionName")) != function
+                or self._function_of(props.get("FunctionName")) != function
             ):
                 continue
             queue = _target(props.get("EventSourceArn"))

@@ -39,6 +39,16 @@ def target(value: Any) -> str | None:
     return None
 
 
+def function_target(cfn: Json, value: Any) -> str | None:
+    """The function a reference calls: a function's logical id, or the function behind an alias
+    (AutoPublishAlias makes event sources, permissions and the state machine call `<Function>Alias<name>`)."""
+    name = target(value)
+    resource = cfn.get("Resources", {}).get(name or "", {})
+    if resource.get("Type") == "AWS::Lambda::Alias":
+        return target(props(resource).get("FunctionName"))
+    return name
+
+
 def sub_text(value: Any) -> str:
     """The text of a string, or of a Fn::Sub (with its variables left as ${...})."""
     if isinstance(value, str):
@@ -96,7 +106,7 @@ def s3_object_prefix(resource: Any, bucket: str = "DataBucket") -> str | None:
 def event_source_mappings(cfn: Json) -> list[tuple[str | None, str | None]]:
     """(queue or stream logical id, function logical id) of every event source mapping."""
     return [
-        (target(props(esm).get("EventSourceArn")), target(props(esm).get("FunctionName")))
+        (target(props(esm).get("EventSourceArn")), function_target(cfn, props(esm).get("FunctionName")))
         for esm in resources(cfn, "AWS::Lambda::EventSourceMapping").values()
     ]
 

@@ -185,6 +185,7 @@ def test_roles_are_assumed_only_by_their_service(cfn):
                 "states.amazonaws.com",
                 "sagemaker.amazonaws.com",
                 "apigateway.amazonaws.com",
+                "codedeploy.amazonaws.com",
             }, name
 
 

@@ -10,6 +10,7 @@ from template_model import (
     as_list,
     dead_letter_queues,
     event_source_mappings,
+    function_target,
     lambda_functions,
     props,
     resources,
@@ -136,11 +137,11 @@ def test_upload_driven_functions_have_bounded_concurrency(cfn):
             capped.add(name)
     for esm in resources(cfn, "AWS::Lambda::EventSourceMapping").values():
         if (props(esm).get("ScalingConfig") or {}).get("MaximumConcurrency"):
-            capped.add(target(props(esm)["FunctionName"]))
+            capped.add(function_target(cfn, props(esm)["FunctionName"]))
     upload_driven = {fn for _, fn in event_source_mappings(cfn)}
     for rule in resources(cfn, "AWS::Events::Rule").values():
         if "aws.s3" in json.dumps(props(rule).get("EventPattern", {})):
-            upload_driven |= {target(t["Arn"]) for t in props(rule)["Targets"]}
+            upload_driven |= {function_target(cfn, t["Arn"]) for t in props(rule)["Targets"]}
     assert upload_driven and upload_driven <= capped, sorted(upload_driven - capped)
 
 

@@ -17,6 +17,7 @@ from template_model import (
     as_list,
     bucket_queue_notifications,
     event_source_mappings,
+    function_target,
     grants,
     lambda_functions,
     props,
@@ -86,7 +87,7 @@ def test_commit_marker_reaches_split_through_eventbridge(cfn):
         pattern = props(rule).get("EventPattern", {})
         keys = pattern.get("detail", {}).get("object", {}).get("key", [])
         if any(isinstance(k, dict) and k.get("wildcard") == "incoming/labeled/*/_commit" for k in keys):
-            rules.append((name, [target(t["Arn"]) for t in props(rule)["Targets"]], pattern))
+            rules.append((name, [function_target(cfn, t["Arn"]) for t in props(rule)["Targets"]], pattern))
     assert len(rules) == 1, rules
     name, targets, pattern = rules[0]
     assert targets == ["SplitFunction"]
@@ -95,7 +96,7 @@ def test_commit_marker_reaches_split_through_eventbridge(cfn):
     permissions = [
         props(p)
         for p in resources(cfn, "AWS::Lambda::Permission").values()
-        if target(props(p).get("FunctionName")) == "SplitFunction"
+        if function_target(cfn, props(p).get("FunctionName")) == "SplitFunction"
         and target(props(p).get("SourceArn")) == name
     ]
     assert permissions and permissions[0]["Principal"] == "events.amazonaws.com"
@@ -123,7 +124,7 @@ def test_api_reaches_inference(cfn):
     body = json.dumps([props(a).get("Body", {}) for a in apis.values()])
     assert "/predict" in body, "the API has a /predict route"
     invoked = [
-        target(props(p).get("FunctionName"))
+        function_target(cfn, props(p).get("FunctionName"))
         for p in resources(cfn, "AWS::Lambda::Permission").values()
         if props(p).get("Principal") == "apigateway.amazonaws.com"
     ]
@@ -155,7 +156,8 @@ def test_every_function_is_reached_by_something(cfn):
     """No orphan: each function has an event source, a rule, an API or the state machine calling it."""
     reached = {fn for _, fn in event_source_mappings(cfn)}
     reached |= {
-        target(p["FunctionName"]) for p in map(props, resources(cfn, "AWS::Lambda::Permission").values())
+        function_target(cfn, p["FunctionName"])
+        for p in map(props, resources(cfn, "AWS::Lambda::Permission").values())
     }
     machine_text = json.dumps([props(m) for m in resources(cfn, "AWS::StepFunctions::StateMachine").values()])
     reached |= {fn for fn in lambda_functions(cfn) if fn in machine_text}

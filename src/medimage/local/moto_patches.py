@@ -36,6 +36,7 @@ from typing import Any
 import moto
 
 from medimage.local.sagemaker import LocalSageMaker, TrainingJobError
+from medimage.local.template import function_name_of
 
 SUPPORTED_MOTO = "5.2."
 
@@ -64,13 +65,6 @@ def configure_moto_server(endpoint_url: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- Lambda
 Invoker = Callable[[dict[str, Any]], Any]
-
-
-def function_name_of(name_or_arn: str) -> str:
-    """``arn:aws:lambda:r:a:function:NAME[:qualifier]`` or ``NAME`` -> ``NAME``."""
-    if ":function:" in name_or_arn:
-        return name_or_arn.split(":function:", 1)[1].split(":", 1)[0]
-    return name_or_arn
 
 
 def _invocation_response(invoker: Invoker, body: Any, response_headers: dict[str, Any]) -> bytes:

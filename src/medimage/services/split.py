@@ -31,6 +31,7 @@ from medimage.core.manifests import (
     sagemaker_manifest_keys,
 )
 from medimage.core.presets import SPLITS
+from medimage.core.shards import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_THRESHOLD, SHARD_PLAN, plan_shards
 from medimage.services.datasets import DatasetResolver
 from medimage.services.ports import Backlog, Catalog, ObjectStore, Workflow
 
@@ -68,7 +69,11 @@ class Splitter:
         wait_s: float = 0.0,
         sleep: Any = time.sleep,
         work_dir: str | None = None,
+        shard_threshold: int = DEFAULT_SHARD_THRESHOLD,
+        shard_bytes: int = DEFAULT_SHARD_BYTES,
     ) -> None:
+        self.shard_threshold = shard_threshold  # from this many images a version is trained from shards
+        self.shard_bytes = shard_bytes
         self.work_dir = work_dir  # where the manifest table lives while it is built (default: the temp dir)
         self.store = store
         self.catalog = catalog
@@ -165,8 +170,22 @@ class Splitter:
             prefix = layout.manifest_prefix(dataset, version)
             for split in SPLITS:
                 self._write_split(prefix, split, table.rows(split))
+            sharded = int(stats["images"]) >= self.shard_threshold
+            if sharded:
+                plan = [
+                    s.to_dict()
+                    for split in SPLITS
+                    for s in plan_shards(prefix, split, table.sizes(split), self.shard_bytes)
+                ]
+                self.store.put_json_if(f"{prefix}{SHARD_PLAN}", plan, None)  # a version's plan never changes
 
-        stats = dict(stats, channels=CHANNEL_OF_SPLIT, preset=preset.name, previous_version=previous_version)
+        stats = dict(
+            stats,
+            channels=CHANNEL_OF_SPLIT,
+            preset=preset.name,
+            previous_version=previous_version,
+            input="shards" if sharded else "files",
+        )
         stats_key = f"{prefix}stats.json"
         if not self.store.put_json_if(stats_key, stats, None):
             stats = self.store.get_json(stats_key) or stats  # another commit of this version wrote it first
@@ -175,7 +194,7 @@ class Splitter:
         if self.workflow is not None:
             execution_arn = self.workflow.start(
                 commit_execution_name(dataset, version),
-                execution_input(dataset, preset.name, version, self.store.bucket, prefix),
+                execution_input(dataset, preset.name, version, self.store.bucket, prefix, shards=sharded),
             )
         # Written last: until it names this version, a retried commit redoes the same version in full.
         self._advance_latest(dataset, version, stats["created_at"], int(stats["images"]))

@@ -148,7 +148,7 @@ bench-container: $(STAMP) $(SAM_STAMP)
 
 # Called by `sam build` for MedimageLayer (BuildMethod: makefile, ContextPath: .). The layer holds the medimage
 # packages of the "layer" runtime set (src/medimage/runtime_sets.py) and their run-time dependencies (Pillow,
-# numpy, pydicom + python-gdcm for DICOM, Powertools) for python3.13 on x86_64 (glibc 2.34, as Lambda's Amazon
+# numpy, pydicom + python-gdcm for DICOM, crc32c for TFRecord shards, Powertools) for python3.13 on x86_64 (glibc 2.34, as Lambda's Amazon
 # Linux 2023; no TensorFlow, no serve extras; boto3 comes with the runtime), installed from wheels so that this
 # host's Python (3.11) can build it.
 # Every glibc up to 2.34 is named: pip before 24 does not count manylinux_2_28 as taking 2_27 wheels.
@@ -160,7 +160,7 @@ build-MedimageLayer:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (run through sam build)"; exit 1; }
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore $(LAYER_PLATFORM_ARGS) \
 		--target "$(ARTIFACTS_DIR)/python" -c "$(PROJECT_ROOT)/constraints.txt" \
-		pillow numpy pydicom python-gdcm 'aws-lambda-powertools[tracer]'
+		pillow numpy pydicom python-gdcm crc32c 'aws-lambda-powertools[tracer]'
 	$(PYTHON) "$(PROJECT_ROOT)/src/medimage/runtime_sets.py" layer "$(ARTIFACTS_DIR)/python"
 	find "$(ARTIFACTS_DIR)/python" -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf "$(ARTIFACTS_DIR)/python/bin"

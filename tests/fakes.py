@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from medimage.core.catalog import CatalogRecord, CatalogSnapshot, RecordOutcome
+from medimage.core.catalog import CatalogPage, CatalogRecord, CatalogSnapshot, RecordOutcome
 from medimage.core.objects import ObjectData, ObjectHead
 from medimage.core.registry import ProductionPointer
 
@@ -84,12 +84,37 @@ class InMemoryObjectStore:
         self.objects.pop(key, None)
         self.log.append(("delete", key))
 
+    def read_lines(self, key: str) -> Iterator[str] | None:
+        data = self.objects.get(key)
+        return None if data is None else iter(data.decode("utf-8").splitlines(keepends=True))
+
+    def start_upload(self, key: str, content_type: str = "application/octet-stream") -> InMemoryUpload:
+        return InMemoryUpload(self, key, content_type)
+
     def keys(self, prefix: str = "") -> list[str]:
         return sorted(k for k in self.objects if k.startswith(prefix))
 
 
+class InMemoryUpload:
+    """An object written in pieces into an `InMemoryObjectStore`; stored on ``finish`` if still absent."""
+
+    def __init__(self, store: InMemoryObjectStore, key: str, content_type: str) -> None:
+        self.store, self.key, self.content_type = store, key, content_type
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def finish(self) -> bool:
+        return self.store.put_if_absent(self.key, b"".join(self.parts), self.content_type)
+
+    def abort(self) -> None:
+        self.parts.clear()
+
+
 class InMemoryCatalog:
-    def __init__(self) -> None:
+    def __init__(self, page_size: int = 1000) -> None:
+        self.page_size = page_size
         self.images: dict[tuple[str, str], CatalogRecord] = {}
         self.duplicate_keys: dict[tuple[str, str], set[str]] = {}
         self.quarantined: dict[tuple[str, str], dict[str, str]] = {}
@@ -113,6 +138,14 @@ class InMemoryCatalog:
         duplicates = sum(len(keys) for (ds, _), keys in self.duplicate_keys.items() if ds == dataset)
         codes = Counter(q["code"] for (ds, _), q in self.quarantined.items() if ds == dataset)
         return CatalogSnapshot(records=records, duplicates=duplicates, quarantined=dict(codes))
+
+    def pages(self, dataset: str) -> Iterator[CatalogPage]:
+        """As DynamoDB pages a partition: images in sha256 order, then quarantined objects."""
+        snapshot = self.snapshot(dataset)
+        records = sorted(snapshot.records, key=lambda r: r.sha256)
+        for start in range(0, len(records), self.page_size):
+            yield CatalogPage(records[start : start + self.page_size], 0, {})
+        yield CatalogPage([], snapshot.duplicates, snapshot.quarantined)
 
 
 class InMemoryPointerStore:

@@ -31,6 +31,8 @@ def splitter_for(bucket: str) -> Splitter:
         min_new_images=settings.min_new_images,
         backlog=SqsBacklog(settings.annotate_queue_url) if settings.annotate_queue_url else None,
         wait_s=settings.annotation_wait_s,
+        shard_threshold=settings.shard_threshold,
+        shard_bytes=settings.shard_bytes,
     )
 
 

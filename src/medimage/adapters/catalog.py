@@ -2,19 +2,20 @@
 quarantined object (``q#<key>``). Writes are conditional, so every handler stays idempotent.
 
 An item keeps its fields in one JSON attribute (``record`` / ``reason``): items stay small (fewer
-attribute names to pay for) and a split reads 20,000 records in a few pages.
+attribute names to pay for) and a split reads 20,000 records in a few pages, a page at a time.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from medimage.adapters.aws import client
-from medimage.core.catalog import CatalogRecord, CatalogSnapshot, RecordOutcome
+from medimage.core.catalog import CatalogPage, CatalogRecord, CatalogSnapshot, RecordOutcome
 
 IMAGE_PREFIX = "img#"
 QUARANTINE_PREFIX = "q#"
@@ -71,10 +72,18 @@ class DynamoCatalog:
         )
 
     def snapshot(self, dataset: str) -> CatalogSnapshot:
-        """Every record of a dataset, with duplicate and quarantine counts (one paginated Query)."""
+        """Every record of a dataset, with duplicate and quarantine counts (in memory: small datasets)."""
         records: list[CatalogRecord] = []
         duplicates = 0
         quarantined: Counter[str] = Counter()
+        for page in self.pages(dataset):
+            records.extend(page.records)
+            duplicates += page.duplicates
+            quarantined.update(page.quarantined)
+        return CatalogSnapshot(records=records, duplicates=duplicates, quarantined=dict(quarantined))
+
+    def pages(self, dataset: str) -> Iterator[CatalogPage]:
+        """The dataset's partition one Query page (up to 1 MB) at a time, images in sha256 order."""
         paginator = self._db.get_paginator("query")
         pages = paginator.paginate(
             TableName=self.table,
@@ -82,6 +91,9 @@ class DynamoCatalog:
             ExpressionAttributeValues={":d": {"S": dataset}},
         )
         for page in pages:
+            records: list[CatalogRecord] = []
+            duplicates = 0
+            quarantined: Counter[str] = Counter()
             for raw in page.get("Items", []):
                 kind = raw["item"]["S"]
                 if kind.startswith(IMAGE_PREFIX):
@@ -89,4 +101,4 @@ class DynamoCatalog:
                     duplicates += len(raw.get("duplicate_keys", {}).get("SS", ()))
                 elif kind.startswith(QUARANTINE_PREFIX):
                     quarantined[json.loads(raw["reason"]["S"])["code"]] += 1
-        return CatalogSnapshot(records=records, duplicates=duplicates, quarantined=dict(quarantined))
+            yield CatalogPage(records=records, duplicates=duplicates, quarantined=dict(quarantined))

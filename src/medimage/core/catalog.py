@@ -50,3 +50,13 @@ class CatalogSnapshot:
     records: list[CatalogRecord]
     duplicates: int
     quarantined: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CatalogPage:
+    """One page of a dataset's catalog: its image records (in sha256 order within the page) and the
+    duplicates and quarantined objects it counted. A split reads the catalog page by page."""
+
+    records: list[CatalogRecord]
+    duplicates: int
+    quarantined: dict[str, int]

@@ -26,9 +26,11 @@ def execution_input(
     bucket: str,
     manifest_prefix: str,
     hyperparameters: dict[str, Any] | None = None,
+    shards: bool = False,
 ) -> dict[str, Any]:
     """``{"dataset", "preset", "manifest_version", "bucket", "manifest_prefix"}`` (+ ``hyperparameters``:
-    overrides of the template's defaults, as strings; the ``sagemaker_*`` script settings are not theirs)."""
+    overrides of the template's defaults, as strings; the ``sagemaker_*`` script settings are not theirs;
+    + ``"input": "shards"`` when the version is trained from TFRecord shards, see ``core.shards``)."""
     payload: dict[str, Any] = {
         "dataset": dataset,
         "preset": preset,
@@ -41,6 +43,8 @@ def execution_input(
         if reserved:
             raise BadExecutionInput(f"hyperparameters {reserved} are script settings, not overridable")
         payload["hyperparameters"] = {k: str(v) for k, v in hyperparameters.items()}
+    if shards:
+        payload["input"] = "shards"
     return payload
 
 

@@ -12,7 +12,7 @@ import hashlib
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -84,23 +84,51 @@ def plan_manifest(
 
 
 def to_csv(records: list[CatalogRecord]) -> str:
+    return csv_header() + csv_lines(csv_row(r) for r in records)
+
+
+CsvRow = tuple[str, str, str, str]  # key, label, sha256, patient_id ("" when none)
+
+
+def csv_row(record: CatalogRecord) -> CsvRow:
+    return (record.key, record.label, record.sha256, record.patient_id or "")
+
+
+def csv_header() -> str:
+    return csv_lines([CSV_FIELDS])
+
+
+def csv_lines(rows: Iterable[tuple[str, ...]]) -> str:
+    """CSV lines of ``rows``: a manifest CSV is its header, then these pieces one after another."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
-    for r in records:
-        writer.writerow((r.key, r.label, r.sha256, r.patient_id or ""))
+    csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue()
 
 
 def read_csv(text: str) -> list[dict[str, str]]:
-    reader = csv.DictReader(io.StringIO(text))
+    return list(iter_csv(io.StringIO(text)))
+
+
+def iter_csv(lines: Iterable[str]) -> Iterator[dict[str, str]]:
+    """The rows of a manifest CSV given line by line (ends kept), one at a time."""
+    reader = csv.DictReader(lines)
     missing = set(CSV_FIELDS) - set(reader.fieldnames or [])
     if missing:
         raise ValueError(f"manifest CSV lacks columns: {sorted(missing)}")
-    return list(reader)
+    yield from reader
 
 
 def to_sagemaker_manifest(bucket: str, csv_key: str, records: list[CatalogRecord]) -> str:
     """A SageMaker ManifestFile: a prefix, then keys relative to it (the CSV first)."""
-    entries: list[Any] = [{"prefix": f"s3://{bucket}/"}, csv_key, *(r.key for r in records)]
-    return json.dumps(entries)
+    return sagemaker_manifest_head(bucket, csv_key) + sagemaker_manifest_keys([r.key for r in records]) + "]"
+
+
+def sagemaker_manifest_head(bucket: str, csv_key: str) -> str:
+    """The ManifestFile up to its keys; then ``sagemaker_manifest_keys`` pieces, then ``]``: the same
+    text as ``json.dumps`` of the whole list, written as it goes."""
+    entries: list[Any] = [{"prefix": f"s3://{bucket}/"}, csv_key]
+    return json.dumps(entries)[:-1]
+
+
+def sagemaker_manifest_keys(keys: list[str]) -> str:
+    return ", " + json.dumps(keys)[1:-1] if keys else ""

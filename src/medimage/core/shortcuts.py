@@ -11,12 +11,9 @@ above the others (one-vs-rest AUC; 0.5 means no information) and warns when eith
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-import numpy as np
-
-from medimage.core.metrics import binary_auc
 
 # |AUC - 0.5| above this: the property alone separates the class from the rest most of the time.
 WARN_MARGIN = 0.25
@@ -31,20 +28,31 @@ def audit_shapes(
     labels: Sequence[str], widths: Sequence[int], heights: Sequence[int], classes: Sequence[str]
 ) -> dict[str, Any]:
     """Per-class median and one-vs-rest AUC of aspect ratio and pixel count, with warnings."""
-    label_array = np.asarray(labels)
-    w = np.asarray(widths, dtype=np.float64)
-    h = np.asarray(heights, dtype=np.float64)
-    properties = {"aspect_ratio": w / np.maximum(h, 1.0), "megapixels": w * h / 1e6}
-    report: dict[str, Any] = {"n": len(label_array), "warnings": []}
-    for name, values in properties.items():
+    return audit_shape_counts(Counter(zip(labels, widths, heights, strict=True)), classes)
+
+
+def audit_shape_counts(counts: Mapping[tuple[str, int, int], int], classes: Sequence[str]) -> dict[str, Any]:
+    """The same audit from how many images have each (label, width, height): a catalog of any size is
+    audited in memory bounded by its distinct shapes, not its images."""
+    properties: dict[str, Callable[[float, float], float]] = {
+        "aspect_ratio": lambda w, h: w / max(h, 1.0),
+        "megapixels": lambda w, h: w * h / 1e6,
+    }
+    report: dict[str, Any] = {"n": sum(counts.values()), "warnings": []}
+    for name, measure in properties.items():
+        # value -> label -> images, so ties between shapes of the same value rank together
+        by_value: dict[float, Counter[str]] = {}
+        for (label, width, height), n in counts.items():
+            by_value.setdefault(measure(float(width), float(height)), Counter())[label] += n
+        ordered = sorted(by_value.items())
         per_class: dict[str, Any] = {}
         for label in classes:
-            members = label_array == label
-            if members.sum() < MIN_PER_CLASS or (~members).sum() < MIN_PER_CLASS:
+            members = sum(c[label] for _, c in ordered)
+            if members < MIN_PER_CLASS or report["n"] - members < MIN_PER_CLASS:
                 continue
-            auc = binary_auc(members, values)
+            auc = _weighted_auc([(c[label], c.total() - c[label]) for _, c in ordered])
             per_class[label] = {
-                "median": round(float(np.median(values[members])), 3),
+                "median": round(_weighted_median([(v, c[label]) for v, c in ordered], members), 3),
                 "auc": None if auc is None else round(auc, 3),
             }
             # With two classes the second one's AUC is 1 - the first's: one warning says it all.
@@ -58,3 +66,30 @@ def audit_shapes(
                 )
         report[name] = per_class
     return report
+
+
+def _weighted_auc(groups: list[tuple[int, int]]) -> float | None:
+    """ROC AUC from (positives, negatives) per distinct value in ascending order; ties count 1/2 (the
+    rank-sum AUC of ``medimage.core.metrics.binary_auc``)."""
+    positives = sum(p for p, _ in groups)
+    negatives = sum(n for _, n in groups)
+    if positives == 0 or negatives == 0:
+        return None
+    below = 0
+    wins = 0.0
+    for p, n in groups:
+        wins += p * (below + n / 2.0)
+        below += n
+    return wins / (positives * negatives)
+
+
+def _weighted_median(groups: list[tuple[float, int]], total: int) -> float:
+    """The median of ``total`` values given as (value, count) in ascending order (numpy's definition)."""
+    wanted = ((total - 1) // 2, total // 2)
+    picked: list[float] = []
+    seen = 0
+    for value, count in groups:
+        while len(picked) < 2 and wanted[len(picked)] < seen + count:
+            picked.append(value)
+        seen += count
+    return (picked[0] + picked[1]) / 2.0

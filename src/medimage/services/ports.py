@@ -6,10 +6,10 @@ service rules are tested on. Only value types from `medimage.core` cross these b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from medimage.core.catalog import CatalogRecord, CatalogSnapshot, RecordOutcome
+from medimage.core.catalog import CatalogPage, CatalogRecord, CatalogSnapshot, RecordOutcome
 from medimage.core.gate import TestMetrics
 from medimage.core.objects import ObjectData, ObjectHead
 from medimage.core.registry import ModelEntry, ProductionPointer
@@ -40,6 +40,24 @@ class ObjectStore(Protocol):
 
     def copy(self, source_key: str, dest_key: str) -> None: ...
     def delete(self, key: str) -> None: ...
+    def read_lines(self, key: str) -> Iterator[str] | None:
+        """The text of an object line by line (ends kept), read as it streams; None when missing."""
+        ...
+
+    def start_upload(self, key: str, content_type: str = ...) -> ObjectUpload:
+        """An object written in pieces (a multipart upload): memory stays flat in its size."""
+        ...
+
+
+class ObjectUpload(Protocol):
+    """An object being written in pieces; stored by ``finish`` only if nothing is at its key yet."""
+
+    def write(self, data: bytes) -> None: ...
+    def finish(self) -> bool:
+        """Store it (False: something was already stored at the key; this upload is dropped)."""
+        ...
+
+    def abort(self) -> None: ...
 
 
 class Catalog(Protocol):
@@ -48,6 +66,9 @@ class Catalog(Protocol):
     def record_image(self, record: CatalogRecord) -> RecordOutcome: ...
     def record_quarantine(self, dataset: str, key: str, code: str, message: str, at: str) -> None: ...
     def snapshot(self, dataset: str) -> CatalogSnapshot: ...
+    def pages(self, dataset: str) -> Iterator[CatalogPage]:
+        """The dataset's catalog a page at a time, image records in sha256 order (the table's sort key)."""
+        ...
 
 
 class Workflow(Protocol):

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from medimage.core.images import ImageLimits
+from medimage.core.shards import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_THRESHOLD
 from medimage.services.datasets import DatasetResolver
 
 Env = Mapping[str, str]
@@ -65,6 +66,9 @@ class SplitSettings:
     annotate_queue_url: str | None
     # How long a commit waits for the annotate queue to drain before it is retried.
     annotation_wait_s: float
+    # From this many images a version also gets a shard plan; the shards' target size.
+    shard_threshold: int = DEFAULT_SHARD_THRESHOLD
+    shard_bytes: int = DEFAULT_SHARD_BYTES
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> SplitSettings:
@@ -75,6 +79,8 @@ class SplitSettings:
             state_machine_arn=env.get("STATE_MACHINE_ARN") or None,
             annotate_queue_url=env.get("ANNOTATE_QUEUE_URL") or None,
             annotation_wait_s=float(env.get("ANNOTATION_WAIT_S") or "0"),
+            shard_threshold=int(env.get("SHARD_THRESHOLD") or DEFAULT_SHARD_THRESHOLD),
+            shard_bytes=int(env.get("SHARD_BYTES") or DEFAULT_SHARD_BYTES),
         )
 
 

@@ -1,4 +1,4 @@
-"""Training channels (manifest CSV + images at ``<channel dir>/<key>``) to arrays.
+"""Training channels (manifest CSV + images at ``<channel dir>/<key>``, or TFRecord shards) to arrays.
 
 Every image goes through ``medimage.core.preprocess.load_image_array``, the function serving uses, so
 what the network learns from is exactly what it will be shown in production. The arrays are kept as
@@ -8,14 +8,17 @@ uint8: the shared preprocessing yields whole numbers 0..255 (decoded 8-bit pixel
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from medimage.core.errors import RejectedInput, TrainingInputError
 from medimage.core.manifests import CSV_FIELDS, read_csv
 from medimage.core.preprocess import PreprocessSpec, load_image_array
+from medimage.core.shards import IMAGE_FEATURES
 
 
 @dataclass(frozen=True)
@@ -68,22 +71,71 @@ def read_channel_rows(name: str, channel_dir: Path) -> list[dict[str, str]]:
     return rows
 
 
-def load_channel(name: str, channel_dir: Path, spec: PreprocessSpec) -> Channel:
+def shard_files(channel_dir: Path) -> list[Path]:
+    """The TFRecord shards of a sharded channel (``medimage.core.shards``), in name order; [] for files."""
+    return sorted(channel_dir.rglob("*.tfrecord")) if channel_dir.is_dir() else []
+
+
+def check_channel(name: str, channel_dir: Path) -> None:
+    """Fail fast, before TensorFlow loads: a channel of files needs its CSV and rows; shards are checked
+    as they are read (their records carry their checksums)."""
+    if not shard_files(channel_dir):
+        read_channel_rows(name, channel_dir)
+
+
+def channel_records(name: str, channel_dir: Path) -> Any:
+    """Every image of a channel as a ``tf.data`` dataset of ``{"key", "label", "image"}`` (the bytes as
+    uploaded): read from TFRecord shards, or from the manifest CSV and the files beside it. The one path
+    by which the trainer reads a channel, whatever its layout."""
+    import tensorflow as tf
+
+    shards = shard_files(channel_dir)
+    if shards:
+        features = {n: tf.io.FixedLenFeature([], tf.string) for n in IMAGE_FEATURES}
+        records = tf.data.TFRecordDataset([str(p) for p in shards])
+        return records.map(lambda r: tf.io.parse_single_example(r, features))
     rows = read_channel_rows(name, channel_dir)
-    x = np.empty((len(rows), spec.image_size, spec.image_size, spec.channels), dtype=np.uint8)
+    for row in rows:
+        if not (channel_dir / row["key"]).is_file():
+            raise TrainingInputError(f"channel '{name}': cannot read image {row['key']}: no such file")
+    table = {
+        "key": [row["key"] for row in rows],
+        "label": [row["label"] for row in rows],
+        "path": [str(channel_dir / row["key"]) for row in rows],
+    }
+    return tf.data.Dataset.from_tensor_slices(table).map(
+        lambda r: {"key": r["key"], "label": r["label"], "image": tf.io.read_file(r["path"])}
+    )
+
+
+def load_channel(name: str, channel_dir: Path, spec: PreprocessSpec) -> Channel:
+    """A channel decoded to arrays by the serving preprocessing. Each image keeps a file path (the
+    packaging step re-reads validation and test images from it): a channel of files keeps its own, a
+    sharded channel's images are written out under a scratch folder as they are read."""
+    shards = shard_files(channel_dir)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{name}-images-")) if shards else None
+    images: list[np.ndarray] = []
+    labels: list[str] = []
     paths: list[Path] = []
-    for i, row in enumerate(rows):
-        path = channel_dir / row["key"]
+    for record in channel_records(name, channel_dir).as_numpy_iterator():
+        key = record["key"].decode("utf-8")
+        data = bytes(record["image"])
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise TrainingInputError(f"channel '{name}': cannot read image {row['key']}: {exc}") from None
-        try:
-            x[i] = load_image_array(data, spec)
+            images.append(load_image_array(data, spec))
         except RejectedInput as exc:
-            raise TrainingInputError(f"channel '{name}': image {row['key']}: {exc}") from None
-        paths.append(path)
-    return Channel(name=name, x=x, labels=[row["label"] for row in rows], paths=paths)
+            raise TrainingInputError(f"channel '{name}': image {key}: {exc}") from None
+        labels.append(record["label"].decode("utf-8"))
+        if scratch is None:
+            paths.append(channel_dir / key)
+        else:
+            path = scratch / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            paths.append(path)
+    if not labels:
+        raise TrainingInputError(f"channel '{name}' is empty: {channel_dir} holds no images")
+    x = np.stack(images).astype(np.uint8, copy=False)
+    return Channel(name=name, x=x, labels=labels, paths=paths)
 
 
 def class_list(preset_classes: tuple[str, ...] | None, channels: list[Channel]) -> list[str]:

@@ -34,7 +34,7 @@ def train(config: TrainConfig, paths: Paths, log: Log = print) -> dict[str, Any]
 
     # Read and check every channel before the (slow) TensorFlow import, so bad input fails fast.
     for name in CHANNELS:
-        channel_data.read_channel_rows(name, paths.channels[name])
+        channel_data.check_channel(name, paths.channels[name])
     channels = {name: channel_data.load_channel(name, paths.channels[name], spec) for name in CHANNELS}
     labels = channel_data.class_list(preset.classes, list(channels.values()))
     y = {name: channel_data.indices(ch, labels) for name, ch in channels.items()}

@@ -1,0 +1,182 @@
+"""Benchmark: the split at scale, time and peak memory against the split function's limits. Prints JSON.
+
+    .venv/bin/python benchmarks/scale_bench.py [--moto 20000,100000] [--memory 100000,1000000]
+
+Each run is a fresh process (so its peak RSS is its own) that builds a catalog and runs one commit:
+``moto``: the real DynamoDB and S3 adapters on the emulated AWS (the RSS includes moto's copy of the
+catalog and of the manifests written: an upper bound of the Lambda's own memory); ``memory``: a catalog
+made up page by page as it is read and a store that keeps only digests, so the RSS is the split's own.
+Limits read from template.yaml: the split function's MemorySize and Timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _rss_now_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _disk_watch(directory: str) -> Any:
+    """The largest the work directory grew while the split ran (sampled every 0.2 s)."""
+    import threading
+
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.2):
+            size = sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
+            peak[0] = max(peak[0], size)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    return stop, thread, peak
+
+
+def _commit(splitter: Any, work: str) -> dict[str, Any]:
+    rss_before = _rss_now_mb()
+    stop, thread, disk = _disk_watch(work)
+    start = time.perf_counter()
+    result = splitter.commit("chestxray2017")
+    seconds = time.perf_counter() - start
+    stop.set()
+    thread.join()
+    return {
+        "status": result.status,
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "rss_before_split_mb": round(rss_before, 1),
+        "peak_work_dir_mb": round(disk[0] / 2**20, 1),
+        "totals": result.stats.get("totals"),
+    }
+
+
+def _memory_worker(n: int, queue: Any) -> None:
+    sys.path.insert(0, str(REPO))
+    from harness.benchmarking.scale import DigestStore, SyntheticCatalog
+    from medimage.services.datasets import DatasetResolver
+    from medimage.services.split import Splitter
+
+    work = tempfile.mkdtemp(prefix="scale-bench-")
+    try:
+        splitter = Splitter(DigestStore(), SyntheticCatalog(n), DatasetResolver(), None, 1, work_dir=work)
+        queue.put({"images": n, "catalog": "memory", **_commit(splitter, work)})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _moto_worker(n: int, queue: Any) -> None:
+    sys.path.insert(0, str(REPO))
+    import boto3
+    from moto import mock_aws
+
+    from harness.benchmarking.scale import synthetic_records
+    from medimage.adapters.catalog import DynamoCatalog, to_dynamo_item
+    from medimage.adapters.s3 import S3ObjectStore
+    from medimage.local.environment import LocalAws
+    from medimage.services.datasets import DatasetResolver
+    from medimage.services.split import Splitter
+
+    work = tempfile.mkdtemp(prefix="scale-bench-")
+    try:
+        with mock_aws():
+            env = LocalAws().create()
+            db = boto3.client("dynamodb")
+            load_start = time.perf_counter()
+            batch: list[dict[str, Any]] = []
+            for record in synthetic_records(n):
+                batch.append({"PutRequest": {"Item": to_dynamo_item(record)}})
+                if len(batch) == 25:
+                    db.batch_write_item(RequestItems={env.table: batch})
+                    batch = []
+            if batch:
+                db.batch_write_item(RequestItems={env.table: batch})
+            load_s = time.perf_counter() - load_start
+            splitter = Splitter(
+                S3ObjectStore(env.bucket), DynamoCatalog(env.table), DatasetResolver(), None, 1, work_dir=work
+            )
+            queue.put(
+                {
+                    "images": n,
+                    "catalog": "moto",
+                    "catalog_load_s": round(load_s, 1),
+                    **_commit(splitter, work),
+                }
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(worker: Any, n: int) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=worker, args=(n, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def split_limits() -> dict[str, Any]:
+    from medimage.template_file import load_template
+
+    props = load_template(REPO / "template.yaml")["Resources"]["SplitFunction"]["Properties"]
+    return {
+        "memory_mb": props["MemorySize"],
+        "timeout_s": props["Timeout"],
+        "ephemeral_storage_mb": props.get("EphemeralStorage", {}).get("Size", 512),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--moto", default="20000,100000", help="catalog sizes on moto (comma-separated)")
+    parser.add_argument("--memory", default="100000,1000000", help="catalog sizes made up in memory")
+    args = parser.parse_args()
+    runs = [(_moto_worker, int(n)) for n in args.moto.split(",") if n]
+    runs += [(_memory_worker, int(n)) for n in args.memory.split(",") if n]
+    sys.stdout.flush()
+    result_stream = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # stdout is for the one JSON result
+    split = [_run(worker, n) for worker, n in runs]
+    limits = split_limits()
+    out = {
+        "benchmark": "scale",
+        "machine": f"{os.cpu_count()} cores",
+        "python": sys.version.split()[0],
+        "split_function_limits": limits,
+        "split": split,
+        "within_limits": all(
+            r["seconds"] < limits["timeout_s"]
+            and r["peak_rss_mb"] < limits["memory_mb"]
+            and r["peak_work_dir_mb"] < limits["ephemeral_storage_mb"]
+            for r in split
+        ),
+    }
+    print(json.dumps(out, indent=2), file=result_stream, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

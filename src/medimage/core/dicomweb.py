@@ -36,6 +36,8 @@ FAILURE_REASON_OF_CODE: dict[str, int] = {
     "too_large": OUT_OF_RESOURCES,
     "too_many_pixels": OUT_OF_RESOURCES,
     "empty": CANNOT_UNDERSTAND,
+    "unsupported_media_type": CANNOT_UNDERSTAND,
+    "bad_multipart": CANNOT_UNDERSTAND,
     "not_dicom": CANNOT_UNDERSTAND,
     "not_an_image": CANNOT_UNDERSTAND,
     "dicom_unreadable": CANNOT_UNDERSTAND,

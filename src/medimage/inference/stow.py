@@ -127,12 +127,12 @@ class StowStore:
                 )
             if not part.data:
                 raise RejectedInput("a part is empty (0 bytes)", "empty")
+            header = _read_header(part.data)
             if len(part.data) > self.limits.max_bytes:
                 raise RejectedInput(
                     f"the instance is {len(part.data)} bytes, over the limit of {self.limits.max_bytes}",
                     "too_large",
                 )
-            header = _read_header(part.data)
             image = read_dicom(part.data)
             if header is None or not (header.study and header.series and header.sop_instance):
                 raise RejectedInput(

@@ -73,6 +73,8 @@ def pacs_get(base: str, path: str, accept: str = "application/dicom+json") -> tu
             return response.status, response.read(), response.headers.get("Content-Type", "")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(), ""
+    except urllib.error.URLError:  # not listening yet
+        return 0, b"", ""
 
 
 @pytest.fixture

@@ -174,3 +174,15 @@ def test_an_unreachable_pacs_leaves_a_failure_record_and_the_prediction(
     [failed] = [line for line in lines if line.get("message") == "pacs_push_failed"]
     assert failed["code"] == "pacs_unavailable" and failed["dataset"] == DATASET
     assert not any(value in json.dumps(lines) for value in PHI_VALUES)
+
+
+def test_without_a_data_bucket_stow_says_so(s3, model_v1, monkeypatch):
+    """`medimage serve --model` has no bucket to store into: a 503 with its code, not a 500."""
+    from medimage.local.functions import load_handler_module
+
+    monkeypatch.delenv("DATA_BUCKET")
+    monkeypatch.setenv("MEDIMAGE_MODEL", str(model_v1 / "model.tflite"))
+    content_type, body = multipart_related([xray()])
+    response = invoke(load_handler_module(), api_event(body, content_type, path="/studies"))
+    assert response["statusCode"] == 503
+    assert json.loads(response["body"])["error"]["code"] == "no_store"

@@ -230,3 +230,12 @@ test: $(SAGEMAKER_STAMP)
 .PHONY: browser-deps
 browser-deps:
 	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+# Debian's Orthanc with its DICOMweb and Python plugins, DCMTK (storescu) and dicom3tools (dciodvfy), for the
+# Orthanc round trip (tests/e2e/test_orthanc.py) of the recipe in integrations/orthanc/.
+ORTHANC_FILES := /usr/sbin/Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so \
+	/usr/share/orthanc/plugins/libOrthancPython.so /usr/bin/storescu /usr/bin/dciodvfy
+.PHONY: orthanc-deps
+orthanc-deps:
+	@ls $(ORTHANC_FILES) >/dev/null 2>&1 || (apt-get update && apt-get install -y --no-install-recommends \
+		orthanc orthanc-dicomweb orthanc-python dcmtk dicom3tools)

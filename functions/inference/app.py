@@ -1,8 +1,9 @@
 """Inference Lambda (one container image, one entry point `lambda_handler`).
 
 `lambda_handler` dispatches on the event's shape:
-* API Gateway REST proxy events -> `POST /predict`, `GET /health`, `GET /` (the upload page), answered as
-  proxy responses; anything else is a JSON 404;
+* API Gateway REST proxy events -> `POST /predict`, `GET /health`, `GET /` (the upload page) and STOW-RS
+  `POST /studies[/{study}]` (also under `/datasets/{dataset}/`), answered as proxy responses; anything
+  else is a JSON 404;
 * SQS records wrapping S3 `ObjectCreated` events for ``incoming/unlabeled/<dataset>/`` -> drop-to-label,
   answered with partial batch failures.
 The handler only parses and shapes; `medimage.inference` holds the logic, `medimage.adapters.model_store`
@@ -33,6 +34,8 @@ from medimage.inference.cache import LocalModelSource, ModelCache
 from medimage.inference.service import InferenceService
 from medimage.inference.settings import InferenceSettings
 from medimage.inference.telemetry import (
+    PACS_PUSH_FAILED,
+    PACS_PUSHED,
     PREDICTION,
     REJECTED,
     SERVICE,
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
     from medimage.core.objects import ObjectRef
     from medimage.inference.drop_to_label import DropLabeler, LabelOutcome
     from medimage.inference.ports import ModelSource
+    from medimage.inference.stow import StowStore, StowTarget
 
 logger = logging.getLogger(SERVICE)
 tracer = make_tracer()
@@ -74,10 +78,41 @@ def service() -> InferenceService:
 
 @cache
 def labeler() -> DropLabeler:
+    """Drop-to-label; with ``PACS_STOW_URL`` set, each SR also goes back to the PACS by STOW-RS."""
     from medimage.adapters.s3 import S3ObjectStore
     from medimage.inference.drop_to_label import DropLabeler
 
-    return DropLabeler(service(), S3ObjectStore(service().config.data_bucket))
+    config = service().config
+    store = S3ObjectStore(config.data_bucket)
+    pacs = None
+    if config.pacs_stow_url:
+        from medimage.adapters.dicomweb import UrllibDicomWebClient, secret_reader
+        from medimage.results.pacs import PacsPusher
+
+        credentials = secret_reader(config.pacs_secret_arn) if config.pacs_secret_arn else None
+        pacs = PacsPusher(UrllibDicomWebClient(credentials), config.pacs_stow_url, store)
+    return DropLabeler(service(), store, pacs=pacs)
+
+
+@cache
+def stow_store() -> StowStore:
+    import os
+    from dataclasses import replace
+
+    from medimage.adapters.s3 import S3ObjectStore
+    from medimage.inference.stow import StowStore
+    from medimage.services.datasets import DatasetResolver
+
+    svc = service()
+    config = svc.config
+    datasets = (config.default_dataset, *(d for d in config.datasets if d != config.default_dataset))
+    return StowStore(
+        S3ObjectStore(config.data_bucket),
+        datasets,
+        svc.resolve_dataset,
+        DatasetResolver.from_json(os.environ.get("DATASET_PRESETS")).preset_for,
+        replace(svc.limits, max_bytes=config.max_request_bytes),
+    )
 
 
 @cache
@@ -135,6 +170,58 @@ def index(event: Proxy) -> Proxy:
     return _response(200, "text/html; charset=utf-8", INDEX_HTML)
 
 
+def _raw_body(event: Proxy) -> bytes:
+    from medimage.inference.api import decode_base64
+
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return decode_base64(body, "the base64-encoded request body")
+    return body.encode("utf-8", errors="surrogateescape")
+
+
+def _dicom_json(status: int, doc: dict[str, Any]) -> Proxy:
+    return _response(status, "application/dicom+json", json.dumps(doc))
+
+
+@tracer.capture_method
+def stow(event: Proxy, target: StowTarget) -> Proxy:
+    """STOW-RS: every instance stored for drop-to-label or quarantined; the Store Instances Response."""
+    from medimage.core.dicomweb import (
+        StowRequestError,
+        header,
+        parse_stow_body,
+        request_error_response,
+        response_status,
+        store_response,
+    )
+
+    if not service().config.data_bucket:
+        raise ApiError(503, "no_store", "STOW-RS stores into the data bucket: none is configured here")
+    try:
+        parts = parse_stow_body(header(event.get("headers"), "content-type"), _raw_body(event))
+    except StowRequestError as exc:
+        fields = rejection_fields(exc.code, "stow", status=exc.status, reason=exc.message)
+        logger.info(REJECTED, extra={**fields, "correlation_id": correlation_id(event)})
+        return _dicom_json(exc.status, request_error_response(exc))
+    outcomes = stow_store().store_all(parts, target)
+    for outcome in outcomes:
+        if not outcome.stored:
+            fields = rejection_fields(outcome.code or "rejected", "stow", reason=outcome.message)
+            logger.info(REJECTED, extra={**fields, "correlation_id": correlation_id(event)})
+    stored = sum(1 for o in outcomes if o.stored)
+    logger.info(
+        "stow",
+        extra={
+            "service": SERVICE,
+            "instances": len(outcomes),
+            "stored": stored,
+            "failed": len(outcomes) - stored,
+            "correlation_id": correlation_id(event),
+        },
+    )
+    return _dicom_json(response_status(outcomes), store_response(outcomes))
+
+
 ROUTES: dict[tuple[str, str], Callable[[Proxy], Proxy]] = {
     ("POST", "/predict"): predict,
     ("GET", "/health"): health,
@@ -152,11 +239,16 @@ def handle_api(event: Proxy) -> Proxy:
     """Route a REST proxy event; every error is a JSON answer with a stable code."""
     method, path = event.get("httpMethod"), event.get("path")
     route = ROUTES.get((method, path))
-    if route is None:
-        message = f"no route {method} {path}; try POST /predict, GET /health or GET /"
+    target = None
+    if route is None and method == "POST" and "studies" in str(path):
+        from medimage.inference.stow import stow_target
+
+        target = stow_target(str(path), event.get("queryStringParameters"))
+    if route is None and target is None:
+        message = f"no route {method} {path}; try POST /predict, POST /studies, GET /health or GET /"
         return _json(404, error_body("not_found", message))
     try:
-        return route(event)
+        return route(event) if route is not None else stow(event, target)
     except ApiError as exc:
         return handle_api_error(exc, event)
     except MedimageError as exc:
@@ -178,6 +270,14 @@ def object_refs(record: SQSRecord) -> list[ObjectRef]:
 def _log_outcome(outcome: LabelOutcome) -> None:
     if outcome.result is not None:
         logger.info(PREDICTION, extra={**prediction_fields(outcome.result, "s3"), "key": outcome.key})
+    if outcome.pacs is not None:
+        push = outcome.pacs
+        fields = {"service": SERVICE, "dataset": outcome.dataset, "attempts": push.attempts}
+        if push.pushed:
+            logger.info(PACS_PUSHED, extra=fields)
+        else:
+            fields |= {"code": push.code, "http_status": push.status, "failure_key": push.failure_key}
+            logger.warning(PACS_PUSH_FAILED, extra=fields)
     elif outcome.status == "quarantined":
         code = (outcome.reason or {}).get("code", "rejected")
         logger.warning(REJECTED, extra=rejection_fields(code, "s3", key=outcome.key, reason=outcome.reason))

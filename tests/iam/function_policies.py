@@ -51,6 +51,13 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def _sid(doc: Any) -> str | None:
+    """A statement's Sid; for one under ``Fn::If``, the Sid of the statement it grants."""
+    if isinstance(doc, dict) and "Fn::If" in doc:
+        return _sid(doc["Fn::If"][1])
+    return doc.get("Sid") if isinstance(doc, dict) else None
+
+
 def _target(value: Any) -> str | None:
     """The logical id a Ref / GetAtt points at (JSON form, or the short form of the raw template)."""
     if isinstance(value, Intrinsic) and value.name in ("Ref", "GetAtt"):
@@ -151,7 +158,7 @@ class FunctionPolicies:
             policy_name = policy["PolicyName"]
             source = names.get(policy_name, policy_name)
             for i, doc in enumerate(_as_list(policy["PolicyDocument"].get("Statement"))):
-                label = doc.get("Sid") or f"{source}#{i}"
+                label = _sid(doc) or f"{source}#{i}"
                 out.append(RawStatement(function, label, doc))
         return out
 
@@ -246,10 +253,14 @@ class FunctionPolicies:
         cache_key = (function, binding.key() + "|" + ",".join(sorted(drop)))
         if cache_key not in self._resolved:
             resolver = self.resolver(binding)
-            self._resolved[cache_key] = [
-                Statement.from_json(resolver.resolve(raw.doc), raw.label)
+            resolved = [
+                (raw.label, resolver.resolve(raw.doc))
                 for raw in self.raw_statements(function)
                 if raw.label not in drop
+            ]
+            # A statement under !If whose condition is false resolves to AWS::NoValue: not granted.
+            self._resolved[cache_key] = [
+                Statement.from_json(doc, label) for label, doc in resolved if isinstance(doc, dict)
             ]
         return self._resolved[cache_key]
 

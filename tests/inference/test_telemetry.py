@@ -84,6 +84,7 @@ def test_every_breakdown_is_made_once_in_the_namespace_with_the_service() -> Non
             ("NeedsReview", S({"service", "dataset"})): 1,
             ("NeedsReview", S({"service", "dataset", "model_version"})): 1,
             ("Rejected", S({"service", "source", "code"})): 1,
+            ("PacsPushFailed", S({"service", "dataset", "code"})): 1,
             ("LatencyMs", S({"service"})): 1,
             ("PayloadBytes", S({"service"})): 1,
             ("TopConfidence", S({"service"})): 1,

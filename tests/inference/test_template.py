@@ -37,7 +37,16 @@ PARAMETERS = TEMPLATE_DOC["Parameters"]
 def test_api_binary_media_types_are_the_ones_the_code_expects():
     api = RESOURCES["InferenceApi"]["Properties"]
     assert [t.replace("~1", "/") for t in api["BinaryMediaTypes"]] == list(BINARY_MEDIA_TYPES)
-    assert set(api["DefinitionBody"]["paths"]) == {"/predict", "/health", "/"}
+    stow = {
+        "/studies",
+        "/studies/{study}",
+        "/datasets/{dataset}/studies",
+        "/datasets/{dataset}/studies/{study}",
+    }
+    paths = api["DefinitionBody"]["paths"]
+    assert set(paths) == {"/predict", "/health", "/", *stow}
+    for path in stow:  # STOW-RS has the auth of /predict
+        assert paths[path]["post"]["security"] == paths["/predict"]["post"]["security"]
 
 
 def test_function_is_one_image_with_one_entry_point():
@@ -52,17 +61,32 @@ def test_function_is_one_image_with_one_entry_point():
 
 def test_policies_are_scoped_to_prefixes():
     statements = RESOURCES["InferenceFunction"]["Properties"]["Policies"][0]["Statement"]
-    s3 = {s["Sid"]: s for s in statements if "s3:" in str(s["Action"]) and s["Action"] != "s3:ListBucket"}
+    s3 = {s["Sid"]: s for s in statements if "s3:" in str(s.get("Action")) and s["Action"] != "s3:ListBucket"}
     resources = {sid: s["Resource"]["Sub"].split("}/", 1)[1] for sid, s in s3.items()}
     assert resources == {
         "ReadModelRegistry": "models/*",
         "ReadAndMoveUnlabeled": "incoming/unlabeled/*",
+        "StoreStowInstances": "incoming/unlabeled/*",
         "WritePredictions": "predictions/*",
+        "WritePacsFailures": "pacs/failed/*",
         "WriteQuarantine": "quarantine/*",
         "WriteReviewQueue": "review/*",
     }
     assert s3["WriteReviewQueue"]["Action"] == "s3:PutObject"  # writes its copies, never reads or deletes
     assert "s3:PutObject" not in str(s3["ReadModelRegistry"]["Action"])
+    assert s3["StoreStowInstances"]["Action"] == s3["WritePacsFailures"]["Action"] == "s3:PutObject"
+
+
+def test_the_pacs_secret_is_read_only_when_configured_and_only_that_one():
+    statements = RESOURCES["InferenceFunction"]["Properties"]["Policies"][0]["Statement"]
+    [conditional] = [s for s in statements if "If" in s]
+    condition, granted, otherwise = conditional["If"]
+    assert condition == "HasPacsSecret" and otherwise == {"Ref": "AWS::NoValue"}
+    assert granted["Action"] == "secretsmanager:GetSecretValue"
+    assert granted["Resource"] == {"Ref": "PacsCredentialsSecretArn"}
+    env = RESOURCES["InferenceFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["PACS_STOW_URL"] == {"Ref": "PacsStowUrl"}
+    assert env["PACS_SECRET_ARN"] == {"Ref": "PacsCredentialsSecretArn"}
 
 
 def test_bucket_notifies_the_inference_queue_for_unlabeled_uploads():

@@ -30,7 +30,14 @@ S3_PREFIXES = {
     "SplitFunction": ("manifests/", "incoming/labeled/"),
     "GateFunction": ("training/", "manifests/", "incoming/labeled/", "models/"),
     "PromoteFunction": ("training/", "models/"),
-    "InferenceFunction": ("incoming/unlabeled/", "quarantine/", "predictions/", "models/", "review/"),
+    "InferenceFunction": (
+        "incoming/unlabeled/",
+        "quarantine/",
+        "predictions/",
+        "models/",
+        "review/",
+        "pacs/failed/",
+    ),
 }
 
 # (action, S3 key that must be allowed | resource logical id) each function needs for its job.
@@ -59,6 +66,8 @@ NEEDS = {
         ("s3:GetObject", "incoming/unlabeled/chestxray2017/y.jpeg"),
         ("s3:PutObject", "predictions/chestxray2017/y.jpeg.json"),
         ("s3:PutObject", "review/chestxray2017/y.jpeg"),
+        ("s3:PutObject", "incoming/unlabeled/chestxray2017/stow/z.dcm"),
+        ("s3:PutObject", "pacs/failed/chestxray2017/stow/z.dcm.sr.dcm.json"),
         ("s3:GetObject", "models/chestxray2017/production.json"),
     ],
 }

@@ -21,9 +21,9 @@ Run the pipeline of template.yaml as a local service, in the foreground until Ct
 An AWS endpoint (moto in server mode) on --host:--port holds the bucket, queues, catalog table,
 EventBridge rule and training state machine that template.yaml declares; S3 uploads reach the real
 functions as deployed (S3 -> SQS -> annotate / inference, _commit -> EventBridge -> split -> Step
-Functions: training with the real train.py, gate, promote). The API (POST /predict, GET /health, GET /)
-is on --api-port. When it is ready, <workdir>/stack.json names the endpoint, bucket, table, state machine,
-API and queues, and the lines to paste into a shell are printed.
+Functions: training with the real train.py, gate, promote). The API (POST /predict, STOW-RS POST /studies,
+GET /health, GET /) is on --api-port. When it is ready, <workdir>/stack.json names the endpoint, bucket,
+table, state machine, API and queues, and the lines to paste into a shell are printed.
 
 State lives in memory only: stopping `up` forgets everything, a restart starts empty.
 

@@ -11,6 +11,7 @@ models/<dataset>/production.json            pointer to the serving version (+ hi
 predictions/<dataset>/...                   one JSON per image + batch prediction_output.txt; beside each
                                             JSON a FHIR report (.fhir.json) and, for DICOM, an SR (.sr.dcm)
 review/<dataset>/<file>                     an unsure prediction's image for a clinician (+ <file>.json)
+pacs/failed/<dataset>/<name>.json           an SR the PACS did not take (STOW-RS refused or unreachable)
 pretrained/mobilenet_v2/<file>              ImageNet weights every training job gets (`medimage deploy`)
 """
 
@@ -31,6 +32,7 @@ MODELS_PREFIX = "models/"
 PREDICTIONS_PREFIX = "predictions/"
 REVIEW_PREFIX = "review/"
 PRETRAINED_PREFIX = "pretrained/"
+PACS_FAILED_PREFIX = "pacs/failed/"
 # The MobileNetV2 backbone's ImageNet weights: the training jobs' `pretrained` channel (an S3Prefix).
 MOBILENET_V2_PREFIX = f"{PRETRAINED_PREFIX}mobilenet_v2/"
 COMMIT_MARKER = "_commit"
@@ -148,6 +150,14 @@ def result_fhir_key(dataset: str, original_key: str) -> str:
 def review_sr_key(dataset: str, original_key: str) -> str:
     """A clinician's verdict as an SR of its own: ``predictions/<dataset>/<name>.review.sr.dcm``."""
     return prediction_key(dataset, original_key).removesuffix(".json") + ".review.sr.dcm"
+
+
+def pacs_failure_key(dataset: str, sr_key: str) -> str:
+    """``pacs/failed/<dataset>/<name>.json``: why the SR at ``sr_key`` (``predictions/<dataset>/<name>``)
+    did not reach the PACS."""
+    own_prefix = f"{PREDICTIONS_PREFIX}{dataset}/"
+    name = sr_key[len(own_prefix) :] if sr_key.startswith(own_prefix) else sr_key.rsplit("/", 1)[-1]
+    return f"{PACS_FAILED_PREFIX}{dataset}/{name}.json"
 
 
 def review_key(dataset: str, filename: str) -> str:

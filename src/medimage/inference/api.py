@@ -33,6 +33,7 @@ BINARY_MEDIA_TYPES: tuple[str, ...] = (
     "application/dicom",
     "application/octet-stream",
     "multipart/form-data",
+    "multipart/related",
 )
 
 # HTTP status of each machine-readable rejection code.

@@ -17,6 +17,10 @@ Beside each result JSON go the results a PACS and a record system read (`medimag
 FHIR DiagnosticReport for every image and a DICOM SR for a DICOM in its study; the JSON names their keys
 under ``results``.
 
+With a PACS configured (``pacs``, `medimage.results.pacs.PacsPusher`), the SR is then sent to it by
+STOW-RS, after the result JSON is written: a PACS that refuses or does not answer leaves a failure record
+and never fails or repeats the prediction.
+
 Unusable objects are moved to ``quarantine/<dataset>/<key>`` with a ``.reason.json`` beside them, by the
 one quarantine procedure annotate uses too (`medimage.services.quarantine`). A missing production model
 raises, so the message is retried and, after the queue's redrive count, kept in the dead-letter queue.
@@ -41,6 +45,7 @@ from medimage.core.layout import (
 )
 from medimage.core.objects import ObjectRef
 from medimage.inference.service import InferenceService, PredictionResult
+from medimage.results.pacs import PacsPusher, PushOutcome
 from medimage.results.writer import finding_of, write_results
 from medimage.services.ports import ObjectStore
 from medimage.services.quarantine import Moved, quarantine_object
@@ -71,6 +76,7 @@ class LabelOutcome:
     result: PredictionResult | None = None
     reason: dict[str, str] | None = None
     needs_review: bool = False
+    pacs: PushOutcome | None = None  # the SR's push to the PACS, when one is configured
 
 
 def _utcnow() -> str:
@@ -79,11 +85,16 @@ def _utcnow() -> str:
 
 class DropLabeler:
     def __init__(
-        self, service: InferenceService, store: ObjectStore, clock: Callable[[], str] = _utcnow
+        self,
+        service: InferenceService,
+        store: ObjectStore,
+        clock: Callable[[], str] = _utcnow,
+        pacs: PacsPusher | None = None,
     ) -> None:
         self.service = service
         self.store = store
         self._clock = clock
+        self.pacs = pacs
 
     def label(self, ref: ObjectRef, batch: str) -> LabelOutcome:
         """Classify, deduplicate or quarantine one object of batch `batch`."""
@@ -148,8 +159,22 @@ class DropLabeler:
             self.store.put_json(review_json_key(dataset, name), record)
         self.store.put_json(result_key, record)
         return LabelOutcome(
-            "labeled", ref.key, dataset, filename, result.label, result, needs_review=result.needs_review
+            "labeled",
+            ref.key,
+            dataset,
+            filename,
+            result.label,
+            result,
+            needs_review=result.needs_review,
+            pacs=self._push(dataset, record["results"].get("sr_key"), result_key),
         )
+
+    def _push(self, dataset: str, sr_key: str | None, result_key: str) -> PushOutcome | None:
+        """The SR to the PACS, read back from where it was just written (only with a PACS configured)."""
+        if self.pacs is None or not sr_key:
+            return None
+        sr = self.store.get_bytes(sr_key)
+        return None if sr is None else self.pacs.push(sr, dataset, sr_key, result_key)
 
     def _seen_before(
         self,

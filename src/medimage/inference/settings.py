@@ -2,8 +2,10 @@
 
 Field names follow the template parameters (InferenceDatasets, InferenceDefaultDataset,
 ModelCheckIntervalSeconds, MaxImageBytes, ReviewThreshold); ``MEDIMAGE_MODEL`` is `medimage serve --model`'s
-local model. ``REVIEW_THRESHOLD`` (empty: each model's own ``model.json`` ``review.threshold``) is the
-confidence below which this deployment routes a prediction to a clinician.
+local model. ``PACS_STOW_URL`` and ``PACS_SECRET_ARN`` (PacsStowUrl, PacsCredentialsSecretArn) name the
+PACS that drop-to-label sends each SR to, and the secret of its credentials. ``REVIEW_THRESHOLD`` (empty:
+each model's own ``model.json`` ``review.threshold``) is the confidence below which this deployment routes
+a prediction to a clinician.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class InferenceSettings:
     local_model: str | None = None
     # Overrides every served model's review threshold (None: the model's own).
     review_threshold: float | None = None
+    # The DICOMweb service the SRs go back to (empty: none), and the secret of its credentials.
+    pacs_stow_url: str = ""
+    pacs_secret_arn: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InferenceSettings:
@@ -57,6 +62,8 @@ class InferenceSettings:
             model_cache_dir=env.get("MODEL_CACHE_DIR") or None,
             local_model=env.get("MEDIMAGE_MODEL") or None,
             review_threshold=parse_review_threshold(env.get("REVIEW_THRESHOLD")),
+            pacs_stow_url=(env.get("PACS_STOW_URL") or "").strip(),
+            pacs_secret_arn=(env.get("PACS_SECRET_ARN") or "").strip(),
         )
 
 

@@ -10,7 +10,8 @@ filters read those fields (namespace ``medimage``, ``service`` in every dimensio
   shows on a dashboard before anyone relabels;
 - ``NeedsReview`` per dataset, and per dataset and model version: the review-rate alarm divides it by
   ``Predictions`` per dataset;
-- ``Rejected`` per source and code; ``LatencyMs``, ``PayloadBytes`` and ``TopConfidence`` as values, so
+- ``Rejected`` per source and code (source ``stow`` for STOW-RS instances); ``PacsPushFailed`` per dataset
+  and code, for SRs the PACS did not take; ``LatencyMs``, ``PayloadBytes`` and ``TopConfidence`` as values, so
   CloudWatch percentiles of them can be graphed; ``InitDurationMs`` from Lambda's own ``platform.report``.
 
 Not Powertools' Logger and Metrics, as the other functions use: importing Powertools is about 15 ms of this
@@ -29,6 +30,8 @@ SERVICE = "inference"  # the function's logger and every metric's ``service`` di
 NAMESPACE = "medimage"  # the metric filters' namespace, which the template's alarms read
 PREDICTION = "prediction"  # the message of a prediction's line, which the metric filters select
 REJECTED = "rejected"  # the message of a refused request's or quarantined upload's line
+PACS_PUSHED = "pacs_pushed"  # an SR the PACS took
+PACS_PUSH_FAILED = "pacs_push_failed"  # an SR it refused or never answered for: ``PacsPushFailed``
 CONFIDENCE_EDGES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 

@@ -1,9 +1,9 @@
 """The inference function's settings, read once from the environment the template gives it.
 
 Field names follow the template parameters (InferenceDatasets, InferenceDefaultDataset,
-ModelCheckIntervalSeconds, MaxImageBytes, ReviewThreshold); ``MEDIMAGE_MODEL`` is `medimage serve --model`'s
-local model. ``REVIEW_THRESHOLD`` (empty: each model's own ``model.json`` ``review.threshold``) is the
-confidence below which this deployment routes a prediction to a clinician.
+ModelCheckIntervalSeconds, MaxImageBytes, ReviewThreshold, CandidateTrialShare); ``MEDIMAGE_MODEL`` is
+`medimage serve --model`'s local model. ``REVIEW_THRESHOLD`` (empty: each model's own ``model.json``
+``review.threshold``) is the confidence below which this deployment routes a prediction to a clinician.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from medimage.core.images import ImageLimits
 
 # Lambda's synchronous payload limit is 6 MB for the whole event, with the body base64-encoded.
 DEFAULT_MAX_REQUEST_BYTES = 4_000_000
+# The share of images a candidate on trial also classifies (CandidateTrialShare's default): low enough that
+# the median request never waits for it (benchmarks/trial_bench.py).
+DEFAULT_CANDIDATE_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,11 @@ class InferenceSettings:
     local_model: str | None = None
     # Overrides every served model's review threshold (None: the model's own).
     review_threshold: float | None = None
+    # Silent trial: the share of requests and dropped images the candidate also classifies; its pairs are
+    # written once TRIAL_FLUSH_PAIRS are waiting or the oldest is TRIAL_FLUSH_SECONDS old.
+    candidate_share: float = DEFAULT_CANDIDATE_SHARE
+    trial_flush_pairs: int = 25
+    trial_flush_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InferenceSettings:
@@ -57,7 +65,20 @@ class InferenceSettings:
             model_cache_dir=env.get("MODEL_CACHE_DIR") or None,
             local_model=env.get("MEDIMAGE_MODEL") or None,
             review_threshold=parse_review_threshold(env.get("REVIEW_THRESHOLD")),
+            candidate_share=parse_share(env.get("CANDIDATE_SHARE")),
+            trial_flush_pairs=int(env.get("TRIAL_FLUSH_PAIRS") or "25"),
+            trial_flush_s=float(env.get("TRIAL_FLUSH_SECONDS") or "60"),
         )
+
+
+def parse_share(text: str | None) -> float:
+    """``CANDIDATE_SHARE`` in [0, 1]; empty is the default share."""
+    if text is None or not text.strip():
+        return DEFAULT_CANDIDATE_SHARE
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"CANDIDATE_SHARE {value} is not a share in [0, 1]")
+    return value
 
 
 def parse_review_threshold(text: str | None) -> float | None:

@@ -135,3 +135,52 @@ def test_a_task_retried_after_its_candidate_was_dropped_does_not_nominate_it_aga
     store.update(DS, lambda current: drop_candidate(current, LATER, "no"))
     assert promote_with_trial(world, second)["stage"] == "trial_ended"
     assert world.registry.pointer(DS).candidate is None
+
+
+def test_a_model_submitted_by_hand_is_gated_on_the_newest_split_and_becomes_the_candidate():
+    from test_gate_and_promote_rules import MANIFEST, job
+
+    from medimage.ops.trial import submit_model
+
+    world = World()
+    first = world.train("v1", 0.97)
+    world.gate(first)
+    world.promote(first)
+
+    def submit(uri: str) -> dict:
+        return submit_model(
+            world.store, world.registry, world.artifacts, world.evaluator, DS, uri, MANIFEST, DS, now=NOW
+        )
+
+    # Trained on the newest manifest: judged on its own evaluation.json.
+    uri, files = job("ignored", 0.98)
+    world.artifacts.outputs[uri] = files
+    result = submit(uri)
+    version = result["version"]
+    assert version.startswith(f"{MANIFEST}-m") and result["gate"]["passed"] and world.evaluator.calls == 0
+    assert result["promotion"]["stage"] == "candidate"
+    assert world.registry.pointer(DS).candidate.version == version
+    assert world.store.get_json(f"models/{DS}/{version}/gate.json")["champion"]["version"] == "v1"
+    assert submit(uri)["promotion"]["stage"] == "candidate"  # submitting it again changes nothing
+    # Trained on a split of its own (`medimage train`): run over the newest test split first.
+    local_uri, local_files = job("local-run", 0.99, manifest="local")
+    world.artifacts.outputs[local_uri] = local_files
+    world.evaluator.accuracy = 0.40
+    refused = submit(local_uri)
+    assert world.evaluator.calls == 1 and refused["gate"]["passed"] is False and refused["promotion"] is None
+    assert world.registry.pointer(DS).candidate.version == version  # the candidate on trial stays
+
+
+def test_a_model_submitted_for_a_dataset_without_production_is_promoted():
+    from test_gate_and_promote_rules import MANIFEST, job
+
+    from medimage.ops.trial import submit_model
+
+    world = World()
+    uri, files = job("ignored", 0.98)
+    world.artifacts.outputs[uri] = files
+    result = submit_model(
+        world.store, world.registry, world.artifacts, world.evaluator, DS, uri, MANIFEST, DS, now=NOW
+    )
+    assert result["promotion"]["stage"] == "production"
+    assert world.registry.pointer(DS).version == result["version"]

@@ -11,6 +11,8 @@ models/<dataset>/production.json            pointer to the serving version (+ hi
 predictions/<dataset>/...                   one JSON per image + batch prediction_output.txt; beside each
                                             JSON a FHIR report (.fhir.json) and, for DICOM, an SR (.sr.dcm)
 review/<dataset>/<file>                     an unsure prediction's image for a clinician (+ <file>.json)
+trials/<dataset>/<candidate>/...            a candidate's silent trial: pairs/*.jsonl, scorecard.json
+                                            (keys built in medimage.core.trial)
 pretrained/mobilenet_v2/<file>              ImageNet weights every training job gets (`medimage deploy`)
 """
 

@@ -32,6 +32,7 @@ SUITES = [
     "tests/orchestration/test_handlers.py",  # gate and promote on the recorded task inputs
     "tests/inference/test_drop_to_label.py",  # inference: incoming/unlabeled/ -> predictions/
     "tests/inference/test_api.py",  # inference: POST /predict, GET /health
+    "tests/inference/test_trial.py",  # inference: a candidate's silent trial -> trials/
 ]
 
 

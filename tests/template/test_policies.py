@@ -30,7 +30,14 @@ S3_PREFIXES = {
     "SplitFunction": ("manifests/", "incoming/labeled/"),
     "GateFunction": ("training/", "manifests/", "incoming/labeled/", "models/"),
     "PromoteFunction": ("training/", "models/"),
-    "InferenceFunction": ("incoming/unlabeled/", "quarantine/", "predictions/", "models/", "review/"),
+    "InferenceFunction": (
+        "incoming/unlabeled/",
+        "quarantine/",
+        "predictions/",
+        "models/",
+        "review/",
+        "trials/",
+    ),
 }
 
 # (action, S3 key that must be allowed | resource logical id) each function needs for its job.
@@ -59,6 +66,7 @@ NEEDS = {
         ("s3:GetObject", "incoming/unlabeled/chestxray2017/y.jpeg"),
         ("s3:PutObject", "predictions/chestxray2017/y.jpeg.json"),
         ("s3:PutObject", "review/chestxray2017/y.jpeg"),
+        ("s3:PutObject", "trials/chestxray2017/v2/pairs/20261201T000000Z-0a1b2c3d.jsonl"),
         ("s3:GetObject", "models/chestxray2017/production.json"),
     ],
 }

@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             [python, "benchmarks/drop_bench.py", "--model", str(binary), "--images", str(images)],
             out,
         )
+        results["silent-trial"] = run(
+            "silent-trial",
+            [python, "benchmarks/trial_bench.py", "--model", str(binary), "--images", str(images)],
+            out,
+        )
         results["clinical-formats"] = run(
             "clinical-formats",
             [

@@ -9,6 +9,11 @@
 The handler only parses and shapes; `medimage.inference` holds the logic, `medimage.adapters.model_store`
 the S3 access. The model is loaded once per container and follows the production pointer.
 
+Where the pointer names a candidate on silent trial, `run_silent_trial` runs it on a share of the images
+after the answer is built (API) or the result is written (drop-to-label), and records the pair
+(`medimage.inference.trial`); the caller's answer, the result files and the review queue never see it,
+and it never raises.
+
 A cold start imports only what `POST /predict` needs: the SQS path (Powertools' batch processing,
 drop-to-label and its S3 adapter), the upload page and botocore are imported on their first use, and the
 X-Ray SDK only when tracing is on (`medimage.inference.tracing`). Logs are the standard library's, in
@@ -52,6 +57,8 @@ if TYPE_CHECKING:
     from medimage.inference.drop_to_label import DropLabeler, LabelOutcome
     from medimage.inference.ports import ModelSource
     from medimage.inference.stow import StowStore, StowTarget
+    from medimage.inference.service import PredictionResult
+    from medimage.inference.trial import SilentTrial
 
 logger = logging.getLogger(SERVICE)
 tracer = make_tracer()
@@ -91,7 +98,7 @@ def labeler() -> DropLabeler:
 
         credentials = secret_reader(config.pacs_secret_arn) if config.pacs_secret_arn else None
         pacs = PacsPusher(UrllibDicomWebClient(credentials), config.pacs_stow_url, store)
-    return DropLabeler(service(), store, pacs=pacs)
+    return DropLabeler(service(), store, pacs=pacs, trial=run_silent_trial)
 
 
 @cache
@@ -113,6 +120,41 @@ def stow_store() -> StowStore:
         DatasetResolver.from_json(os.environ.get("DATASET_PRESETS")).preset_for,
         replace(svc.limits, max_bytes=config.max_request_bytes),
     )
+
+
+@cache
+def trial() -> SilentTrial:
+    """Built the first time a candidate is on trial: the pairs' S3 client only when they are written."""
+    from medimage.inference.trial import SilentTrial
+
+    config = service().config
+
+    def sink() -> Any:
+        from medimage.adapters.s3 import S3ObjectStore
+
+        return S3ObjectStore(config.data_bucket)
+
+    return SilentTrial(
+        service().cache,
+        cache(sink),
+        config.candidate_share,
+        config.review_threshold,
+        config.trial_flush_pairs,
+        config.trial_flush_s,
+    )
+
+
+def run_silent_trial(result: PredictionResult, data: bytes, source: str, key: str | None = None) -> None:
+    """After the answer is ready: the candidate on trial, if there is one, on a share of the images; then
+    the pairs that are due are written. Never raises, never changes ``result``."""
+    config = service().config
+    try:
+        if config.candidate_share > 0 and service().cache.has_candidate(result.dataset):
+            trial().run(result, data, source, key)
+        elif trial.cache_info().currsize:
+            trial().flush()
+    except Exception:
+        logger.exception("silent trial failed", extra={"dataset": result.dataset})
 
 
 @cache
@@ -157,7 +199,9 @@ def predict(event: Proxy) -> Proxy:
     logger.info(
         PREDICTION, extra={**prediction_fields(result, "api"), "correlation_id": correlation_id(event)}
     )
-    return _json(200, result.api_body())
+    response = _json(200, result.api_body())
+    run_silent_trial(result, request.image, "api")
+    return response
 
 
 def health(event: Proxy) -> Proxy:
@@ -310,6 +354,8 @@ def handle_sqs(event: dict[str, Any]) -> dict[str, Any]:
     with processor(records, record_handler):
         processor.process()
     written = labeler().write_batch_files(outcomes, batch)
+    if trial.cache_info().currsize:
+        trial().flush(force=True)  # never raises: a batch's pairs are written with the batch
     response = processor.response()
     logger.info(
         "batch done",

@@ -2,9 +2,11 @@
 medimage.services.promote.
 
 Input: the execution input plus ``training`` (DescribeTrainingJob-shaped) and ``gate`` (the Gate output).
-Output: ``{"promoted", "version", "model_key", "model_sha256", "previous_version", "pointer_key",
-"promoted_at"}``. Raises ``ChampionChanged`` (caught by the state machine: gate again) when production
-moved on after the gate, ``RegistryConflict`` (retried) when concurrent swaps kept winning.
+Output: ``{"promoted", "stage", "version", "model_key", "model_sha256", "previous_version", "pointer_key",
+"promoted_at"}`` (``stage``: ``production``, or ``candidate`` where ``CANDIDATE_TRIAL`` is on and the
+dataset has production: the model then runs silently beside production until a person ends the trial).
+Raises ``ChampionChanged`` (caught by the state machine: gate again) when production moved on after the
+gate, ``RegistryConflict`` (retried) when concurrent swaps kept winning.
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ from medimage.adapters.registry_store import S3RegistryStore
 from medimage.adapters.s3 import S3ObjectStore
 from medimage.adapters.transient import transient_aws_errors
 from medimage.services.promote import PromoteRequest, PromoteService
+from medimage.services.settings import PromoteSettings
 
 logger = Logger()
 
 
 def promote_service_for(bucket: str) -> PromoteService:
     return PromoteService(
-        store=S3ObjectStore(bucket), registry=S3RegistryStore(bucket), artifacts=S3ModelArtifacts()
+        store=S3ObjectStore(bucket),
+        registry=S3RegistryStore(bucket),
+        artifacts=S3ModelArtifacts(),
+        trial=PromoteSettings.from_env().candidate_trial,
     )
 
 

@@ -33,6 +33,7 @@ SUITES = [
     "tests/inference/test_drop_to_label.py",  # inference: incoming/unlabeled/ -> predictions/
     "tests/inference/test_api.py",  # inference: POST /predict, GET /health
     "tests/inference/test_stow.py",  # inference: STOW-RS -> incoming/unlabeled/, quarantine/, pacs/failed/
+    "tests/inference/test_trial.py",  # inference: a candidate's silent trial -> trials/
 ]
 
 

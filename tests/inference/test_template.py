@@ -71,8 +71,10 @@ def test_policies_are_scoped_to_prefixes():
         "WritePacsFailures": "pacs/failed/*",
         "WriteQuarantine": "quarantine/*",
         "WriteReviewQueue": "review/*",
+        "RecordTrialPairs": "trials/*",
     }
     assert s3["WriteReviewQueue"]["Action"] == "s3:PutObject"  # writes its copies, never reads or deletes
+    assert s3["RecordTrialPairs"]["Action"] == "s3:PutObject"  # the pairs: written, never read back
     assert "s3:PutObject" not in str(s3["ReadModelRegistry"]["Action"])
     assert s3["StoreStowInstances"]["Action"] == s3["WritePacsFailures"]["Action"] == "s3:PutObject"
 

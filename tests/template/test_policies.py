@@ -37,6 +37,7 @@ S3_PREFIXES = {
         "models/",
         "review/",
         "pacs/failed/",
+        "trials/",
     ),
 }
 
@@ -68,6 +69,7 @@ NEEDS = {
         ("s3:PutObject", "review/chestxray2017/y.jpeg"),
         ("s3:PutObject", "incoming/unlabeled/chestxray2017/stow/z.dcm"),
         ("s3:PutObject", "pacs/failed/chestxray2017/stow/z.dcm.sr.dcm.json"),
+        ("s3:PutObject", "trials/chestxray2017/v2/pairs/20261201T000000Z-0a1b2c3d.jsonl"),
         ("s3:GetObject", "models/chestxray2017/production.json"),
     ],
 }

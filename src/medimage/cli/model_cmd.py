@@ -1,4 +1,5 @@
-"""`medimage model list|rollback`: the production history of a dataset, and swapping it back."""
+"""`medimage model list|rollback|submit|scorecard|promote-candidate|drop-candidate`: the production
+history of a dataset, swapping it back, and a candidate's silent trial (`medimage.ops.trial`)."""
 
 from __future__ import annotations
 
@@ -11,31 +12,54 @@ from medimage.core.registry import ProductionPointer
 from medimage.ops.stack import BUCKET_ENV
 
 NAME = "model"
-HELP = "show a dataset's production model history, or roll production back"
+HELP = "show a dataset's production history, roll it back, or run a candidate's silent trial"
 DESCRIPTION = (
     "The model registry in the data bucket (models/<dataset>/production.json).\n\n"
     "examples:\n"
     "  medimage model list --dataset chestxray2017 --bucket my-data-bucket\n"
     "  MEDIMAGE_BUCKET=my-data-bucket medimage model rollback --dataset chestxray2017\n"
     "  medimage model rollback --dataset chestxray2017 --to 20261125T190500Z-1a2b3c4d-9f8e7d6c\n"
-    "  medimage model list --dataset chestxray2017 --stack-json up-output/stack.json   # `medimage up`"
+    "  medimage model list --dataset chestxray2017 --stack-json up-output/stack.json   # `medimage up`\n\n"
+    "A silent trial: a candidate beside production classifies a share of the site's images without\n"
+    "answering (the stack's CandidateTrial / CandidateTrialShare); the scorecard compares the two.\n"
+    "  medimage model submit --dataset chestxray2017 --model runs/my-model      # or s3://.../model.tar.gz\n"
+    "  medimage model scorecard --dataset chestxray2017\n"
+    "  medimage model promote-candidate --dataset chestxray2017\n"
+    "  medimage model drop-candidate --dataset chestxray2017 --reason 'misses viral cases'"
+)
+
+
+ACTIONS = (
+    ("list", "print the production version, its history (newest first) and the candidate on trial"),
+    ("rollback", "make the previous version (or --to VERSION) production again"),
+    ("submit", "gate a model against production on the newest manifest; a pass makes it the candidate"),
+    ("scorecard", "compare the candidate with production on the images of its silent trial"),
+    ("promote-candidate", "end the trial: the candidate becomes production"),
+    ("drop-candidate", "end the trial: production stays, the candidate is dropped"),
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for name, text in (
-        ("list", "print the production version and its history (newest first)"),
-        ("rollback", "make the previous version (or --to VERSION) production again"),
-    ):
+    for name, text in ACTIONS:
         action = actions.add_parser(name, help=text, description=text)
         action.add_argument("--dataset", required=True)
         action.add_argument("--bucket", help=f"the data bucket (default: ${BUCKET_ENV})")
         add_endpoint_arguments(action)
-        action.add_argument("--json", action="store_true", help="print production.json as JSON")
+        action.add_argument("--json", action="store_true", help="print the result as JSON")
         if name == "rollback":
             action.add_argument("--to", metavar="VERSION", help="an older version from the history")
-        action.set_defaults(func=run_list if name == "list" else run_rollback)
+        if name == "submit":
+            action.add_argument(
+                "--model", required=True, help="a model directory (`medimage train`) or s3://.../model.tar.gz"
+            )
+            action.add_argument("--preset", help="preset (default: the one in the manifest's stats.json)")
+        if name == "scorecard":
+            action.add_argument("--candidate", metavar="VERSION", help="an earlier trial's candidate")
+            action.add_argument("--no-write", action="store_true", help="do not update scorecard.json")
+        if name == "drop-candidate":
+            action.add_argument("--reason", default="", help="why the candidate is dropped (recorded)")
+        action.set_defaults(func=RUNNERS[name])
 
 
 def _bucket(args: argparse.Namespace) -> str:
@@ -63,6 +87,11 @@ def _print(pointer: ProductionPointer, as_json: bool) -> None:
         )
     for withdrawn in pointer.rolled_back:
         print(f"  {withdrawn['version']:40} rolled back {withdrawn['rolled_back_at']}")
+    if pointer.candidate is not None:
+        c = pointer.candidate
+        print(f"candidate {c.version} since {c.entry.promoted_at} (gated against {c.champion})")
+    for trial in pointer.trials[:5]:
+        print(f"  trial of {trial['version']:31} {trial['outcome']:9} {trial['ended_at']}")
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -85,3 +114,114 @@ def run_rollback(args: argparse.Namespace) -> int:
     pointer = rollback_production(S3ObjectStore(bucket), S3RegistryStore(bucket), args.dataset, args.to)
     _print(pointer, args.json)
     return 0
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    from medimage.adapters.model_artifacts import S3ModelArtifacts
+    from medimage.adapters.registry_store import S3RegistryStore
+    from medimage.adapters.s3 import S3ObjectStore
+    from medimage.evaluation.champion import LiteRTChampionEvaluator
+    from medimage.ops.manifests import find_manifest
+    from medimage.ops.trial import DirectoryArtifacts, submit_model
+
+    bucket = _bucket(args)
+    store = S3ObjectStore(bucket)
+    choice = find_manifest(store, args.dataset, preset=args.preset)
+    artifacts = S3ModelArtifacts() if args.model.startswith("s3://") else DirectoryArtifacts()
+    result = submit_model(
+        store,
+        S3RegistryStore(bucket),
+        artifacts,
+        LiteRTChampionEvaluator(store),
+        args.dataset,
+        args.model,
+        choice.version,
+        choice.preset,
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        gate = result["gate"]
+        print(
+            f"{result['version']}: gate {gate['outcome']} on manifest {choice.version} "
+            f"(test accuracy {gate['accuracy']}, champion {gate['champion_version']})"
+        )
+        for reason in gate["reasons"]:
+            print(f"  - {reason}")
+        if result["promotion"] is not None:
+            print(f"  -> {result['promotion']['stage']}")
+    return 0 if result["promotion"] is not None else 1
+
+
+def _print_scorecard(card: dict) -> None:
+    def rate(figure: dict) -> str:
+        if figure["rate"] is None:
+            return "-"
+        interval = f"95% {figure['low']:.3f}-{figure['high']:.3f}"
+        return f"{figure['rate']:.3f} ({figure['count']}/{figure['n']}, {interval})"
+
+    latency, confidence, reviewed = card["latency_ms"], card["confidence"], card["reviewed"]
+    print(
+        f"trial of {card['candidate_version']} against {', '.join(card['champion_versions']) or '-'} "
+        f"on {card['pairs']} images (api {card['by_source']['api']}, dropped {card['by_source']['s3']})"
+    )
+    print(f"  agreement            {rate(card['agreement'])}")
+    for change, count in card["disagreements"].items():
+        print(f"    {change:30} {count}")
+    print(f"  review rate champion {rate(card['review']['champion'])}")
+    print(f"  review rate candidate {rate(card['review']['candidate'])}")
+    print(
+        f"  confidence           champion {confidence['champion_mean']}  candidate "
+        f"{confidence['candidate_mean']}  shift {confidence['mean_shift']}"
+    )
+    for who in ("champion", "candidate"):
+        print(f"  latency {who:12} p50 {latency[who]['p50']} ms  p95 {latency[who]['p95']} ms")
+    print(f"  reviewed images      {reviewed['images']} (labelled through the review queue)")
+    print(f"    champion accuracy  {rate(reviewed['champion_accuracy'])}")
+    print(f"    candidate accuracy {rate(reviewed['candidate_accuracy'])}")
+    print(f"  written to {card['scorecard_key']}")
+
+
+def run_scorecard(args: argparse.Namespace) -> int:
+    from medimage.adapters.registry_store import S3RegistryStore
+    from medimage.adapters.s3 import S3ObjectStore
+    from medimage.ops.trial import candidate_version, compute_scorecard
+
+    bucket = _bucket(args)
+    version = candidate_version(S3RegistryStore(bucket), args.dataset, args.candidate)
+    card = compute_scorecard(S3ObjectStore(bucket), args.dataset, version, write=not args.no_write)
+    if args.json:
+        print(json.dumps(card, indent=2))
+    else:
+        _print_scorecard(card)
+    return 0
+
+
+def _end_trial(args: argparse.Namespace, promote: bool) -> int:
+    from medimage.adapters.registry_store import S3RegistryStore
+    from medimage.adapters.s3 import S3ObjectStore
+    from medimage.ops.trial import end_trial
+
+    bucket = _bucket(args)
+    reason = getattr(args, "reason", "")
+    pointer = end_trial(S3ObjectStore(bucket), S3RegistryStore(bucket), args.dataset, promote, reason)
+    _print(pointer, args.json)
+    return 0
+
+
+def run_promote_candidate(args: argparse.Namespace) -> int:
+    return _end_trial(args, promote=True)
+
+
+def run_drop_candidate(args: argparse.Namespace) -> int:
+    return _end_trial(args, promote=False)
+
+
+RUNNERS = {
+    "list": run_list,
+    "rollback": run_rollback,
+    "submit": run_submit,
+    "scorecard": run_scorecard,
+    "promote-candidate": run_promote_candidate,
+    "drop-candidate": run_drop_candidate,
+}

@@ -12,6 +12,8 @@ predictions/<dataset>/...                   one JSON per image + batch predictio
                                             JSON a FHIR report (.fhir.json) and, for DICOM, an SR (.sr.dcm)
 review/<dataset>/<file>                     an unsure prediction's image for a clinician (+ <file>.json)
 pacs/failed/<dataset>/<name>.json           an SR the PACS did not take (STOW-RS refused or unreachable)
+trials/<dataset>/<candidate>/...            a candidate's silent trial: pairs/*.jsonl, scorecard.json
+                                            (keys built in medimage.core.trial)
 pretrained/mobilenet_v2/<file>              ImageNet weights every training job gets (`medimage deploy`)
 """
 

@@ -14,6 +14,12 @@ is or was production and has not been rolled back, newest first, the current one
   then production moved on or was rolled back) never re-applies it.
 - supersede(v, by): a promotion that lost the race (its gate compared against a champion that is no
   longer production) is recorded in ``superseded`` while the winner stays current.
+- nominate(v): where a silent trial is configured, a model that passed the gate becomes the dataset's
+  ``candidate`` beside production instead of replacing it; serving runs it silently on a share of the
+  images (``medimage.inference.trial``). A newer candidate replaces the one on trial. Nominating the
+  candidate again, or a version that is or was production or already ended a trial, changes nothing.
+- promote_candidate() / drop_candidate(): a trial ends either way, recorded in ``trials`` (newest first).
+  The candidate is promoted only while production is still the champion its gate compared against.
 
 Pure: the registry store adapter does the reading and the conditional writing.
 """
@@ -68,11 +74,37 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """The model on silent trial: its entry (``promoted_at``: when it became candidate) and the production
+    version its gate compared it against."""
+
+    entry: ModelEntry
+    champion: str
+
+    @property
+    def version(self) -> str:
+        return self.entry.version
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.entry.to_dict(), "champion": self.champion}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+        if not isinstance(data.get("champion"), str):
+            raise RegistryError("the candidate of production.json names no champion")
+        return cls(
+            ModelEntry.from_dict({**data, "action": data.get("action", "candidate")}), data["champion"]
+        )
+
+
+@dataclass(frozen=True)
 class ProductionPointer:
     dataset: str
     history: tuple[ModelEntry, ...]
     rolled_back: tuple[dict[str, Any], ...] = ()
     superseded: tuple[dict[str, Any], ...] = ()
+    candidate: Candidate | None = None
+    trials: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.history:
@@ -92,6 +124,10 @@ class ProductionPointer:
             r.get("version") == version for r in self.rolled_back
         )
 
+    def ended_trial(self, version: str) -> bool:
+        """Whether ``version`` was a candidate whose trial ended (promoted, dropped or replaced)."""
+        return any(t.get("version") == version for t in self.trials)
+
     def to_dict(self) -> dict[str, Any]:
         current = self.current
         return {
@@ -104,6 +140,8 @@ class ProductionPointer:
             "history": [e.to_dict() for e in self.history],
             "rolled_back": list(self.rolled_back),
             "superseded": list(self.superseded),
+            "candidate": None if self.candidate is None else self.candidate.to_dict(),
+            "trials": list(self.trials),
         }
 
     @classmethod
@@ -116,11 +154,14 @@ class ProductionPointer:
                 f"production.json names {data.get('version')} but its history starts with "
                 f"{history[0].version}"
             )
+        candidate = data.get("candidate")
         return cls(
             str(data["dataset"]),
             history,
             tuple(data.get("rolled_back") or []),
             tuple(data.get("superseded") or []),
+            Candidate.from_dict(candidate) if isinstance(candidate, dict) else None,
+            tuple(data.get("trials") or []),
         )
 
 
@@ -178,3 +219,87 @@ def rollback(current: ProductionPointer | None, now: str, to: str | None = None)
         history=(target, *current.history[index + 1 :]),
         rolled_back=(*withdrawn, *current.rolled_back)[:MAX_HISTORY],
     )
+
+
+def _ended(candidate: Candidate, outcome: str, now: str, **details: Any) -> dict[str, Any]:
+    return {
+        "version": candidate.version,
+        "champion": candidate.champion,
+        "outcome": outcome,
+        "started_at": candidate.entry.promoted_at,
+        "ended_at": now,
+        **details,
+    }
+
+
+def nominate(
+    current: ProductionPointer | None, entry: ModelEntry, expected_champion: str | None, now: str
+) -> ProductionPointer:
+    """The pointer with ``entry`` as the candidate on silent trial beside production.
+
+    A dataset without production has nothing to compare against: promote instead (RegistryError). The
+    gate's champion must still be production (ChampionChanged otherwise, as for promote)."""
+    if current is None:
+        raise RegistryError("no production model to run a trial against: promote the model instead")
+    version = entry.version
+    if current.ever_promoted(version) or current.ended_trial(version):
+        return current
+    if current.candidate is not None and current.candidate.version == version:
+        return current
+    if current.version != expected_champion:
+        raise ChampionChanged(
+            f"the gate compared {version} against production version {expected_champion}, "
+            f"but production is now {current.version}"
+        )
+    trials = current.trials
+    if current.candidate is not None:
+        trials = (_ended(current.candidate, "replaced", now, by=version), *trials)
+    candidate = Candidate(replace(entry, action="candidate"), current.version)
+    return replace(current, candidate=candidate, trials=trials[:MAX_HISTORY])
+
+
+def _the_candidate(
+    current: ProductionPointer | None, version: str | None
+) -> tuple[ProductionPointer, Candidate]:
+    if current is None or current.candidate is None:
+        raise RegistryError("no candidate is on trial")
+    if version is not None and current.candidate.version != version:
+        raise RegistryError(f"the candidate on trial is {current.candidate.version}, not {version}")
+    return current, current.candidate
+
+
+def promote_candidate(
+    current: ProductionPointer | None,
+    now: str,
+    version: str | None = None,
+    scorecard: dict[str, Any] | None = None,
+) -> ProductionPointer:
+    """The candidate becomes production (the head of the history) and its trial ends as ``promoted``,
+    with the scorecard at that moment when one is given."""
+    pointer, candidate = _the_candidate(current, version)
+    if pointer.version != candidate.champion:
+        raise ChampionChanged(
+            f"the candidate {candidate.version} was gated and trialled against {candidate.champion}, but "
+            f"production is now {pointer.version}: drop it and submit it again"
+        )
+    entry = replace(candidate.entry, promoted_at=now, action="promote after trial")
+    ended = _ended(candidate, "promoted", now, scorecard=scorecard)
+    return replace(
+        pointer,
+        history=(entry, *pointer.history)[:MAX_HISTORY],
+        candidate=None,
+        trials=(ended, *pointer.trials)[:MAX_HISTORY],
+    )
+
+
+def drop_candidate(
+    current: ProductionPointer | None,
+    now: str,
+    reason: str,
+    version: str | None = None,
+    scorecard: dict[str, Any] | None = None,
+) -> ProductionPointer:
+    """The trial ends as ``dropped``; production is untouched."""
+    pointer, candidate = _the_candidate(current, version)
+    ended = _ended(candidate, "dropped", now, reason=reason, scorecard=scorecard)
+    return replace(pointer, candidate=None, trials=(ended, *pointer.trials)[:MAX_HISTORY])

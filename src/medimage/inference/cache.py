@@ -3,9 +3,11 @@
 The pointer (`models/<dataset>/production.json`) is read at most every `check_interval_s` seconds, so a
 warm container serves from memory; a new pointer makes the cache fetch that version, verify its sha256
 and load it. A model that fails verification or loading is refused: the previous one keeps serving and
-the refused pointer is not fetched again until `retry_refused_s` has passed. Fetching goes through the
-`medimage.inference.ports.ModelSource` port (S3 in the Lambda, a local file for `medimage serve --model`,
-a fake in tests).
+the refused pointer is not fetched again until `retry_refused_s` has passed. The pointer's ``candidate``
+(a model on silent trial) is only remembered at a check; it is loaded by `candidate`, which the trial calls
+after production's answer is ready, and a candidate that cannot be loaded is logged and skipped. Fetching
+goes through the `medimage.inference.ports.ModelSource` port (S3 in the Lambda, a local file for
+`medimage serve --model`, a fake in tests).
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ class _Entry:
     refused: tuple[str, str] | None = None
     refused_at: float = float("-inf")
     refused_reason: str = ""
+    candidate_pointer: ServingPointer | None = None
+    candidate: LoadedModel | None = None
+    candidate_refused: tuple[str, str] | None = None
+    candidate_refused_at: float = float("-inf")
 
 
 class ModelCache:
@@ -128,6 +134,7 @@ class ModelCache:
             return
         if raw is None:
             entry.model = None
+            entry.candidate_pointer = None
             entry.checked_at = now
             raise NoProductionModel(
                 f"no production model for dataset '{dataset}' yet: train one and let the gate promote it"
@@ -139,6 +146,7 @@ class ModelCache:
             return
         wanted = (pointer.version, pointer.model_sha256)
         entry.checked_at = now
+        entry.candidate_pointer = pointer.candidate
         if entry.model is not None and (entry.model.version, entry.model.sha256) == wanted:
             return
         if entry.refused == wanted and now - entry.refused_at < self.retry_refused_s:
@@ -154,6 +162,37 @@ class ModelCache:
         )
         entry.refused = None
         log.info("loaded model %s %s (previous %s)", dataset, pointer.version, previous)
+
+    def has_candidate(self, dataset: str) -> bool:
+        """Whether the last pointer check found a candidate on trial (no fetching, no loading)."""
+        entry = self._entries.get(dataset)
+        return entry is not None and entry.candidate_pointer is not None
+
+    def candidate(self, dataset: str) -> LoadedModel | None:
+        """The candidate on trial beside production, loaded and verified on first use; None when there is
+        none or it cannot be loaded (logged, and not fetched again until ``retry_refused_s`` has passed)."""
+        with self._lock:
+            entry = self._entries.get(dataset)
+            pointer = entry.candidate_pointer if entry is not None else None
+            if entry is None or pointer is None:
+                return None
+            wanted = (pointer.version, pointer.model_sha256)
+            if entry.candidate is not None and (entry.candidate.version, entry.candidate.sha256) == wanted:
+                return entry.candidate
+            now = self._clock()
+            if entry.candidate_refused == wanted and now - entry.candidate_refused_at < self.retry_refused_s:
+                return None
+            try:
+                classifier = self._loader(self.source.download(pointer), pointer)
+            except Exception as exc:  # whatever is wrong with a candidate, production keeps serving
+                log.error("refused candidate %s %s: %s", dataset, pointer.version, exc)
+                entry.candidate, entry.candidate_refused, entry.candidate_refused_at = None, wanted, now
+                return None
+            entry.candidate = LoadedModel(
+                dataset, pointer.version, pointer.model_sha256, classifier, pointer.model_file
+            )
+            log.info("loaded candidate %s %s", dataset, pointer.version)
+            return entry.candidate
 
     def _refuse(self, entry: _Entry, wanted: tuple[str, str], reason: str, now: float) -> None:
         kept = entry.model.version if entry.model else None

@@ -24,6 +24,10 @@ and never fails or repeats the prediction.
 Unusable objects are moved to ``quarantine/<dataset>/<key>`` with a ``.reason.json`` beside them, by the
 one quarantine procedure annotate uses too (`medimage.services.quarantine`). A missing production model
 raises, so the message is retried and, after the queue's redrive count, kept in the dead-letter queue.
+
+``trial`` (the handler's silent trial) is given each labelled image after its result is written, so a
+candidate on trial classifies it too; what it answers goes to ``trials/`` only, never into a result, a
+review item or a batch file.
 """
 
 from __future__ import annotations
@@ -83,6 +87,9 @@ def _utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+SilentRun = Callable[[PredictionResult, bytes, str, str | None], None]
+
+
 class DropLabeler:
     def __init__(
         self,
@@ -90,11 +97,13 @@ class DropLabeler:
         store: ObjectStore,
         clock: Callable[[], str] = _utcnow,
         pacs: PacsPusher | None = None,
+        trial: SilentRun | None = None,
     ) -> None:
         self.service = service
         self.store = store
         self._clock = clock
         self.pacs = pacs
+        self.trial = trial
 
     def label(self, ref: ObjectRef, batch: str) -> LabelOutcome:
         """Classify, deduplicate or quarantine one object of batch `batch`."""
@@ -158,6 +167,8 @@ class DropLabeler:
             self.store.put_bytes(review_key(dataset, name), data)
             self.store.put_json(review_json_key(dataset, name), record)
         self.store.put_json(result_key, record)
+        if self.trial is not None:  # after the answer is stored; it never raises
+            self.trial(result, data, "s3", ref.key)
         return LabelOutcome(
             "labeled",
             ref.key,

@@ -18,6 +18,9 @@ class ServingPointer:
     version: str
     model_key: str
     model_sha256: str
+    # The model on silent trial beside production (``candidate``), None when there is none or its entry is
+    # unusable: a broken candidate must never stop production from serving.
+    candidate: ServingPointer | None = None
 
     @classmethod
     def from_dict(cls, data: Any, dataset: str) -> ServingPointer:
@@ -26,7 +29,13 @@ class ServingPointer:
         missing = [k for k in ("version", "model_key", "model_sha256") if not isinstance(data.get(k), str)]
         if missing:
             raise ModelError(f"production.json of '{dataset}' lacks {', '.join(missing)}")
-        return cls(dataset, data["version"], data["model_key"], data["model_sha256"].lower())
+        candidate = None
+        if isinstance(data.get("candidate"), dict):
+            try:
+                candidate = cls.from_dict({**data["candidate"], "candidate": None}, dataset)
+            except ModelError:
+                candidate = None
+        return cls(dataset, data["version"], data["model_key"], data["model_sha256"].lower(), candidate)
 
     @property
     def model_file(self) -> str:
@@ -43,3 +52,9 @@ class ModelSource(Protocol):
     def download(self, pointer: ServingPointer) -> Path:
         """A local directory holding the pointer's model file, ``model.json`` and ``labels.txt``."""
         ...
+
+
+class PairSink(Protocol):
+    """Where a silent trial's pairs are written (the data bucket's ``trials/``)."""
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = ...) -> None: ...

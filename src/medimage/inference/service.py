@@ -35,6 +35,10 @@ class PredictionResult:
     explained: bool = False
     heatmap: dict[str, Any] | None = field(default=None, repr=False)
     heatmap_error: dict[str, str] | None = None
+    # The decoded input and what decoding took, for a silent trial to run the candidate on the same
+    # pixels (`medimage.inference.trial`); never part of an answer.
+    pixels: Any = field(default=None, repr=False, compare=False)
+    decode_ms: float = 0.0
 
     def api_body(self) -> dict[str, Any]:
         """The answer of ``POST /predict``; ``heatmap`` (+ ``heatmap_error``) only when explain was asked."""
@@ -104,6 +108,7 @@ class InferenceService:
         heatmap_error: dict[str, str] | None = None
         if explain:
             array, size = decode_with_size(data, classifier.spec, limits)
+            decoded = time.perf_counter()
             prediction = classifier.classify_array(array, explain=True, review_threshold=threshold)
             if prediction.heatmap is not None:
                 from medimage.inference.heatmap import render_heatmap
@@ -117,6 +122,7 @@ class InferenceService:
                 }
         else:
             array = decode_pixels(data, classifier.spec, limits)
+            decoded = time.perf_counter()
             prediction = classifier.classify_array(array, review_threshold=threshold)
         latency_ms = round((time.perf_counter() - start) * 1000, 3)
         return PredictionResult(
@@ -133,6 +139,8 @@ class InferenceService:
             explained=explain,
             heatmap=heatmap,
             heatmap_error=heatmap_error,
+            pixels=array,
+            decode_ms=round((decoded - start) * 1000, 3),
         )
 
     def health(self) -> dict[str, Any]:

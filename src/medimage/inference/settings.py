@@ -1,11 +1,11 @@
 """The inference function's settings, read once from the environment the template gives it.
 
 Field names follow the template parameters (InferenceDatasets, InferenceDefaultDataset,
-ModelCheckIntervalSeconds, MaxImageBytes, ReviewThreshold); ``MEDIMAGE_MODEL`` is `medimage serve --model`'s
-local model. ``PACS_STOW_URL`` and ``PACS_SECRET_ARN`` (PacsStowUrl, PacsCredentialsSecretArn) name the
-PACS that drop-to-label sends each SR to, and the secret of its credentials. ``REVIEW_THRESHOLD`` (empty:
-each model's own ``model.json`` ``review.threshold``) is the confidence below which this deployment routes
-a prediction to a clinician.
+ModelCheckIntervalSeconds, MaxImageBytes, ReviewThreshold, CandidateTrialShare); ``MEDIMAGE_MODEL`` is
+`medimage serve --model`'s local model. ``PACS_STOW_URL`` and ``PACS_SECRET_ARN`` (PacsStowUrl,
+PacsCredentialsSecretArn) name the PACS that drop-to-label sends each SR to, and the secret of its
+credentials. ``REVIEW_THRESHOLD`` (empty: each model's own ``model.json`` ``review.threshold``) is the
+confidence below which this deployment routes a prediction to a clinician.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from medimage.core.images import ImageLimits
 
 # Lambda's synchronous payload limit is 6 MB for the whole event, with the body base64-encoded.
 DEFAULT_MAX_REQUEST_BYTES = 4_000_000
+# The share of images a candidate on trial also classifies (CandidateTrialShare's default): low enough that
+# the median request never waits for it (benchmarks/trial_bench.py).
+DEFAULT_CANDIDATE_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,11 @@ class InferenceSettings:
     # The DICOMweb service the SRs go back to (empty: none), and the secret of its credentials.
     pacs_stow_url: str = ""
     pacs_secret_arn: str = ""
+    # Silent trial: the share of requests and dropped images the candidate also classifies; its pairs are
+    # written once TRIAL_FLUSH_PAIRS are waiting or the oldest is TRIAL_FLUSH_SECONDS old.
+    candidate_share: float = DEFAULT_CANDIDATE_SHARE
+    trial_flush_pairs: int = 25
+    trial_flush_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InferenceSettings:
@@ -64,7 +72,20 @@ class InferenceSettings:
             review_threshold=parse_review_threshold(env.get("REVIEW_THRESHOLD")),
             pacs_stow_url=(env.get("PACS_STOW_URL") or "").strip(),
             pacs_secret_arn=(env.get("PACS_SECRET_ARN") or "").strip(),
+            candidate_share=parse_share(env.get("CANDIDATE_SHARE")),
+            trial_flush_pairs=int(env.get("TRIAL_FLUSH_PAIRS") or "25"),
+            trial_flush_s=float(env.get("TRIAL_FLUSH_SECONDS") or "60"),
         )
+
+
+def parse_share(text: str | None) -> float:
+    """``CANDIDATE_SHARE`` in [0, 1]; empty is the default share."""
+    if text is None or not text.strip():
+        return DEFAULT_CANDIDATE_SHARE
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"CANDIDATE_SHARE {value} is not a share in [0, 1]")
+    return value
 
 
 def parse_review_threshold(text: str | None) -> float | None:

@@ -72,18 +72,11 @@ class GateService:
         self.min_accuracy = min_accuracy
         self.now = now
 
-    def run(self, request: GateRequest) -> dict[str, Any]:
-        files = self.artifacts.read_members(request.training.model_artifacts)
-        evaluation = read_json_member(files, "evaluation.json")
-        model_json = read_json_member(files, "model.json")
-        trained_on = model_json.get("manifest_version")
-        if trained_on not in (None, request.manifest_version):
-            raise GateInputError(
-                f"the model was trained on manifest {trained_on}, not on {request.manifest_version}"
-            )
-        if "test" not in evaluation:
-            raise GateInputError("evaluation.json has no 'test' metrics")
-        challenger = TestMetrics.from_evaluation(evaluation["test"], request.manifest_version)
+    def run(self, request: GateRequest, challenger: TestMetrics | None = None) -> dict[str, Any]:
+        """Judge the model on its own ``evaluation.json``, or on ``challenger``: its figures measured on
+        the request's test split (`medimage model submit`, for a model trained on another split)."""
+        if challenger is None:
+            challenger = self._challenger(request)
         config = GateConfig.from_preset(get_preset(request.preset), self.min_accuracy)
         pointer = self.registry.pointer(request.dataset)
         champion = None if pointer is None else self._champion(pointer.current, request, challenger)
@@ -112,6 +105,19 @@ class GateService:
             "champion_version": None if champion is None else champion.version,
             "gate_key": gate_key,
         }
+
+    def _challenger(self, request: GateRequest) -> TestMetrics:
+        files = self.artifacts.read_members(request.training.model_artifacts)
+        evaluation = read_json_member(files, "evaluation.json")
+        model_json = read_json_member(files, "model.json")
+        trained_on = model_json.get("manifest_version")
+        if trained_on not in (None, request.manifest_version):
+            raise GateInputError(
+                f"the model was trained on manifest {trained_on}, not on {request.manifest_version}"
+            )
+        if "test" not in evaluation:
+            raise GateInputError("evaluation.json has no 'test' metrics")
+        return TestMetrics.from_evaluation(evaluation["test"], request.manifest_version)
 
     def _champion(self, entry: ModelEntry, request: GateRequest, challenger: TestMetrics) -> Champion:
         stored = entry.metrics

@@ -7,6 +7,12 @@ The swap names the champion the gate compared against; if production moved on me
 refused with ChampionChanged, production.json records the version as superseded by the winner, and the
 state machine runs the gate again. A version is promoted at most once (``core.registry.promote``): a
 retried task whose swap had landed changes nothing, even after production moved on or was rolled back.
+
+With a silent trial configured (``trial``: the template's ``CandidateTrial``), a model that passes the gate
+where the dataset already has production becomes its candidate instead (``core.registry.nominate``):
+serving keeps answering with production and runs the candidate silently beside it, and a person ends the
+trial (`medimage model promote-candidate|drop-candidate`). A dataset's first model has nothing to be
+trialled against and is promoted. Without a trial the gate's pass promotes at once, as it always did.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from medimage.core.executions import ModelTask
 from medimage.core.registry import (
     ModelEntry,
     ProductionPointer,
+    nominate,
     promote,
     rollback,
     sha256_hex,
@@ -49,11 +56,13 @@ class PromoteService:
         registry: PointerStore,
         artifacts: ArtifactReader,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        trial: bool = False,
     ) -> None:
         self.store = store
         self.registry = registry
         self.artifacts = artifacts
         self.now = now
+        self.trial = trial
 
     def run(self, request: PromoteRequest) -> dict[str, Any]:
         prefix = layout.model_prefix(request.dataset, request.version)
@@ -86,17 +95,22 @@ class PromoteService:
             promoted_at=self.now().isoformat(),
             metrics=gate["metrics"],
         )
+
+        def change(current: ProductionPointer | None) -> ProductionPointer:
+            if self.trial and current is not None:
+                return nominate(current, entry, champion, entry.promoted_at)
+            return promote(current, request.dataset, entry, champion)
+
         try:
-            pointer = self.registry.update(
-                request.dataset, lambda current: promote(current, request.dataset, entry, champion)
-            )
+            pointer = self.registry.update(request.dataset, change)
         except ChampionChanged:
             self._record_superseded(request.dataset, request.version)
             raise
         # A retried task whose swap had landed finds its entry already there (maybe no longer current).
-        mine = next((e for e in pointer.history if e.version == request.version), entry)
+        stage, mine = _stage_of(pointer, request.version, entry)
         return {
-            "promoted": True,
+            "promoted": stage == "production",
+            "stage": stage,
             "version": request.version,
             "model_key": mine.model_key,
             "model_sha256": mine.model_sha256,
@@ -117,6 +131,17 @@ class PromoteService:
             return supersede(current, version, current.version, when)
 
         self.registry.update(dataset, change)
+
+
+def _stage_of(pointer: ProductionPointer, version: str, entry: ModelEntry) -> tuple[str, ModelEntry]:
+    """Where ``version`` stands after the swap: ``production`` (in the history, maybe no longer current),
+    ``candidate``, or ``trial_ended`` (a retried task whose candidate was dropped meanwhile)."""
+    mine = next((e for e in pointer.history if e.version == version), None)
+    if mine is not None or pointer.ever_promoted(version):
+        return "production", mine or entry
+    if pointer.candidate is not None and pointer.candidate.version == version:
+        return "candidate", pointer.candidate.entry
+    return "trial_ended", entry
 
 
 def rollback_production(

@@ -93,3 +93,16 @@ class GateSettings:
     def from_env(cls, env: Env | None = None) -> GateSettings:
         raw = (_env(env).get("MIN_ACCURACY_OVERRIDE") or "").strip()
         return cls(min_accuracy_override=float(raw) if raw else None)
+
+
+@dataclass(frozen=True)
+class PromoteSettings:
+    # CandidateTrial: a passed model becomes the candidate beside production instead of replacing it.
+    candidate_trial: bool
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> PromoteSettings:
+        raw = (_env(env).get("CANDIDATE_TRIAL") or "false").strip().lower()
+        if raw not in ("true", "false"):
+            raise ValueError(f"CANDIDATE_TRIAL {raw!r} is not true or false")
+        return cls(candidate_trial=raw == "true")

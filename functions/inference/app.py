@@ -56,8 +56,8 @@ if TYPE_CHECKING:
     from medimage.core.objects import ObjectRef
     from medimage.inference.drop_to_label import DropLabeler, LabelOutcome
     from medimage.inference.ports import ModelSource
-    from medimage.inference.stow import StowStore, StowTarget
     from medimage.inference.service import PredictionResult
+    from medimage.inference.stow import StowStore, StowTarget
     from medimage.inference.trial import SilentTrial
 
 logger = logging.getLogger(SERVICE)

@@ -202,3 +202,42 @@ def test_a_commit_waits_for_uploads_still_being_annotated(env):
     [result] = [r for name, r in report.results if name == "SplitFunction"]
     assert result["results"][0]["status"] == "written"
     assert result["results"][0]["new_images"] == len(files)
+
+
+def test_a_split_that_fails_while_writing_aborts_its_uploads_and_a_retry_writes_the_version(env, monkeypatch):
+    """A manifest larger than a part goes up as a multipart upload; a failure half-way aborts it, so no
+    half-written manifest and no orphaned parts are left, and the next commit writes the version whole."""
+    import medimage.services.split as split_service
+    from medimage.adapters.s3 import S3ObjectStore, S3Upload
+
+    files = upload_dataset(env, bad=False)
+    monkeypatch.setattr(
+        S3ObjectStore,
+        "start_upload",
+        lambda self, key, content_type="application/octet-stream": S3Upload(
+            self._s3, self.bucket, key, content_type, part_bytes=64
+        ),
+    )
+    real_keys = split_service.sagemaker_manifest_keys
+
+    def fail(keys):
+        raise OSError("the function ran out of /tmp half-way")
+
+    monkeypatch.setattr(split_service, "sagemaker_manifest_keys", fail)
+    commit(env)
+    assert s3().list_multipart_uploads(Bucket=env.bucket).get("Uploads", []) == []
+    listed = s3().list_objects_v2(Bucket=env.bucket, Prefix="manifests/chestxray2017/").get("Contents", [])
+    assert not [o["Key"] for o in listed if o["Key"].endswith((".csv", ".manifest"))]
+    assert executions(env) == []
+
+    monkeypatch.setattr(split_service, "sagemaker_manifest_keys", real_keys)
+    monkeypatch.undo()
+    [result] = commit(env)
+    [summary] = result["results"]
+    assert summary["status"] == "written" and summary["new_images"] == len(files)
+    rows = [
+        row
+        for split in ("train", "val", "test")
+        for row in read_csv(get_text(env, f"manifests/chestxray2017/{summary['version']}/{split}.csv"))
+    ]
+    assert len(rows) == len(files)

@@ -46,6 +46,16 @@ def test_a_converter_tensor_name_reads_as_its_keras_layer():
     assert layer_label("plain") == "plain"
 
 
+def test_the_agreement_set_is_each_image_clean_then_under_every_shift():
+    from medimage.evaluation.shifts import SHIFTS
+
+    base = images(3, seed=4)
+    checked = mixed_precision.agreement_images(base)
+    assert checked.shape == (3 * (1 + len(SHIFTS)), SIZE, SIZE, 1) and checked.dtype == np.float32
+    np.testing.assert_array_equal(checked[:3], base)
+    assert all(not np.array_equal(checked[3 * (i + 1) : 3 * (i + 2)], base) for i in range(len(SHIFTS)))
+
+
 def images(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
@@ -107,7 +117,7 @@ def test_the_ladder_stops_at_the_first_rung_that_agrees_enough(model):
 
     # the agreement is measured on training images calibration did not see, against Keras' own answers
     _, unseen = export.calibration_order(len(calibration), 40, 0)
-    held = calibration[np.sort(unseen[: mixed_precision.AGREEMENT_IMAGES])]
+    held = mixed_precision.agreement_images(calibration[np.sort(unseen[: mixed_precision.AGREEMENT_IMAGES])])
     chosen = MixedPrecision(impossible.content, impossible.float_layers, impossible.agreement)
     assert top1_agreement(chosen.content, held, keras_logits(model, held), interpreter) == chosen.agreement
     report = chosen.to_dict()

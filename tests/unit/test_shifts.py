@@ -81,3 +81,20 @@ def test_report_exposes_a_classifier_that_relies_on_exposure() -> None:
     assert report["shifts"]["gamma_0.67"]["accuracy"] == 0.5
     assert report["worst_shift"] == {"name": "gamma_0.67", "accuracy": 0.5}
     assert report["shifted_mean_accuracy"] == pytest.approx(0.75)
+
+
+def test_an_array_is_shifted_at_its_own_size_and_channels():
+    from medimage.evaluation.shifts import get_shifts, shifted_array
+
+    rng = np.random.default_rng(0)
+    gray = rng.uniform(0, 255, (40, 30, 1)).astype(np.float32)
+    for shift in get_shifts(["crop_85", "pad_12", "jpeg_q15", "gamma_1.5"]):
+        out = shifted_array(gray, shift)
+        assert out.shape == gray.shape and out.dtype == np.float32, shift.name
+        assert 0 <= out.min() and out.max() <= 255
+    darker = shifted_array(gray, get_shifts(["gamma_1.5"])[0])
+    assert darker.mean() < gray.mean()
+    bordered = shifted_array(gray, get_shifts(["pad_12"])[0])
+    assert bordered[0].max() == 0 and bordered[:, 0].max() == 0  # the black border, resized back in
+    rgb = rng.uniform(0, 255, (20, 20, 3)).astype(np.float32)
+    assert shifted_array(rgb, get_shifts(["blur"])[0]).shape == rgb.shape

@@ -125,6 +125,24 @@ def shifted_bytes(data: bytes, shift: Shift) -> bytes:
     return out.getvalue()
 
 
+def shifted_array(image: np.ndarray, shift: Shift) -> np.ndarray:
+    """A model-input array (H x W x 1 or 3, 0..255) changed by ``shift`` at the array's own size (a crop
+    or a border is resized back, JPEG is encoded and decoded): `shifted_bytes` for a trainer that holds
+    arrays, not files."""
+    pixels = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    gray = pixels.shape[-1] == 1
+    picture = Image.fromarray(pixels[..., 0] if gray else pixels, mode="L" if gray else "RGB")
+    changed = shift.apply(picture)
+    if shift.encode_as_jpeg is not None:
+        out = io.BytesIO()
+        changed.save(out, format="JPEG", quality=shift.encode_as_jpeg)
+        changed = Image.open(io.BytesIO(out.getvalue()))
+    if changed.size != picture.size:
+        changed = changed.resize(picture.size, Image.Resampling.BILINEAR)
+    result = np.asarray(changed, dtype=np.float32)
+    return result[..., None] if gray else result
+
+
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     summary = {
         "accuracy": metrics["accuracy"],

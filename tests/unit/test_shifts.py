@@ -91,7 +91,7 @@ def test_an_array_is_shifted_at_its_own_size_and_channels():
     for shift in get_shifts(["crop_85", "pad_12", "jpeg_q15", "gamma_1.5"]):
         out = shifted_array(gray, shift)
         assert out.shape == gray.shape and out.dtype == np.float32, shift.name
-        assert 0 <= out.min() and out.max() <= 255
+        assert out.min() >= 0 and out.max() <= 255
     darker = shifted_array(gray, get_shifts(["gamma_1.5"])[0])
     assert darker.mean() < gray.mean()
     bordered = shifted_array(gray, get_shifts(["pad_12"])[0])

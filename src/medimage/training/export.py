@@ -105,10 +105,10 @@ def int8_debugger(
     seed: int = 0,
     explain: bool = True,
     novelty: ClassGaussians | None = None,
-    float_layers: Sequence[str] = (),
 ) -> Any:
-    """The converter's quantisation debugger for the int8 model `to_tflite_int8` describes: it converts,
-    and measures each layer's rounding error on the calibration's training images (``run``)."""
+    """The converter's quantisation debugger for the int8 model `to_tflite_int8` describes, calibrated:
+    it measures each layer's rounding error on the calibration's training images (``run``), and
+    `quantised_model` turns it into the int8 file."""
     chosen = calibration[calibration_order(len(calibration), samples, seed)[0]].astype(np.float32)
     seen = chosen
     if novelty is not None:
@@ -137,9 +137,7 @@ def int8_debugger(
         tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
         tf.lite.OpsSet.TFLITE_BUILTINS,
     ]
-    options = tf.lite.experimental.QuantizationDebugOptions(
-        denylisted_ops=list(FLOAT_HEAD_OPS), denylisted_nodes=list(float_layers)
-    )
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_HEAD_OPS))
     with contextlib.redirect_stdout(io.StringIO()):
         return tf.lite.experimental.QuantizationDebugger(
             converter=converter, debug_dataset=training_images, debug_options=options
@@ -162,7 +160,15 @@ def to_tflite_int8(
     ``float_layers`` (output tensor names, `medimage.training.mixed_precision`). With ``novelty``, the
     calibration also sees images unlike any training image, so the features they give are not clipped to
     the training images' range."""
-    debugger = int8_debugger(model, calibration, samples, seed, explain, novelty, float_layers)
+    return quantised_model(int8_debugger(model, calibration, samples, seed, explain, novelty), float_layers)
+
+
+def quantised_model(debugger: Any, float_layers: Sequence[str] = ()) -> bytes:
+    """The int8 model of a calibrated `int8_debugger`, with ``float_layers`` (and the heads) float: each
+    call only re-quantises the calibrated graph, so trying several sets costs one calibration."""
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_ops=list(FLOAT_HEAD_OPS), denylisted_nodes=list(float_layers)
+    )
     with contextlib.redirect_stdout(io.StringIO()):
         content = bytes(debugger.get_nondebug_quantized_model())
     names, quantised = tensor_names(content)

@@ -23,7 +23,7 @@ from medimage.core.novelty import ClassGaussians
 from medimage.training import export
 
 AGREEMENT_TARGET = 0.99
-LADDER = (0, 4, 8, 12, 16)  # layers kept float, tried in turn
+LADDER = (0, 4, 8, 12, 16, 24)  # layers kept float, tried in turn (each a re-quantisation, no calibration)
 AGREEMENT_IMAGES = 100  # unseen training images; each also under the 14 acquisition shifts
 MIN_UNSEEN_IMAGES = 50  # fewer unseen training images than this: agreement is checked on the calibration's
 
@@ -112,11 +112,12 @@ def quantize_mixed(
     debugger = export.int8_debugger(model, calibration, samples, seed, novelty=novelty)
     with contextlib.redirect_stdout(io.StringIO()):
         debugger.run()
-        content = bytes(debugger.get_nondebug_quantized_model())
+    measured = ranked_layers(debugger)  # before any re-quantisation, which resets the statistics
+    content = export.quantised_model(debugger)
     # The debugger's graph quantises a few tensors the served one keeps float (its outputs): only the
     # layers quantised in the served graph are candidates.
     quantised = export.tensor_names(content)[1]
-    ranked = [name for name in ranked_layers(debugger) if name in quantised]
+    ranked = [name for name in measured if name in quantised]
     tried: dict[int, float] = {}
     best: MixedPrecision | None = None
     for count in ladder:
@@ -125,9 +126,7 @@ def quantize_mixed(
             break
         layers = tuple(ranked[:count])
         if count:
-            content = export.to_tflite_int8(
-                model, calibration, samples, seed, novelty=novelty, float_layers=layers
-            )
+            content = export.quantised_model(debugger, layers)
         tried[count] = top1_agreement(content, images, reference, interpreter)
         if best is None or tried[count] > best.agreement:
             best = MixedPrecision(content, layers, tried[count])

@@ -16,7 +16,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -34,7 +33,7 @@ from medimage.inference.stow import stow_key
 from medimage.results import codes
 from medimage.results.sr import read_report
 from tests.dicom_factory import PHI_VALUES, make_dicom, reference_image
-from tests.e2e.test_up import CLI, free_port, wait_for
+from tests.e2e.local_stack import free_port, running_up, wait_for
 from tests.inference.conftest import build_model_dir, publish
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
@@ -82,34 +81,16 @@ def up(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """`medimage up` whose PACS is the Orthanc of the `orthanc` fixture (its ports chosen here)."""
     require_orthanc()
     orthanc_http = free_port()
-    port, api_port = free_port(), free_port()
-    log = (tmp_path / "up.out").open("w")
-    proc = subprocess.Popen(
+    with running_up(
+        tmp_path / "up",
+        tmp_path / "up.out",
         [
-            *CLI,
-            "up",
-            *("--workdir", str(tmp_path / "up")),
-            *("--port", str(port), "--api-port", str(api_port)),
             *("--parameter", f"PacsStowUrl=http://127.0.0.1:{orthanc_http}/dicom-web"),
             *("--parameter", f"PacsCredentialsSecretArn={SECRET_ARN}"),
         ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "MEDIMAGE_TF_THREADS": "1", "OMP_NUM_THREADS": "1"},
-    )
-    try:
-        stack_json = tmp_path / "up" / "stack.json"
-        wait_for("stack.json", stack_json.exists, proc, timeout_s=120)
-        stack = json.loads(stack_json.read_text())
-        yield {**stack, "proc": proc, "orthanc_http": orthanc_http, "workdir": tmp_path / "up"}
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
+    ) as running:
+        workdir = tmp_path / "up"
+        yield {**running.stack, "proc": running.proc, "orthanc_http": orthanc_http, "workdir": workdir}
 
 
 @pytest.fixture

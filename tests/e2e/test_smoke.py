@@ -5,8 +5,6 @@ here; everything after it does."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,94 +12,46 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.e2e.test_up import free_port, wait_for
+from tests.e2e.local_stack import running_up
 from tests.inference.conftest import DATASET, build_model_dir, publish
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 REPO = Path(__file__).resolve().parents[2]
-UP = [sys.executable, "-m", "medimage.cli.main", "up"]
 SMOKE = [sys.executable, str(REPO / "scripts" / "smoke_test.py")]
+
+
+def smoke_test(stack_json: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SMOKE, "--stack-json", str(stack_json), "--dataset", DATASET, "--auth", "none", "--timeout", "120"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_smoke_test_passes_against_the_local_stack(tmp_path: Path):
     model = build_model_dir(tmp_path / "model", seed=1)
-    out = (tmp_path / "up.out").open("w")
-    proc = subprocess.Popen(
-        [*UP, "--workdir", str(tmp_path), "--port", str(free_port()), "--api-port", str(free_port())],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "MEDIMAGE_TF_THREADS": "1", "OMP_NUM_THREADS": "1"},
-    )
-    try:
-        stack_json = tmp_path / "stack.json"
-        wait_for("stack.json", stack_json.exists, proc, timeout_s=120)
-        stack = json.loads(stack_json.read_text())
+    with running_up(tmp_path, tmp_path / "up.out") as up:
         s3 = boto3.client(
             "s3",
-            endpoint_url=stack["endpoint_url"],
+            endpoint_url=up.stack["endpoint_url"],
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        pointer = publish(s3, model, "20261125T000000Z-smoke", bucket=stack["bucket"])
-
-        smoke = subprocess.run(
-            [
-                *SMOKE,
-                "--stack-json",
-                str(stack_json),
-                "--dataset",
-                DATASET,
-                "--auth",
-                "none",
-                "--timeout",
-                "120",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        pointer = publish(s3, model, "20261125T000000Z-smoke", bucket=up.stack["bucket"])
+        smoke = smoke_test(up.stack_json)
         assert smoke.returncode == 0, smoke.stdout + smoke.stderr
         summary = json.loads(smoke.stdout.strip().splitlines()[-1])
         assert summary["health"] == "ok"
         assert summary["predict"]["model_version"] == pointer["version"]
         assert summary["drop_to_label"]["label"] in {"normal", "bacterial", "viral"}
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            out.close()
 
 
 def test_smoke_test_fails_with_one_line_when_the_dataset_has_no_model(tmp_path: Path):
-    out = (tmp_path / "up.out").open("w")
-    proc = subprocess.Popen(
-        [*UP, "--workdir", str(tmp_path), "--port", str(free_port()), "--api-port", str(free_port())],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        stack_json = tmp_path / "stack.json"
-        wait_for("stack.json", stack_json.exists, proc, timeout_s=120)
-        smoke = subprocess.run(
-            [*SMOKE, "--stack-json", str(stack_json), "--dataset", DATASET, "--auth", "none"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+    with running_up(tmp_path, tmp_path / "up.out") as up:
+        smoke = smoke_test(up.stack_json)
         assert smoke.returncode == 1
         assert smoke.stderr.startswith("smoke test FAILED: POST /predict answered 503")
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            out.close()

@@ -10,10 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import pytest
 from medimage.core import layout
 from medimage.core.presets import get_preset
 from medimage.local.synthetic import generate
+from tests.e2e.local_stack import free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
@@ -42,12 +41,6 @@ LEARNS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def ports() -> list[str]:
     return ["--port", str(free_port()), "--api-port", str(free_port())]
 
@@ -60,17 +53,6 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-def wait_for(what: str, probe: Callable[[], Any], proc: subprocess.Popen, timeout_s: float = 300) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"medimage up exited ({proc.returncode}) while waiting for {what}"
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def http(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 from medimage.core import layout
 from medimage.core.presets import get_preset
 from medimage.local.synthetic import generate
-from tests.e2e.local_stack import free_port, wait_for
+from tests.e2e.local_stack import free_port, stop, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
@@ -210,12 +209,9 @@ def test_up_serves_the_pipeline_to_real_clients_and_stops_on_sigint(tmp_path: Pa
         assert s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
     finally:
         # WHEN SIGINT arrives, THEN `up` stops within seconds, exits 0 and frees both ports
-        proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=30)
+            stop(proc)
         finally:
-            if proc.poll() is None:
-                proc.kill()
             out.close()
     log = (tmp_path / "up.out").read_text()
     assert proc.returncode == 0, log[-3000:]

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from medimage.core import evidence
-from medimage.core.gate import Champion, GateConfig, TestMetrics, decide
+from medimage.core.gate import Champion, GateConfig, decide
 from medimage.core.metrics import evaluate
+from medimage.core.test_metrics import TestMetrics
 
 LABELS = ("normal", "pneumonia")
 NORMAL, PNEUMONIA = 0, 1

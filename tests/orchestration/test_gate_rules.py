@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from medimage.core.gate import Champion, GateConfig, TestMetrics, decide
+from medimage.core.gate import Champion, GateConfig, decide
 from medimage.core.presets import get_preset
+from medimage.core.test_metrics import TestMetrics
 
 CONFIG = GateConfig(min_accuracy=0.9, min_recall={"normal": 0.6, "pneumonia": 0.9})
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from fakes import InMemoryArtifacts, InMemoryObjectStore, InMemoryPointerStore
 
-from medimage.core.gate import TestMetrics
 from medimage.core.registry import ChampionChanged, ModelEntry, ProductionPointer, sha256_hex
+from medimage.core.test_metrics import TestMetrics
 from medimage.services.gate import GateInputError, GateRequest, GateService
 from medimage.services.promote import PromoteRefused, PromoteRequest, PromoteService, rollback_production
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from medimage.core.gate import TestMetrics
 from medimage.core.manifests import read_csv
 from medimage.core.registry import ModelEntry
+from medimage.core.test_metrics import TestMetrics
 from medimage.evaluation.scoring import score
 from medimage.services.gate import GateInputError
 from medimage.services.ports import ObjectStore

@@ -20,9 +20,10 @@ from typing import Any
 from medimage.core import layout
 from medimage.core.errors import GateInputError
 from medimage.core.executions import ModelTask
-from medimage.core.gate import Champion, GateConfig, TestMetrics, decide
+from medimage.core.gate import Champion, GateConfig, decide
 from medimage.core.presets import get_preset
 from medimage.core.registry import ModelEntry
+from medimage.core.test_metrics import TestMetrics
 from medimage.services.ports import ArtifactReader, ChampionEvaluator, ObjectStore, PointerReader
 
 

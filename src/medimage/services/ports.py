@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from medimage.core.catalog import CatalogPage, CatalogRecord, CatalogSnapshot, RecordOutcome
-from medimage.core.gate import TestMetrics
 from medimage.core.objects import ObjectData, ObjectHead
 from medimage.core.registry import ModelEntry, ProductionPointer
+from medimage.core.test_metrics import TestMetrics
 
 
 class ObjectStore(Protocol):

@@ -1,11 +1,16 @@
 """Benchmark: drop-to-label throughput of one function instance for a 10-message SQS batch.
 
-    python benchmarks/drop_bench.py --model DIR [--images DIR] [--batches 5]
+    python benchmarks/drop_bench.py --model DIR [--images DIR] [--batches 5] [--total 100000] [--instances N]
 
 One warm inference handler (functions/inference/app.py) on an emulated S3 (moto, in-process): the model
 directory is published as production, full-resolution X-rays are uploaded under incoming/unlabeled/, and
 SQS batches of 10 S3 notifications are handed to the handler as Lambda would. Reports images per second
 per instance (S3 reads and writes included, on moto), and the per-batch wall time. One JSON object.
+
+A mass drop is labeled at that rate times the instances the SQS event source may run at once
+(``DropToLabelConcurrency``, read from template.yaml unless ``--instances`` is given): ``at_volume`` says
+how long ``--total`` images take at that rate, the queue holding the rest, and how much of the function's
+reserved concurrency the API keeps.
 """
 
 from __future__ import annotations
@@ -62,6 +67,12 @@ def publish(s3: Any, model_dir: Path) -> None:
     s3.put_object(Bucket=BUCKET, Key=f"models/{DATASET}/production.json", Body=json.dumps(pointer))
 
 
+def template_default(parameter: str) -> str:
+    from medimage.template_file import load_template
+
+    return str(load_template(REPO / "template.yaml")["Parameters"][parameter]["Default"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -69,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, type=Path, help="model directory (model.json, labels.txt)")
     parser.add_argument("--images", type=Path, default=SHARED / "chestxray2017-val-fullres")
     parser.add_argument("--batches", type=int, default=5, help="timed batches after one warm-up batch")
+    parser.add_argument("--total", type=int, default=100_000, help="images dropped at once, for at_volume")
+    parser.add_argument(
+        "--instances", type=int, help="drop-to-label instances (default: DropToLabelConcurrency's default)"
+    )
     args = parser.parse_args(argv)
     images = sorted(args.images.rglob("*.jpeg"))
     if not images:
@@ -123,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             if batch:  # the first batch loads the model (cold)
                 walls.append(wall)
     per_batch = statistics.median(walls)
+    per_instance = BATCH / per_batch
+    instances = args.instances or int(template_default("DropToLabelConcurrency"))
     sys.stdout.flush()
     os.dup2(result_fd, 1)
     print(
@@ -132,7 +149,15 @@ def main(argv: list[str] | None = None) -> int:
                 "batch_size": BATCH,
                 "batches": len(walls),
                 "batch_p50_s": round(per_batch, 4),
-                "images_per_s_per_instance": round(BATCH / per_batch, 1),
+                "images_per_s_per_instance": round(per_instance, 1),
+                "at_volume": {
+                    "images": args.total,
+                    "instances": instances,
+                    "images_per_s": round(per_instance * instances, 1),
+                    "minutes": round(args.total / (per_instance * instances) / 60, 1),
+                    "api_instances_kept": "InferenceReservedConcurrency - DropToLabelConcurrency "
+                    "(or the account's unreserved pool when none is reserved)",
+                },
                 "images": str(args.images),
                 "cpu_cores": 1,
                 "s3": "moto, in-process (no network round trips)",

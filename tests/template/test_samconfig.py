@@ -49,3 +49,21 @@ def test_parameter_overrides_exist_in_the_template(samconfig, raw_template, env)
             assert float(value) >= float(parameters[name]["MinValue"]), f"{env}: {name}={value}"
         if "MaxValue" in parameters[name]:
             assert float(value) <= float(parameters[name]["MaxValue"]), f"{env}: {name}={value}"
+
+
+def _effective(samconfig, raw_template, env: str) -> dict[str, str]:
+    values = {name: str(p.get("Default", "")) for name, p in raw_template["Parameters"].items()}
+    overrides = shlex.split(samconfig[env]["deploy"]["parameters"].get("parameter_overrides", ""))
+    values.update(item.split("=", 1) for item in overrides)
+    return values
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_a_mass_drop_leaves_the_api_capacity(samconfig, raw_template, env):
+    values = _effective(samconfig, raw_template, env)
+    reserved = int(values["InferenceReservedConcurrency"])
+    drop = int(values["DropToLabelConcurrency"])
+    assert reserved == 0 or reserved > drop, (
+        f"{env}: InferenceReservedConcurrency={reserved} leaves the API nothing beside "
+        f"DropToLabelConcurrency={drop}"
+    )

@@ -174,8 +174,24 @@ def main() -> int:
             for r in split
         ),
     }
+    out["cost_usd_per_million_images"] = costs_per_million(split)
     print(json.dumps(out, indent=2), file=result_stream, flush=True)
     return 0
+
+
+def costs_per_million(split: list[dict[str, Any]]) -> dict[str, Any]:
+    """List-price cost of a million images, per stage and AWS service, with this run's split time."""
+    from harness.benchmarking.costs import drop_to_label, function_memory, import_and_train
+    from medimage.template_file import load_template
+
+    memory = function_memory(load_template(REPO / "template.yaml"))
+    largest = max(split, key=lambda r: r["images"], default=None)
+    per_million = largest["seconds"] * 1e6 / largest["images"] if largest else None
+    return {
+        "import_and_train": import_and_train(1_000_000, memory, split_s_per_million=per_million),
+        "drop_to_label": drop_to_label(1_000_000, memory),
+        "prices": "US East list prices, harness/benchmarking/costs.py (Prices)",
+    }
 
 
 if __name__ == "__main__":

@@ -33,5 +33,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     alarm = AlarmEvent.from_event(event)
     with transient_aws_errors(f"handling alarm {alarm.name}"):
         outcome = rollback_service().handle(alarm)
-    logger.info(outcome.message, extra=outcome.to_dict())
-    return outcome.to_dict()
+    result = outcome.to_dict()
+    logger.info(outcome.message, extra={k: v for k, v in result.items() if k != "message"})
+    return result

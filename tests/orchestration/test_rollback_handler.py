@@ -185,3 +185,16 @@ def test_the_local_stack_delivers_a_forced_alarm_to_the_rule_and_production_roll
             assert env.pump().invocations == 0  # no state change since: no event
         finally:
             reset_clients()
+
+
+def test_the_recorded_event_of_the_review_rate_alarm_rolls_back_its_dataset(s3):
+    """events/rollback-review-rate-alarm.json: the metric math alarm's event as EventBridge delivers it."""
+    from tests.conftest import load_event
+
+    event = load_event("rollback-review-rate-alarm.json")
+    name = event["detail"]["alarmName"]
+    changed = datetime.fromisoformat(event["detail"]["state"]["timestamp"])
+    promote_versions(s3, changed - timedelta(minutes=59), "v1", "v2")
+    result = rollback_function(ROLLBACK_ALARMS=name).invoke(event)
+    assert result["rolled_back"] is True and result["dataset"] == DS
+    assert pointer(s3)["history"][0]["action"] == f"rollback from v2 on alarm {name}"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from medimage.core.errors import BadEvent, PromoteRefused
+from medimage.core.errors import BadEvent, PromoteRefused, RegistryError
 from medimage.core.registry import ModelEntry, ProductionPointer, promote, sha256_hex
 from medimage.services.alarm_rollback import AlarmEvent, AlarmRollback
 from medimage.services.promote import rollback_production
@@ -237,3 +237,12 @@ def test_settings_read_the_template_environment():
     assert settings.alarms == frozenset({ALARM, "other"}) and settings.watch_minutes == 45
     with pytest.raises(ValueError, match="whole number"):
         RollbackSettings.from_env({"ROLLBACK_WATCH_MINUTES": "-1"})
+
+
+def test_a_pointer_whose_promotion_time_is_not_a_time_is_an_error_not_a_rollback():
+    world = World("v1")
+    entry = ModelEntry("v2", model_key("v1"), world.pointer.current.model_sha256, "yesterday", {})
+    world.registry.put(DS, promote(world.pointer, DS, entry, "v1"))
+    with pytest.raises(RegistryError, match="not a time"):
+        handle(world, alarm_event())
+    assert world.pointer.version == "v2"

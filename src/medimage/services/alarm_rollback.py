@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from medimage.core import layout
-from medimage.core.errors import BadEvent, MedimageError
+from medimage.core.errors import BadEvent, MedimageError, RegistryError
 from medimage.core.registry import ProductionPointer
 from medimage.services.ports import ObjectStore, PointerStore
 from medimage.services.promote import rollback_production
@@ -148,7 +148,10 @@ def why_not(pointer: ProductionPointer | None, alarm: AlarmEvent, watch: timedel
             f"nothing to roll back to: {current.version} is the only version in the history",
             "nothing_to_roll_back_to",
         )
-    promoted = _timestamp(current.promoted_at)
+    try:
+        promoted = _timestamp(current.promoted_at)
+    except BadEvent:
+        raise RegistryError(f"production.json's promoted_at {current.promoted_at!r} is not a time") from None
     if alarm.changed_at < promoted:
         return NoRollback(
             f"the alarm changed state at {alarm.changed_at.isoformat()}, before {current.version} "

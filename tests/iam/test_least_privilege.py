@@ -34,6 +34,7 @@ SUITES = [
     "tests/inference/test_api.py",  # inference: POST /predict, GET /health
     "tests/inference/test_stow.py",  # inference: STOW-RS -> incoming/unlabeled/, quarantine/, pacs/failed/
     "tests/inference/test_trial.py",  # inference: a candidate's silent trial -> trials/
+    "tests/orchestration/test_rollback_handler.py",  # rollback: an alarm event -> production.json
 ]
 
 
@@ -154,6 +155,13 @@ def test_no_grant_of_a_write_action_goes_unused(report):
             "AnnotateFunction:RecordImagesConditionally",
             "tests/integration/test_annotate.py::test_valid_uploads_are_catalogued_with_label_patient_and_split",
             "dynamodb:PutItem",
+        ),
+        (
+            "evaluator",
+            "RollbackFunction:SwapProductionPointer",
+            "tests/orchestration/test_rollback_handler.py::"
+            "test_an_alarm_event_rolls_production_back_once_and_model_list_shows_the_alarm",
+            "s3:PutObject",
         ),
     ],
 )

@@ -39,6 +39,7 @@ S3_PREFIXES = {
         "pacs/failed/",
         "trials/",
     ),
+    "RollbackFunction": ("models/",),
 }
 
 # (action, S3 key that must be allowed | resource logical id) each function needs for its job.
@@ -71,6 +72,10 @@ NEEDS = {
         ("s3:PutObject", "pacs/failed/chestxray2017/stow/z.dcm.sr.dcm.json"),
         ("s3:PutObject", "trials/chestxray2017/v2/pairs/20261201T000000Z-0a1b2c3d.jsonl"),
         ("s3:GetObject", "models/chestxray2017/production.json"),
+    ],
+    "RollbackFunction": [
+        ("s3:PutObject", "models/chestxray2017/production.json"),
+        ("s3:GetObject", "models/chestxray2017/20261201T000000Z-0a1b2c3d/model.tflite"),
     ],
 }
 

@@ -86,7 +86,8 @@ def _print(pointer: ProductionPointer, as_json: bool) -> None:
             f"sha256={entry.model_sha256[:12]} {entry.action}"
         )
     for withdrawn in pointer.rolled_back:
-        print(f"  {withdrawn['version']:40} rolled back {withdrawn['rolled_back_at']}")
+        why = f" on {withdrawn['reason']}" if withdrawn.get("reason") else ""
+        print(f"  {withdrawn['version']:40} rolled back {withdrawn['rolled_back_at']}{why}")
     if pointer.candidate is not None:
         c = pointer.candidate
         print(f"candidate {c.version} since {c.entry.promoted_at} (gated against {c.champion})")

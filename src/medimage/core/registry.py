@@ -8,7 +8,8 @@ is or was production and has not been rolled back, newest first, the current one
   no-op, so a retried Promote task changes nothing.
 - rollback(): the previous entry of the history becomes current; the versions above it are withdrawn
   from the history into ``rolled_back`` (so a second rollback goes one further back, not to and fro).
-  ``rollback(to=v)`` goes back to any older entry of the history.
+  ``rollback(to=v)`` goes back to any older entry of the history. A ``reason`` (e.g. ``alarm <name>``
+  for an automatic rollback) is recorded in the restored entry's action and in the withdrawn records.
 - A version is promoted at most once: promoting a version that is or was production (in ``history`` or
   ``rolled_back``) changes nothing, so a Promote task retried after its write landed (its answer lost,
   then production moved on or was rolled back) never re-applies it.
@@ -194,8 +195,11 @@ def supersede(current: ProductionPointer, version: str, by: str, now: str) -> Pr
     return replace(current, superseded=(record, *current.superseded)[:MAX_HISTORY])
 
 
-def rollback(current: ProductionPointer | None, now: str, to: str | None = None) -> ProductionPointer:
-    """The pointer after swapping back to the previous version (or to ``to``, an older history entry)."""
+def rollback(
+    current: ProductionPointer | None, now: str, to: str | None = None, reason: str | None = None
+) -> ProductionPointer:
+    """The pointer after swapping back to the previous version (or to ``to``, an older history entry);
+    ``reason`` is appended to the action (``rollback from V on <reason>``) and kept in ``rolled_back``."""
     if current is None:
         raise RegistryError("nothing to roll back: no model was ever promoted")
     versions = [e.version for e in current.history]
@@ -209,9 +213,11 @@ def rollback(current: ProductionPointer | None, now: str, to: str | None = None)
         index = versions.index(to)
     else:
         raise RegistryError(f"{to} is not in the history of '{current.dataset}': {', '.join(versions)}")
-    target = replace(current.history[index], promoted_at=now, action=f"rollback from {current.version}")
+    action = f"rollback from {current.version}" + (f" on {reason}" if reason else "")
+    target = replace(current.history[index], promoted_at=now, action=action)
+    extra = {"reason": reason} if reason else {}
     withdrawn = tuple(
-        {"version": e.version, "model_sha256": e.model_sha256, "rolled_back_at": now}
+        {"version": e.version, "model_sha256": e.model_sha256, "rolled_back_at": now, **extra}
         for e in current.history[:index]
     )
     return replace(

@@ -191,7 +191,10 @@ def message_keys(body: str) -> list[str]:
     if not isinstance(payload, dict):
         return ["<not an object>"]
     if "detail" in payload:
-        return [str(((payload.get("detail") or {}).get("object") or {}).get("key", "?"))]
+        detail = payload.get("detail") or {}
+        if "alarmName" in detail:  # a CloudWatch Alarm State Change
+            return [f"alarm {detail['alarmName']}"]
+        return [str((detail.get("object") or {}).get("key", "?"))]
     if payload.get("Event") == "s3:TestEvent":
         return ["<s3:TestEvent>"]
     records = payload.get("Records")

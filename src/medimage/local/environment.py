@@ -6,7 +6,8 @@ In-process (the demo, the tests) inside ``mock_aws``, ``pump()`` delivers until 
 service (``medimage up``) against the moto server at ``endpoint_url``, ``start_pollers()`` keeps
 delivering from one thread per event source. Both go through ``deliver()`` (``medimage.local.delivery``).
 EventBridge rules whose target is a function get a local SQS queue as their target, so moto's own
-pattern matching decides which S3 events reach them.
+pattern matching decides which S3 events reach them; the template's alarms are created too, and their
+state changes become events (``medimage.local.alarm_events``).
 
 The training jobs' ``pretrained`` channel reads ``pretrained/mobilenet_v2/``; ``running()`` fills it as
 ``medimage deploy`` does (``upload_pretrained``, checked against SHA256SUMS) from
@@ -32,6 +33,7 @@ import boto3
 from medimage.checkout import project_file
 from medimage.core.training_job import PRETRAINED_CHANNEL
 from medimage.local.account import ACCOUNT, CREDENTIALS, REGION
+from medimage.local.alarm_events import AlarmEvents, AlarmWatcher, create_alarms
 from medimage.local.delivery import (
     ASYNC_ATTEMPTS,
     LAMBDA_ASYNC_RETRY_DELAYS_S,
@@ -113,6 +115,8 @@ class LocalAws:
         self.sagemaker: Any = None
         # What the Step Functions Task states invoke, by function (filled by ``running()``).
         self.task_invokers: dict[str, TaskInvoker] = {}
+        # Puts the events of the alarms' state changes, which moto does not (filled by ``create()``).
+        self.alarm_events: AlarmEvents | None = None
         self.endpoint_url = endpoint_url
         self.visibility_timeout_s = visibility_timeout_s
         self.concurrent = endpoint_url is not None if concurrent is None else concurrent
@@ -170,12 +174,19 @@ class LocalAws:
             self.client("s3").create_bucket(Bucket=name)
             self.refs[logical] = name
             self.attrs[(logical, "Arn")] = f"arn:aws:s3:::{name}"
+        early = Resolver(self.template, self.refs, self.attrs, self.parameters, REGION, ACCOUNT)
+        for logical, (name, arn) in create_alarms(
+            self.template, early, self.client("cloudwatch"), self.stack_name
+        ).items():
+            self.refs[logical], self.attrs[(logical, "Arn")] = name, arn
         self.resolver = Resolver(self.template, self.refs, self.attrs, self.parameters, REGION, ACCOUNT)
         self._create_functions()
         self._create_state_machines()
         for logical, res in resources_of_type(self.template, "AWS::S3::Bucket").items():
             self._configure_notifications(logical, res)
         self._create_rules()
+        self.alarm_events = AlarmEvents(self.client("cloudwatch"), self.client("events"))
+        self.alarm_events.prime()
         return self
 
     def stage_pretrained(self, folder: Path | None = None) -> bool:
@@ -292,7 +303,8 @@ class LocalAws:
                     QueueUrl=self.refs[queue], Attributes={"VisibilityTimeout": str(hidden)}
                 )
                 rule = f"{self.stack_name}-{logical}-{name}"
-                events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
+                state = self.resolver.resolve(event["Properties"].get("State", "ENABLED"))
+                events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State=state)
                 events.put_targets(Rule=rule, Targets=[{"Id": "local", "Arn": self.attrs[(queue, "Arn")]}])
                 self.sources.append(
                     EventSource(
@@ -361,6 +373,8 @@ class LocalAws:
         consumers work in seconds, while an asynchronous retry comes minutes later, so a retried event
         finds the queues as they will be by then."""
         report = PumpReport()
+        if self.alarm_events is not None:
+            self.alarm_events.check()  # alarm state changes since the last look become events
         sqs = self.client("sqs")
         polled = [s for s in self.sources if not s.eventbridge]
         for _ in range(max_rounds):
@@ -394,6 +408,8 @@ class LocalAws:
 
         report = report or PumpReport()
         pollers: list[threading.Thread] = [Poller(self, source, stop, report) for source in self.sources]
+        if self.alarm_events is not None:
+            pollers.append(AlarmWatcher(self.alarm_events, stop))
         for poller in pollers:
             poller.start()
         return pollers

@@ -28,7 +28,7 @@ from medimage.core.gate import verdict
 from medimage.local.account import REGION
 from medimage.local.apigateway import make_http_handler
 from medimage.local.environment import LocalAws, default_template
-from medimage.template_file import load_template
+from medimage.template_file import load_template, resources_of_type
 
 log = logging.getLogger("medimage.local")
 
@@ -74,6 +74,10 @@ class Running:
             "state_machine_arn": self.env.state_machine_arn,
             "api_url": self.api_url,
             "queues": self.env.queue_urls(),
+            # The names of the template's alarms, by logical id (`aws cloudwatch set-alarm-state`).
+            "alarms": {
+                k: self.env.refs[k] for k in resources_of_type(self.env.template, "AWS::CloudWatch::Alarm")
+            },
         }
 
 

@@ -145,14 +145,25 @@ def _stage_of(pointer: ProductionPointer, version: str, entry: ModelEntry) -> tu
 
 
 def rollback_production(
-    store: ObjectStore, registry: PointerStore, dataset: str, to: str | None, now: datetime | None = None
+    store: ObjectStore,
+    registry: PointerStore,
+    dataset: str,
+    to: str | None,
+    now: datetime | None = None,
+    reason: str | None = None,
+    check: Callable[[ProductionPointer | None], None] | None = None,
 ) -> ProductionPointer:
     """Swap production back to the previous version (or ``to``), after checking its model file is still
-    there with the bytes the registry recorded, so a rollback never points serving at nothing."""
+    there with the bytes the registry recorded, so a rollback never points serving at nothing.
+
+    ``reason`` is recorded with the rollback (``core.registry.rollback``). ``check`` sees the pointer the
+    swap is about to replace (inside the conditional write) and raises to leave production as it is."""
     when = (now or datetime.now(UTC)).isoformat()
 
     def change(current: ProductionPointer | None) -> ProductionPointer:
-        new = rollback(current, when, to)
+        if check is not None:
+            check(current)
+        new = rollback(current, when, to, reason)
         data = store.get_bytes(new.current.model_key)
         if data is None:
             raise PromoteRefused(f"{new.current.model_key} is missing: cannot roll back to {new.version}")

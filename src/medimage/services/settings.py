@@ -85,6 +85,33 @@ class SplitSettings:
 
 
 @dataclass(frozen=True)
+class RollbackSettings:
+    """The rollback function's: which alarms may roll production back, and for how long after a promotion."""
+
+    data_bucket: str
+    # The names of the alarms the rule delivers (ROLLBACK_ALARMS, comma-separated); others are ignored.
+    alarms: frozenset[str]
+    # RollbackWatchMinutes: an alarm this long after a promotion or later changes nothing; 0 turns it off.
+    watch_minutes: int
+    # The dataset of an alarm whose metrics carry no ``dataset`` dimension (InferenceDefaultDataset).
+    default_dataset: str
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> RollbackSettings:
+        env = _env(env)
+        raw = (env.get("ROLLBACK_WATCH_MINUTES") or "0").strip()
+        if not raw.isdigit():
+            raise ValueError(f"ROLLBACK_WATCH_MINUTES {raw!r} is not a whole number of minutes")
+        names = (env.get("ROLLBACK_ALARMS") or "").split(",")
+        return cls(
+            data_bucket=env.get("DATA_BUCKET", ""),
+            alarms=frozenset(n.strip() for n in names if n.strip()),
+            watch_minutes=int(raw),
+            default_dataset=env.get("DEFAULT_DATASET", ""),
+        )
+
+
+@dataclass(frozen=True)
 class GateSettings:
     # '' or unset: each preset's own accuracy threshold.
     min_accuracy_override: float | None

@@ -93,6 +93,9 @@ def test_model_json_and_evaluation_follow_the_contract(trained: dict[str, Path])
     assert (meta["preset"], meta["dataset"], meta["manifest_version"]) == ("folders", "folders", "local")
     for key in ("trained_at", "training_seconds", "parameters", "tensorflow_version"):
         assert meta[key], key
+    # The novelty score says whether it also looks for inverted images, and how many it catches.
+    assert isinstance(meta["novelty"]["inverted_direction"], bool)
+    assert 0.0 <= meta["novelty"]["inverted_validation_flagged"] <= 1.0
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert set(evaluation) == {"val", "test"}
     for split in ("val", "test"):

@@ -7,9 +7,12 @@ import pytest
 
 from medimage.core.novelty import (
     FOREIGN_IMAGE,
+    NEGATIVE_SCALE,
     OUTSIDE_TRAINING_DISTRIBUTION,
+    ClassGaussians,
     NoveltyPolicy,
     fit_class_gaussians,
+    fit_negative_direction,
     fit_policy,
     novelty_scores,
 )
@@ -87,3 +90,43 @@ def test_withheld_images_are_never_kept_and_still_count_in_the_coverage() -> Non
     assert (selection.kept, selection.n, selection.accuracy_above) == (2, 4, 1.0)
     fitted = choose_threshold(kept, truth, 1.0)
     assert fitted["threshold"] > 0 and fitted["reached"] and fitted["coverage"] == 0.75
+
+
+def many_features(n: int = 2000, dims: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Training-like features (many dimensions, as pooled activations are) and known wrong inputs made
+    of them: apart along one direction only, by 6 of its standard deviations, which a distance averaged
+    over every dimension hardly notices."""
+    rng = np.random.default_rng(seed)
+    scales = np.linspace(0.5, 2.0, dims)
+    features = rng.normal(0, 1, (n, dims)) * scales
+    negatives = rng.normal(0, 1, (n, dims)) * scales
+    negatives[:, 3] += 6.0 * scales[3]
+    return features, negatives
+
+
+def test_the_inverted_direction_raises_inputs_like_the_negatives_and_leaves_training_images_alone() -> None:
+    features, negatives = many_features()
+    base = fit_class_gaussians(features, np.zeros(len(features), dtype=int), 1)
+    direction = fit_negative_direction(features, negatives, base)
+    assert direction is not None
+    with_negative = ClassGaussians(base.means, base.precision_cholesky, direction)
+    # training images keep their distance (the direction starts beyond 99.9 % of them)
+    plain, scored = novelty_scores(features, base), novelty_scores(features, with_negative)
+    assert np.mean(scored == plain) >= 0.99
+    # unseen images: a threshold at the 99th percentile of clean ones lets most negatives through on the
+    # plain distance; with the direction nearly all of them score above it, and clean ones stay below
+    unseen_features, unseen = many_features(seed=5)
+    threshold = float(np.quantile(novelty_scores(unseen_features, base), 0.99))
+    assert np.mean(novelty_scores(unseen, base) > threshold) < 0.3
+    assert np.mean(novelty_scores(unseen, with_negative) > threshold) > 0.85
+    assert np.mean(novelty_scores(unseen_features, with_negative) > threshold) <= 0.02
+    # the median negative scores NEGATIVE_SCALE times the training images' 99th percentile
+    target = NEGATIVE_SCALE * float(np.quantile(plain, 0.99))
+    assert np.median(direction.scores(negatives)) == pytest.approx(target, rel=1e-6)
+
+
+def test_no_direction_when_the_features_cannot_tell_the_negatives_apart() -> None:
+    features, _ = many_features()
+    same_kind, _ = many_features(seed=9)
+    base = fit_class_gaussians(features, np.zeros(len(features), dtype=int), 1)
+    assert fit_negative_direction(features, same_kind, base) is None

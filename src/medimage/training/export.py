@@ -88,7 +88,17 @@ def logits_model(model: Any) -> Any:
 # whitened features has no int8 range that holds both a training image's score and a photograph's. The
 # classifier's (the logits and the class-activation maps): their few thousand multiply-adds cost nothing
 # measurable in float beside the backbone, and the probabilities lose no resolution.
-FLOAT_HEAD_OPS = ("FULLY_CONNECTED", "SQUARED_DIFFERENCE", "SUB", "SQUARE", "SUM", "REDUCE_MIN", "MUL", "DIV")
+FLOAT_HEAD_OPS = (
+    "FULLY_CONNECTED",
+    "SQUARED_DIFFERENCE",
+    "SUB",
+    "SQUARE",
+    "SUM",
+    "REDUCE_MIN",
+    "MUL",
+    "DIV",
+    "MAXIMUM",
+)
 
 
 def calibration_order(count: int, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ from medimage.core.novelty import (
     ClassGaussians,
     NoveltyPolicy,
     fit_class_gaussians,
+    fit_negative_direction,
     novelty_scores,
     rate_above,
 )
@@ -79,7 +80,32 @@ def novelty_head(pooled: Any, gaussians: ClassGaussians) -> Any:
     offsets = keras.ops.expand_dims(z, 1) - keras.ops.expand_dims(centres, 0)  # batch x K x D
     squared = keras.ops.sum(keras.ops.square(offsets), axis=-1)  # batch x K
     score = keras.ops.min(squared, axis=-1) / float(dimensions)
+    if gaussians.negative is not None:
+        toward = keras.layers.Dense(1, name="novelty_negative", trainable=False)
+        negative = keras.ops.reshape(toward(pooled), (-1,))
+        toward.set_weights(
+            [
+                gaussians.negative.weights.astype(np.float32)[:, None],
+                np.array([gaussians.negative.bias], dtype=np.float32),
+            ]
+        )
+        score = keras.ops.maximum(score, negative)
     return keras.layers.Identity(name=NOVELTY_OUTPUT)(score)
+
+
+def inverted(images: np.ndarray) -> np.ndarray:
+    """Raw 0..255 images with their grey levels inverted: the known wrong input the score also looks for
+    (a negative, or a DICOM MONOCHROME1 image read as MONOCHROME2)."""
+    return 255.0 - np.asarray(images, dtype=np.float32)
+
+
+# Training images whose inverted copies the inverted-image direction is fitted on.
+NEGATIVE_IMAGES = 1500
+
+
+def _negative_sample(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    order = np.random.default_rng(seed).permutation(len(images))[:NEGATIVE_IMAGES]
+    return images[np.sort(order)]
 
 
 def fit_gaussians(model: Any, x_train: np.ndarray, log: Any) -> ClassGaussians:
@@ -87,14 +113,27 @@ def fit_gaussians(model: Any, x_train: np.ndarray, log: Any) -> ClassGaussians:
     class: the question is whether an image is like the training images, not which class it is near
     (class means are what the classifier already uses)."""
     features = pooled_features(model, x_train)
-    gaussians = fit_class_gaussians(features, np.zeros(len(features), dtype=int), 1)
+    negatives = pooled_features(model, inverted(_negative_sample(x_train)))
+    gaussians = _with_negative(features, negatives)
     train_scores = novelty_scores(features, gaussians)
+    negative_scores = novelty_scores(negatives, gaussians)
+    negative = (
+        "not told apart (no inverted-image direction)"
+        if gaussians.negative is None
+        else f"median {np.median(negative_scores):.3f}, 1st pct {np.quantile(negative_scores, 0.01):.3f}"
+    )
     log(
         f"novelty: a Gaussian over {features.shape[1]} pooled activations of {len(features)} training "
         f"images; their scores: median {np.median(train_scores):.3f}, 99th percentile "
-        f"{np.quantile(train_scores, 0.99):.3f}"
+        f"{np.quantile(train_scores, 0.99):.3f}; inverted training images: {negative}"
     )
     return gaussians
+
+
+def _with_negative(features: np.ndarray, negatives: np.ndarray) -> ClassGaussians:
+    base = fit_class_gaussians(features, np.zeros(len(features), dtype=int), 1)
+    direction = fit_negative_direction(features, negatives, base)
+    return ClassGaussians(base.means, base.precision_cholesky, direction)
 
 
 def check_score_agreement(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
@@ -138,6 +177,7 @@ def model_json_entry(
     clean: np.ndarray,
     shifted: dict[str, np.ndarray],
     far: np.ndarray,
+    inverted_rate: float | None = None,
 ) -> dict[str, Any]:
     """``model.json`` ``novelty``: the policy, how the score is made, and the share of each fitting set it
     sends to review."""
@@ -145,14 +185,21 @@ def model_json_entry(
     return {
         **policy.to_dict(),
         "score": "squared Mahalanobis distance of a layer's pooled activations to the training images', "
-        "over the number of activations",
+        "over the number of activations"
+        + (
+            "; at least the scaled discriminant toward the training images inverted"
+            if gaussians.negative is not None
+            else ""
+        ),
         "layer": layer,
         "features": gaussians.dimensions,
+        "inverted_direction": gaussians.negative is not None,
         "fitted_on": "training images (mean and covariance); validation images clean and under the "
         "acquisition shifts (thresholds)",
         "validation_flagged": rate_above(clean, policy.unusual_threshold),
         "shifted_mean_flagged": round(float(np.mean(list(by_shift.values()))), 6) if by_shift else None,
         "made_far_flagged_as_foreign": rate_above(far, policy.foreign_threshold),
+        "inverted_validation_flagged": inverted_rate,
         "by_shift": by_shift,
     }
 
@@ -185,11 +232,20 @@ def int8_gaussians(int8_model: bytes, images: np.ndarray, interpreter: Any) -> C
     entry = runner.get_input_details()[0]["index"]
     pooled = [d for d in runner.get_tensor_details() if "novelty_pooled" in d["name"]][-1]
     scale, zero = pooled["quantization"]
-    features = []
-    for image in images.astype(np.float32):
-        runner.set_tensor(entry, image[None])
-        runner.invoke()
-        values = runner.get_tensor(pooled["index"])[0].astype(np.float64)
-        features.append((values - zero) * scale if scale else values)
-    stacked = np.array(features).reshape(len(features), -1)
-    return fit_class_gaussians(stacked, np.zeros(len(stacked), dtype=int), 1)
+
+    def features_of(batch: np.ndarray) -> np.ndarray:
+        features = []
+        for image in batch.astype(np.float32):
+            runner.set_tensor(entry, image[None])
+            runner.invoke()
+            values = runner.get_tensor(pooled["index"])[0].astype(np.float64)
+            features.append((values - zero) * scale if scale else values)
+        return np.array(features).reshape(len(features), -1)
+
+    return _with_negative(features_of(images), features_of(inverted(images)))
+
+
+def inverted_flagged(classifier: Any, images: np.ndarray, policy: NoveltyPolicy) -> float:
+    """The share of these (validation) images, inverted, that the served score sends to review."""
+    scores = [classifier.run_scored(image)[2] for image in inverted(images)]
+    return rate_above(np.array(scores, dtype=np.float64), policy.unusual_threshold)

@@ -185,6 +185,7 @@ def export_and_evaluate(
             val_scored[served_name].novelty,
             {shift: result.novelty for shift, result in shifted_results[served_name].items()},
             novelty.far_scores(classifiers[served_name], channels["validation"].x, config.seed),
+            novelty.inverted_flagged(classifiers[served_name], channels["validation"].x, served_policy),
         )
     )
     if novelty_entry is not None:

@@ -13,6 +13,8 @@ The verdict (the label, the reviewer, accepted or modified) is noted in the pred
 ``review``; when the AI's result has a DICOM SR, a second SR states the verdict and refers to the first
 (`medimage.results.sr.review_report`), so the AI's answer and the person's stay apart.
 
+Both ways a clinician works the queue use this module: `medimage review` from a terminal, and the inference
+API's review worklist in the browser (`medimage.inference.review_api`), which ships in the inference image.
 The store is the data bucket (`medimage.adapters.s3.S3ObjectStore` against AWS or `medimage up`, an
 in-memory store in tests); this module imports no AWS library.
 """
@@ -75,11 +77,13 @@ class ReviewItem:
     model_version: str | None
     predicted_at: str | None
     source_key: str | None
+    probabilities: dict[str, float] | None = None
 
     @classmethod
     def from_record(cls, dataset: str, name: str, record: dict[str, Any] | None) -> ReviewItem:
         doc = record or {}
         confidence = doc.get("confidence")
+        probabilities = doc.get("probabilities")
         return cls(
             dataset=dataset,
             name=name,
@@ -90,6 +94,11 @@ class ReviewItem:
             model_version=doc.get("model_version"),
             predicted_at=doc.get("predicted_at"),
             source_key=doc.get("key"),
+            probabilities=(
+                {str(k): float(v) for k, v in probabilities.items() if isinstance(v, int | float)}
+                if isinstance(probabilities, dict)
+                else None
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +112,7 @@ class ReviewItem:
             "model_version": self.model_version,
             "predicted_at": self.predicted_at,
             "source_key": self.source_key,
+            "probabilities": self.probabilities,
         }
 
 
@@ -227,12 +237,13 @@ class ReviewQueue:
         record = self.store.get_json(review_json_key(dataset, name)) or {}
         return {**record, "review_key": review_key(dataset, name), "image_bytes": head.size}
 
-    def label(
-        self, dataset: str, key_or_name: str, label: str, preset: Preset, reviewer: str = "unknown"
-    ) -> Labelled:
+    def label(self, dataset: str, key_or_name: str, label: str, preset: Preset, *, reviewer: str) -> Labelled:
         """Move one reviewed image into the training data under ``label``: copy, check the copy, note the
         verdict (accepted or modified, and by whom) in the prediction result and, when the AI's result has
-        an SR, in a new SR that refers to it, then clear the item from ``review/``."""
+        an SR, in a new SR that refers to it, then clear the item from ``review/``. A verdict names its
+        reviewer: an empty one is `ReviewProblem` ``no_reviewer``, before anything moves."""
+        if not reviewer.strip():
+            raise ReviewProblem("a verdict needs its reviewer: none was given", "no_reviewer")
         name = self.name_of(dataset, key_or_name)
         image_key = review_key(dataset, name)
         target = labeled_key_for(preset, dataset, name, label)  # a bad label fails before anything moves
@@ -292,6 +303,6 @@ class ReviewQueue:
     def _not_in_review(self, dataset: str, name: str) -> ReviewProblem:
         return ReviewProblem(
             f"{review_key(dataset, name)} is not in the review queue (already labelled? "
-            f"see `medimage review list --dataset {dataset}`)",
+            f"list the queue of dataset {dataset} again)",
             "not_in_review",
         )

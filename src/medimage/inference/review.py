@@ -125,6 +125,8 @@ class Labelled:
     label: str
     labeled_key: str
     model_label: str | None
+    reviewer: str
+    verdict: str  # accepted | modified
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,6 +135,8 @@ class Labelled:
             "label": self.label,
             "labeled_key": self.labeled_key,
             "model_label": self.model_label,
+            "reviewer": self.reviewer,
+            "verdict": self.verdict,
         }
 
 
@@ -231,11 +235,29 @@ class ReviewQueue:
     def show(self, dataset: str, key_or_name: str) -> dict[str, Any]:
         """The prediction JSON of one item, with where the image is and its size."""
         name = self.name_of(dataset, key_or_name)
+        head = self._queued(dataset, name)
+        record = self.store.get_json(review_json_key(dataset, name)) or {}
+        return {**record, "review_key": review_key(dataset, name), "image_bytes": head.size}
+
+    def image(self, dataset: str, key_or_name: str) -> tuple[bytes, ReviewItem]:
+        """The queued image's bytes and its item."""
+        name = self.name_of(dataset, key_or_name)
+        self._queued(dataset, name)
+        data = self.store.get_bytes(review_key(dataset, name))
+        if data is None:  # labelled in between
+            raise self._not_in_review(dataset, name)
+        record = self.store.get_json(review_json_key(dataset, name))
+        return data, ReviewItem.from_record(dataset, name, record)
+
+    def _queued(self, dataset: str, name: str) -> ObjectHead:
+        """The head of a queued image; ``not_in_review`` for a name that is not one (a result JSON beside
+        an image is not an image)."""
+        if name.endswith(".json") and self.store.head(review_key(dataset, name[: -len(".json")])):
+            raise self._not_in_review(dataset, name)
         head = self.store.head(review_key(dataset, name))
         if head is None:
             raise self._not_in_review(dataset, name)
-        record = self.store.get_json(review_json_key(dataset, name)) or {}
-        return {**record, "review_key": review_key(dataset, name), "image_bytes": head.size}
+        return head
 
     def label(self, dataset: str, key_or_name: str, label: str, preset: Preset, *, reviewer: str) -> Labelled:
         """Move one reviewed image into the training data under ``label``: copy, check the copy, note the
@@ -247,9 +269,7 @@ class ReviewQueue:
         name = self.name_of(dataset, key_or_name)
         image_key = review_key(dataset, name)
         target = labeled_key_for(preset, dataset, name, label)  # a bad label fails before anything moves
-        source = self.store.head(image_key)
-        if source is None:
-            raise self._not_in_review(dataset, name)
+        source = self._queued(dataset, name)
         existing = self.store.head(target)
         if existing is not None and existing != source:  # another image already has that name
             target = _with_content_suffix(target, source.etag)
@@ -282,7 +302,7 @@ class ReviewQueue:
                 self.store.put_json(result_key, {**result, "review": verdict})
         self.store.delete(review_json_key(dataset, name))
         self.store.delete(image_key)  # last: until here a rerun finds the item and finishes the move
-        return Labelled(dataset, name, label, target, record.get("label"))
+        return Labelled(dataset, name, label, target, record.get("label"), reviewer, str(verdict["verdict"]))
 
     def _write_review_sr(
         self, dataset: str, source_key: str, result: dict[str, Any], verdict: Verdict

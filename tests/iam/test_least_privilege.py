@@ -34,6 +34,7 @@ SUITES = [
     "tests/inference/test_api.py",  # inference: POST /predict, GET /health
     "tests/inference/test_stow.py",  # inference: STOW-RS -> incoming/unlabeled/, quarantine/, pacs/failed/
     "tests/inference/test_trial.py",  # inference: a candidate's silent trial -> trials/
+    "tests/inference/test_review_api.py",  # inference: the review worklist, review/ -> incoming/labeled/
 ]
 
 

@@ -152,6 +152,12 @@ def test_no_grant_of_a_write_action_goes_unused(report):
         ),
         (
             "evaluator",
+            "InferenceFunction:WorkReviewQueue",
+            "tests/inference/test_review_api.py::test_confirm_and_modify_move_the_image_and_record_the_reviewer",
+            "s3:GetObject",
+        ),
+        (
+            "evaluator",
             "AnnotateFunction:RecordImagesConditionally",
             "tests/integration/test_annotate.py::test_valid_uploads_are_catalogued_with_label_patient_and_split",
             "dynamodb:PutItem",

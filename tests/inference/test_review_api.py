@@ -7,13 +7,15 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from medimage.core.layout import prediction_key, review_json_key, review_key
+from medimage.core.layout import prediction_key, review_json_key, review_key, review_sr_key
 from medimage.core.presets import get_preset
 from medimage.inference.review import labeled_key_for
 from medimage.local.apigateway import caller_identity, local_api_key_id, to_proxy_event
@@ -242,3 +244,27 @@ def test_through_the_local_gateway_the_api_key_is_the_reviewer(handler, s3, queu
     anonymous = to_proxy_event("GET", "/review", {}, b"")
     assert call_api(handler, anonymous)[1]["error"]["code"] == "no_identity"
     assert keys_under(s3, LABELED + "NORMAL/") == [LABELED + "NORMAL/" + NAMES[2]]
+
+
+def test_a_dicom_item_shows_its_heatmap_alone_and_its_verdict_is_an_sr(handler, s3, model_v1, monkeypatch):
+    from .test_dicom_inputs import pixels_of
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from dicom_factory import PHI_VALUES, make_dicom
+
+    monkeypatch.setenv("REVIEW_THRESHOLD", "0.99")
+    publish(s3, model_v1, "v1")
+    key = f"incoming/unlabeled/{DATASET}/ward/scan-9.dcm"
+    upload(s3, key, make_dicom(pixels_of(jpeg_bytes((120, 96))), bits_stored=8))
+    assert invoke(handler, sqs_event(key)) == {"batchItemFailures": []}
+    status, shown = call_api(handler, review_event("GET", "/review/item", {"name": "ward/scan-9.dcm"}))
+    assert status == 200, shown
+    assert shown["image"] is None and "DICOM" in shown["image_note"]
+    assert (shown["heatmap"]["width"], shown["heatmap"]["height"]) == (256, 205)  # the scan's 120 x 96
+    status, done = label(handler, "ward/scan-9.dcm", "normal", key_id=None, user_arn=USER_ARN)
+    assert status == 200, done
+    result = json.loads(read(s3, prediction_key(DATASET, key)))
+    assert result["review"]["reviewer"] == USER_ARN
+    assert result["review"]["sr_key"] == review_sr_key(DATASET, key) and read(s3, review_sr_key(DATASET, key))
+    answers = json.dumps([{k: v for k, v in shown.items() if k != "heatmap"}, done])  # base64 may hold "DOE"
+    assert not [value for value in PHI_VALUES if value in answers]

@@ -1,9 +1,9 @@
 """Inference Lambda (one container image, one entry point `lambda_handler`).
 
 `lambda_handler` dispatches on the event's shape:
-* API Gateway REST proxy events -> `POST /predict`, `GET /health`, `GET /` (the upload page) and STOW-RS
-  `POST /studies[/{study}]` (also under `/datasets/{dataset}/`), answered as proxy responses; anything
-  else is a JSON 404;
+* API Gateway REST proxy events -> `POST /predict`, `GET /health`, `GET /` (the upload page), STOW-RS
+  `POST /studies[/{study}]` (also under `/datasets/{dataset}/`) and the review worklist (`GET /review`,
+  `GET /review/item`, `POST /review/label`), answered as proxy responses; anything else is a JSON 404;
 * SQS records wrapping S3 `ObjectCreated` events for ``incoming/unlabeled/<dataset>/`` -> drop-to-label,
   answered with partial batch failures.
 The handler only parses and shapes; `medimage.inference` holds the logic, `medimage.adapters.model_store`
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from medimage.core.objects import ObjectRef
     from medimage.inference.drop_to_label import DropLabeler, LabelOutcome
     from medimage.inference.ports import ModelSource
+    from medimage.inference.review_api import ReviewApi
     from medimage.inference.service import PredictionResult
     from medimage.inference.stow import StowStore, StowTarget
     from medimage.inference.trial import SilentTrial
@@ -120,6 +121,18 @@ def stow_store() -> StowStore:
         DatasetResolver.from_json(os.environ.get("DATASET_PRESETS")).preset_for,
         replace(svc.limits, max_bytes=config.max_request_bytes),
     )
+
+
+@cache
+def review_api() -> ReviewApi:
+    import os
+
+    from medimage.adapters.s3 import S3ObjectStore
+    from medimage.inference.review_api import ReviewApi
+    from medimage.services.datasets import DatasetResolver
+
+    presets = DatasetResolver.from_json(os.environ.get("DATASET_PRESETS"))
+    return ReviewApi(service(), S3ObjectStore(service().config.data_bucket), presets.preset_for)
 
 
 @cache
@@ -214,6 +227,12 @@ def index(event: Proxy) -> Proxy:
     return _response(200, "text/html; charset=utf-8", INDEX_HTML)
 
 
+def review(event: Proxy) -> Proxy:
+    if not service().config.data_bucket:
+        raise ApiError(503, "no_store", "the review queue is in the data bucket: none is configured here")
+    return _json(*review_api().handle(event))
+
+
 def _raw_body(event: Proxy) -> bytes:
     from medimage.inference.api import decode_base64
 
@@ -270,6 +289,9 @@ ROUTES: dict[tuple[str, str], Callable[[Proxy], Proxy]] = {
     ("POST", "/predict"): predict,
     ("GET", "/health"): health,
     ("GET", "/"): index,
+    ("GET", "/review"): review,
+    ("GET", "/review/item"): review,
+    ("POST", "/review/label"): review,
 }
 
 
@@ -289,7 +311,9 @@ def handle_api(event: Proxy) -> Proxy:
 
         target = stow_target(str(path), event.get("queryStringParameters"))
     if route is None and target is None:
-        message = f"no route {method} {path}; try POST /predict, POST /studies, GET /health or GET /"
+        message = (
+            f"no route {method} {path}; try POST /predict, POST /studies, GET /review, GET /health or GET /"
+        )
         return _json(404, error_body("not_found", message))
     try:
         return route(event) if route is not None else stow(event, target)

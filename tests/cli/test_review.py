@@ -15,7 +15,7 @@ import pytest
 
 from medimage.core.layout import prediction_key, review_json_key, review_key
 from medimage.core.presets import get_preset
-from medimage.ops.review import ReviewProblem, ReviewQueue, labeled_key_for
+from medimage.inference.review import ReviewProblem, ReviewQueue, labeled_key_for
 
 from .conftest import BUCKET
 
@@ -174,7 +174,10 @@ def test_a_rerun_after_an_interruption_finishes_without_a_second_copy():
     target = labeled_key_for(get_preset(DS), DS, "a.jpeg", "normal")
     store.copy(review_key(DS, "a.jpeg"), target)  # the first run stopped right after its copy
     store.log.clear()
-    assert queue.label(DS, f"review/{DS}/a.jpeg", "normal", get_preset(DS)).labeled_key == target
+    assert (
+        queue.label(DS, f"review/{DS}/a.jpeg", "normal", get_preset(DS), reviewer="Smith^Ann").labeled_key
+        == target
+    )
     assert ("copy", target) not in store.log
     assert [k for k in store.objects if k.startswith(LABELED)] == [target]
 
@@ -183,7 +186,7 @@ def test_another_image_with_the_same_name_is_not_overwritten():
     store = ListingStore()
     store.put_bytes(LABELED + "NORMAL/a.jpeg", b"an older, different image")
     queued(store, "a.jpeg", b"image-a")
-    done = ReviewQueue(store).label(DS, "a.jpeg", "normal", get_preset(DS))
+    done = ReviewQueue(store).label(DS, "a.jpeg", "normal", get_preset(DS), reviewer="Smith^Ann")
     assert done.labeled_key.startswith(LABELED + "NORMAL/a-r") and done.labeled_key.endswith(".jpeg")
     assert store.objects[LABELED + "NORMAL/a.jpeg"] == b"an older, different image"
     assert store.objects[done.labeled_key] == b"image-a"
@@ -198,7 +201,7 @@ def test_a_copy_that_is_not_stored_leaves_the_item_in_review():
     store = CopyLosingStore()
     queued(store, "a.jpeg", b"image-a")
     with pytest.raises(ReviewProblem) as failed:
-        ReviewQueue(store).label(DS, "a.jpeg", "normal", get_preset(DS))
+        ReviewQueue(store).label(DS, "a.jpeg", "normal", get_preset(DS), reviewer="Smith^Ann")
     assert failed.value.code == "copy_failed"
     assert review_key(DS, "a.jpeg") in store.objects and review_json_key(DS, "a.jpeg") in store.objects
 
@@ -208,7 +211,17 @@ def test_a_bad_label_moves_nothing():
     queued(store, "a.jpeg", b"image-a")
     before = dict(store.objects)
     with pytest.raises(ReviewProblem):
-        ReviewQueue(store).label(DS, "a.jpeg", "pneumonia", get_preset(DS))
+        ReviewQueue(store).label(DS, "a.jpeg", "pneumonia", get_preset(DS), reviewer="Smith^Ann")
+    assert store.objects == before
+
+
+def test_a_verdict_without_a_reviewer_moves_nothing():
+    store = ListingStore()
+    queued(store, "a.jpeg", b"image-a")
+    before = dict(store.objects)
+    with pytest.raises(ReviewProblem) as failed:
+        ReviewQueue(store).label(DS, "a.jpeg", "normal", get_preset(DS), reviewer=" ")
+    assert failed.value.code == "no_reviewer"
     assert store.objects == before
 
 

@@ -35,6 +35,7 @@ SUITES = [
     "tests/inference/test_stow.py",  # inference: STOW-RS -> incoming/unlabeled/, quarantine/, pacs/failed/
     "tests/inference/test_trial.py",  # inference: a candidate's silent trial -> trials/
     "tests/orchestration/test_rollback_handler.py",  # rollback: an alarm event -> production.json
+    "tests/inference/test_review_api.py",  # inference: the review worklist, review/ -> incoming/labeled/
 ]
 
 
@@ -149,6 +150,12 @@ def test_no_grant_of_a_write_action_goes_unused(report):
             "AnnotateFunction:WriteQuarantine",
             "tests/integration/test_annotate.py::test_bad_files_are_moved_to_quarantine_with_a_reason",
             "s3:CopyObject",
+        ),
+        (
+            "evaluator",
+            "InferenceFunction:WorkReviewQueue",
+            "tests/inference/test_review_api.py::test_confirm_and_modify_move_the_image_and_record_the_reviewer",
+            "s3:GetObject",
         ),
         (
             "evaluator",

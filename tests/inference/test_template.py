@@ -43,10 +43,14 @@ def test_api_binary_media_types_are_the_ones_the_code_expects():
         "/datasets/{dataset}/studies",
         "/datasets/{dataset}/studies/{study}",
     }
+    review = {("get", "/review"), ("get", "/review/item"), ("post", "/review/label")}
     paths = api["DefinitionBody"]["paths"]
-    assert set(paths) == {"/predict", "/health", "/", *stow}
+    assert set(paths) == {"/predict", "/health", "/", *stow, *(path for _, path in review)}
     for path in stow:  # STOW-RS has the auth of /predict
         assert paths[path]["post"]["security"] == paths["/predict"]["post"]["security"]
+    for verb, path in review:  # so has the review worklist: its caller is the reviewer
+        assert set(paths[path]) == {verb}
+        assert paths[path][verb]["security"] == paths["/predict"]["post"]["security"]
 
 
 def test_function_is_one_image_with_one_entry_point():
@@ -71,9 +75,14 @@ def test_policies_are_scoped_to_prefixes():
         "WritePacsFailures": "pacs/failed/*",
         "WriteQuarantine": "quarantine/*",
         "WriteReviewQueue": "review/*",
+        "WorkReviewQueue": "review/*",
+        "FileReviewedImages": "incoming/labeled/*",
         "RecordTrialPairs": "trials/*",
     }
-    assert s3["WriteReviewQueue"]["Action"] == "s3:PutObject"  # writes its copies, never reads or deletes
+    assert s3["WriteReviewQueue"]["Action"] == "s3:PutObject"  # drop-to-label writes its copies
+    # The worklist reads and clears queued items and files them as training data; never deletes one there.
+    assert s3["WorkReviewQueue"]["Action"] == ["s3:GetObject", "s3:DeleteObject"]
+    assert s3["FileReviewedImages"]["Action"] == ["s3:GetObject", "s3:PutObject"]
     assert s3["RecordTrialPairs"]["Action"] == "s3:PutObject"  # the pairs: written, never read back
     assert "s3:PutObject" not in str(s3["ReadModelRegistry"]["Action"])
     assert s3["StoreStowInstances"]["Action"] == s3["WritePacsFailures"]["Action"] == "s3:PutObject"

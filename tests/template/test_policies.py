@@ -38,6 +38,7 @@ S3_PREFIXES = {
         "review/",
         "pacs/failed/",
         "trials/",
+        "incoming/labeled/",  # the review worklist files a reviewed image as training data
     ),
     "RollbackFunction": ("models/",),
 }
@@ -72,6 +73,9 @@ NEEDS = {
         ("s3:PutObject", "pacs/failed/chestxray2017/stow/z.dcm.sr.dcm.json"),
         ("s3:PutObject", "trials/chestxray2017/v2/pairs/20261201T000000Z-0a1b2c3d.jsonl"),
         ("s3:GetObject", "models/chestxray2017/production.json"),
+        ("s3:GetObject", "review/chestxray2017/y.jpeg"),
+        ("s3:DeleteObject", "review/chestxray2017/y.jpeg.json"),
+        ("s3:PutObject", "incoming/labeled/chestxray2017/PNEUMONIA/y_virus.jpeg"),
     ],
     "RollbackFunction": [
         ("s3:PutObject", "models/chestxray2017/production.json"),

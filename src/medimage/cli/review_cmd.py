@@ -12,7 +12,7 @@ from medimage.cli.common import add_endpoint_arguments, apply_endpoint_arguments
 from medimage.ops.stack import BUCKET_ENV
 
 if TYPE_CHECKING:
-    from medimage.ops.review import ReviewQueue
+    from medimage.inference.review import ReviewQueue
 
 REVIEWER_ENV = "MEDIMAGE_REVIEWER"
 NAME = "review"
@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _queue(args: argparse.Namespace) -> ReviewQueue:
     """The review queue of ``--bucket`` / ``$MEDIMAGE_BUCKET`` (which ``--stack-json`` sets)."""
     from medimage.adapters.s3 import S3ObjectStore
-    from medimage.ops.review import ReviewQueue
+    from medimage.inference.review import ReviewQueue
     from medimage.ops.stack import client
 
     apply_endpoint_arguments(args)

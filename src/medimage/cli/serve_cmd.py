@@ -46,8 +46,8 @@ class ServeHTTPServer(ThreadingHTTPServer):
 NAME = "serve"
 HELP = "serve the inference API locally through the real Lambda handler"
 DESCRIPTION = (
-    "Serve POST /predict, STOW-RS POST /studies (with a data bucket), GET /health and the upload page "
-    "at GET / on this machine. Each request "
+    "Serve POST /predict, STOW-RS POST /studies and the review worklist GET|POST /review... (both with a "
+    "data bucket), GET /health and the page at GET / on this machine. Each request "
     "is turned into an API Gateway proxy event for functions/inference/app.py.\n\nexamples:\n"
     "  medimage serve --model out/model/model.tflite --port 8080\n"
     "  medimage serve --model out/model --review-threshold 0.9   # review below 90 % confidence\n"

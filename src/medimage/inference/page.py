@@ -4,16 +4,19 @@ Each picked file is posted as the raw request body (a binary media type) to ``pr
 the page exercises exactly the API a program uses. Per image it shows the upload with the class-activation
 heatmap laid over it (one toggle and one opacity slider for all), the probabilities as bars, the
 confidence, and a banner when the answer needs a clinician's review; the model version and its training
-date come from ``GET health``. Behind IAM auth a browser cannot sign requests: use `medimage serve`
-locally, or deploy with the API-key option and paste the key into the page.
+date come from ``GET health``. Below it, the review worklist (`medimage.inference.review_page`). Behind
+IAM auth a browser cannot sign requests: use `medimage serve` or `medimage up` locally, or deploy with the
+API-key option and paste the key into the page.
 """
 
-INDEX_HTML = """<!doctype html>
+from medimage.inference.review_page import REVIEW_SECTION, REVIEW_STYLE
+
+_PAGE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>medimage - classify images</title>
+<title>medimage - classify and review images</title>
 <style>
  :root { --heat-opacity: 0.6; --ink: #1d232b; --muted: #5b6672; --line: #d5dbe1; --accent: #1f6feb;
          --review: #b42318; --review-bg: #fef3f2; --ok: #067647; }
@@ -56,6 +59,7 @@ INDEX_HTML = """<!doctype html>
  .fill.top { background: var(--accent); }
  .pct { text-align: right; font-variant-numeric: tabular-nums; }
  .error { color: var(--review); }
+/*review-style*/
 </style>
 </head>
 <body>
@@ -237,6 +241,9 @@ $("opacity").addEventListener("input", () =>
   document.documentElement.style.setProperty("--heat-opacity", String($("opacity").value / 100)));
 loadHealth();
 </script>
+<!--review-section-->
 </body>
 </html>
 """
+
+INDEX_HTML = _PAGE.replace("/*review-style*/", REVIEW_STYLE).replace("<!--review-section-->", REVIEW_SECTION)

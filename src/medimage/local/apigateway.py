@@ -3,12 +3,18 @@
 Used by `medimage serve`, `medimage up`, the benchmarks and the demo, so each exercises the real
 handler with the event shape the deployed API sends; ``make_http_handler`` is the HTTP side that
 `serve` and `up` share.
+
+The caller's identity lands where the deployed API's auth (template ``InferenceApiAuth``) puts it
+(`caller_identity`): an ``x-api-key`` header as API-key auth does (``identity.apiKey``/``apiKeyId``), a
+SigV4 ``Authorization`` header as IAM auth does (``identity.accessKey``/``caller``/``userArn``). Nothing
+is verified locally: the key and the signature are taken as they come.
 """
 
 from __future__ import annotations
 
 import base64
 import fnmatch
+import hashlib
 import json
 import logging
 import sys
@@ -26,6 +32,30 @@ from medimage.local.account import ACCOUNT
 def is_binary(content_type: str | None) -> bool:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     return any(fnmatch.fnmatch(media, pattern) for pattern in BINARY_MEDIA_TYPES)
+
+
+def local_api_key_id(api_key: str) -> str:
+    """The id API Gateway would give a key, made up locally from the key itself (stable across runs)."""
+    return "local-" + hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:10]
+
+
+def caller_identity(headers: dict[str, str]) -> dict[str, str | None]:
+    """``requestContext.identity``'s auth fields of a request, as API Gateway's API-key or IAM auth fills
+    them; all None for a request with neither."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    api_key = (lower.get("x-api-key") or "").strip()
+    access_key = None
+    authorization = lower.get("authorization") or ""
+    if authorization.startswith("AWS4-HMAC-SHA256 ") and "Credential=" in authorization:
+        access_key = authorization.split("Credential=", 1)[1].split("/", 1)[0].strip() or None
+    return {
+        "apiKey": api_key or None,
+        "apiKeyId": local_api_key_id(api_key) if api_key else None,
+        "accessKey": access_key,
+        "caller": access_key,
+        # The principal is not looked up locally: the key id names it.
+        "userArn": f"arn:aws:iam::{ACCOUNT}:user/{access_key}" if access_key else None,
+    }
 
 
 def to_proxy_event(
@@ -61,7 +91,11 @@ def to_proxy_event(
             "requestId": str(uuid.uuid4()),
             "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "requestTimeEpoch": int(now * 1000),
-            "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent", "")},
+            "identity": {
+                "sourceIp": source_ip,
+                "userAgent": headers.get("User-Agent", ""),
+                **caller_identity(headers),
+            },
             "path": parts.path,
             "resourcePath": parts.path,
             "httpMethod": method,

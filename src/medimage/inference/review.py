@@ -13,6 +13,8 @@ The verdict (the label, the reviewer, accepted or modified) is noted in the pred
 ``review``; when the AI's result has a DICOM SR, a second SR states the verdict and refers to the first
 (`medimage.results.sr.review_report`), so the AI's answer and the person's stay apart.
 
+Both ways a clinician works the queue use this module: `medimage review` from a terminal, and the inference
+API's review worklist in the browser (`medimage.inference.review_api`), which ships in the inference image.
 The store is the data bucket (`medimage.adapters.s3.S3ObjectStore` against AWS or `medimage up`, an
 in-memory store in tests); this module imports no AWS library.
 """
@@ -75,11 +77,13 @@ class ReviewItem:
     model_version: str | None
     predicted_at: str | None
     source_key: str | None
+    probabilities: dict[str, float] | None = None
 
     @classmethod
     def from_record(cls, dataset: str, name: str, record: dict[str, Any] | None) -> ReviewItem:
         doc = record or {}
         confidence = doc.get("confidence")
+        probabilities = doc.get("probabilities")
         return cls(
             dataset=dataset,
             name=name,
@@ -90,6 +94,11 @@ class ReviewItem:
             model_version=doc.get("model_version"),
             predicted_at=doc.get("predicted_at"),
             source_key=doc.get("key"),
+            probabilities=(
+                {str(k): float(v) for k, v in probabilities.items() if isinstance(v, int | float)}
+                if isinstance(probabilities, dict)
+                else None
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +112,7 @@ class ReviewItem:
             "model_version": self.model_version,
             "predicted_at": self.predicted_at,
             "source_key": self.source_key,
+            "probabilities": self.probabilities,
         }
 
 
@@ -115,6 +125,8 @@ class Labelled:
     label: str
     labeled_key: str
     model_label: str | None
+    reviewer: str
+    verdict: str  # accepted | modified
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +135,8 @@ class Labelled:
             "label": self.label,
             "labeled_key": self.labeled_key,
             "model_label": self.model_label,
+            "reviewer": self.reviewer,
+            "verdict": self.verdict,
         }
 
 
@@ -221,24 +235,41 @@ class ReviewQueue:
     def show(self, dataset: str, key_or_name: str) -> dict[str, Any]:
         """The prediction JSON of one item, with where the image is and its size."""
         name = self.name_of(dataset, key_or_name)
-        head = self.store.head(review_key(dataset, name))
-        if head is None:
-            raise self._not_in_review(dataset, name)
+        head = self._queued(dataset, name)
         record = self.store.get_json(review_json_key(dataset, name)) or {}
         return {**record, "review_key": review_key(dataset, name), "image_bytes": head.size}
 
-    def label(
-        self, dataset: str, key_or_name: str, label: str, preset: Preset, reviewer: str = "unknown"
-    ) -> Labelled:
+    def image(self, dataset: str, key_or_name: str) -> tuple[bytes, ReviewItem]:
+        """The queued image's bytes and its item."""
+        name = self.name_of(dataset, key_or_name)
+        self._queued(dataset, name)
+        data = self.store.get_bytes(review_key(dataset, name))
+        if data is None:  # labelled in between
+            raise self._not_in_review(dataset, name)
+        record = self.store.get_json(review_json_key(dataset, name))
+        return data, ReviewItem.from_record(dataset, name, record)
+
+    def _queued(self, dataset: str, name: str) -> ObjectHead:
+        """The head of a queued image; ``not_in_review`` for a name that is not one (a result JSON beside
+        an image is not an image)."""
+        if name.endswith(".json") and self.store.head(review_key(dataset, name[: -len(".json")])):
+            raise self._not_in_review(dataset, name)
+        head = self.store.head(review_key(dataset, name))
+        if head is None:
+            raise self._not_in_review(dataset, name)
+        return head
+
+    def label(self, dataset: str, key_or_name: str, label: str, preset: Preset, *, reviewer: str) -> Labelled:
         """Move one reviewed image into the training data under ``label``: copy, check the copy, note the
         verdict (accepted or modified, and by whom) in the prediction result and, when the AI's result has
-        an SR, in a new SR that refers to it, then clear the item from ``review/``."""
+        an SR, in a new SR that refers to it, then clear the item from ``review/``. A verdict names its
+        reviewer: an empty one is `ReviewProblem` ``no_reviewer``, before anything moves."""
+        if not reviewer.strip():
+            raise ReviewProblem("a verdict needs its reviewer: none was given", "no_reviewer")
         name = self.name_of(dataset, key_or_name)
         image_key = review_key(dataset, name)
         target = labeled_key_for(preset, dataset, name, label)  # a bad label fails before anything moves
-        source = self.store.head(image_key)
-        if source is None:
-            raise self._not_in_review(dataset, name)
+        source = self._queued(dataset, name)
         existing = self.store.head(target)
         if existing is not None and existing != source:  # another image already has that name
             target = _with_content_suffix(target, source.etag)
@@ -271,7 +302,7 @@ class ReviewQueue:
                 self.store.put_json(result_key, {**result, "review": verdict})
         self.store.delete(review_json_key(dataset, name))
         self.store.delete(image_key)  # last: until here a rerun finds the item and finishes the move
-        return Labelled(dataset, name, label, target, record.get("label"))
+        return Labelled(dataset, name, label, target, record.get("label"), reviewer, str(verdict["verdict"]))
 
     def _write_review_sr(
         self, dataset: str, source_key: str, result: dict[str, Any], verdict: Verdict
@@ -292,6 +323,6 @@ class ReviewQueue:
     def _not_in_review(self, dataset: str, name: str) -> ReviewProblem:
         return ReviewProblem(
             f"{review_key(dataset, name)} is not in the review queue (already labelled? "
-            f"see `medimage review list --dataset {dataset}`)",
+            f"list the queue of dataset {dataset} again)",
             "not_in_review",
         )

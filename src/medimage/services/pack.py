@@ -28,6 +28,10 @@ class ShardSourceMissing(MedimageError):
     code = "shard_source_missing"
 
 
+class ShardSourceInvalid(MedimageError):
+    code = "shard_source_invalid"
+
+
 class BadPackRequest(MedimageError):
     code = "bad_pack_request"
 
@@ -90,7 +94,10 @@ class ShardPacker:
     def pack(self, manifest_prefix: str, spec: ShardSpec) -> PackResult:
         if self.store.exists(spec.key):
             return PackResult(spec.key, "exists", spec.rows, spec.bytes)
-        rows = list(self.rows(manifest_prefix, spec))
+        try:
+            rows = list(self.rows(manifest_prefix, spec))
+        except ValueError as exc:
+            raise ShardSourceInvalid(f"{manifest_prefix}{spec.split}.csv: {exc}") from None
         if len(rows) != spec.rows:
             raise ShardSourceMissing(f"{spec.key}: the CSV has {len(rows)} of the {spec.rows} rows planned")
         upload = self.store.start_upload(spec.key, "application/x-tfrecord")

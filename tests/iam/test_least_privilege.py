@@ -30,6 +30,7 @@ REPORT = REPO / "build" / "iam-usage.json"
 SUITES = [
     "tests/integration",  # annotate (S3 -> SQS -> handler), split (_commit), delivery, DICOM
     "tests/orchestration/test_handlers.py",  # gate and promote on the recorded task inputs
+    "tests/orchestration/test_pack_handler.py",  # pack: manifests/ + incoming/labeled/ -> shards/
     "tests/inference/test_drop_to_label.py",  # inference: incoming/unlabeled/ -> predictions/
     "tests/inference/test_api.py",  # inference: POST /predict, GET /health
     "tests/inference/test_stow.py",  # inference: STOW-RS -> incoming/unlabeled/, quarantine/, pacs/failed/

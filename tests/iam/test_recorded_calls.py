@@ -20,7 +20,14 @@ from medimage.local.synthetic import bad_files, generate
 
 pytestmark = pytest.mark.xdist_group("iam")
 
-FUNCTIONS = {"AnnotateFunction", "SplitFunction", "GateFunction", "PromoteFunction", "InferenceFunction"}
+FUNCTIONS = {
+    "AnnotateFunction",
+    "SplitFunction",
+    "GateFunction",
+    "PromoteFunction",
+    "PackFunction",
+    "InferenceFunction",
+}
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,10 @@
 Load it with ``-p enforce`` (``tests/iam`` and ``tests/template`` on PYTHONPATH) and point
 ``MEDIMAGE_IAM_CFN`` at the translated template (function_policies.translate). Every boto3 call a
 function's code makes is attributed to that function: the thread's stack holds its handler file
-(``functions/<name>/app.py``), or, for a worker thread of boto3's transfer manager, the one thread waiting
-in a transfer does. Calls of test code, of the local event delivery and of moto itself belong to no
-function and pass unchecked. Two enforcements, both failing the call as AWS would (AccessDenied):
+(``functions/<name>/app.py``), or a task it submitted to a thread pool runs (the packer's image reads),
+or, for a worker thread of boto3's transfer manager, the one thread waiting in a transfer does. Calls of
+test code, of the local event delivery and of moto itself belong to no function and pass unchecked. Two
+enforcements, both failing the call as AWS would (AccessDenied):
 
 1. Every service, conditions included: the call's authorizations (calls.requests_for) are evaluated
    against the function's statements (policy_eval) before it is sent. A read of a missing S3 key answers
@@ -57,6 +58,8 @@ _ADMIN = "medimage-iam-admin"
 MOTO_ENFORCED = frozenset({"s3", "sqs"})
 _DENIED_CODE = {"s3": "AccessDenied", "sqs": "AccessDenied"}
 _TRANSFER_MARKERS = (f"{os.sep}s3transfer{os.sep}", f"{os.sep}boto3{os.sep}s3{os.sep}")
+# The function whose code submitted the thread-pool task this thread runs.
+_SUBMITTED_BY = threading.local()
 
 
 def _frames(frame: FrameType | None) -> list[FrameType]:
@@ -97,7 +100,7 @@ class Enforcer:
 
     def attribute(self) -> str | None:
         frames = _frames(sys._getframe(1))
-        function = self._function_in(frames)
+        function = self._function_in(frames) or getattr(_SUBMITTED_BY, "function", None)
         if function or not any(m in f.f_code.co_filename for f in frames for m in _TRANSFER_MARKERS):
             return function
         # A transfer manager worker: the function whose thread waits inside the same kind of transfer.
@@ -357,6 +360,27 @@ def _parse_drop(text: str) -> dict[str, frozenset[str]]:
 _ENFORCER: Enforcer | None = None
 
 
+def _attributing_submit(original: Any) -> Any:
+    """``ThreadPoolExecutor.submit`` whose task runs as the function that submitted it."""
+
+    def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        function = _ENFORCER.attribute() if _ENFORCER is not None else None
+        if function is None:
+            return original(self, fn, *args, **kwargs)
+
+        def run(*a: Any, **k: Any) -> Any:
+            previous = getattr(_SUBMITTED_BY, "function", None)
+            _SUBMITTED_BY.function = function
+            try:
+                return fn(*a, **k)
+            finally:
+                _SUBMITTED_BY.function = previous
+
+        return original(self, run, *args, **kwargs)
+
+    return submit
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _ENFORCER
     cfn = json.loads(Path(os.environ[ENV_CFN]).read_text(encoding="utf-8"))
@@ -367,6 +391,9 @@ def pytest_configure(config: pytest.Config) -> None:
     drop = _parse_drop(os.environ.get(ENV_DROP, ""))
     _ENFORCER = Enforcer(FunctionPolicies(cfn), drop, "moto" in layers, "evaluator" in layers)
     moto_layer = _ENFORCER.moto_layer
+    from concurrent.futures import ThreadPoolExecutor
+
+    ThreadPoolExecutor.submit = _attributing_submit(ThreadPoolExecutor.submit)  # type: ignore[method-assign]
     # Registered for every botocore session made from now on, as moto registers its own stub: mock_aws
     # replaces boto3's default session, so a handler on today's session would miss tomorrow's clients.
     botocore_handlers.BUILTIN_HANDLERS.extend(

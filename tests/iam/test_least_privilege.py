@@ -151,6 +151,19 @@ def test_no_grant_of_a_write_action_goes_unused(report):
             "s3:CopyObject",
         ),
         (
+            # The packer reads images on pool threads: their calls are the function's too.
+            "evaluator",
+            "PackFunction:ReadLabeledImages",
+            "tests/orchestration/test_pack_handler.py::test_a_shard_is_packed_once_from_its_rows_images",
+            "s3:GetObject",
+        ),
+        (
+            "moto",
+            "PackFunction:ReadLabeledImages",
+            "tests/orchestration/test_pack_handler.py::test_a_shard_is_packed_once_from_its_rows_images",
+            "s3:GetObject",
+        ),
+        (
             "evaluator",
             "AnnotateFunction:RecordImagesConditionally",
             "tests/integration/test_annotate.py::test_valid_uploads_are_catalogued_with_label_patient_and_split",

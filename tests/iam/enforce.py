@@ -41,6 +41,7 @@ from botocore.credentials import Credentials
 from calls import UnmappedCall, missing_key_read, requests_for
 from function_policies import FunctionPolicies, StackBinding
 from policy_eval import Evaluation, Request, evaluate
+from thread_attribution import attribute_pool_tasks, submitted_function
 
 from harness.faults.plan import RecordedCall, summarize
 from medimage.local.account import ACCOUNT, REGION
@@ -58,8 +59,6 @@ _ADMIN = "medimage-iam-admin"
 MOTO_ENFORCED = frozenset({"s3", "sqs"})
 _DENIED_CODE = {"s3": "AccessDenied", "sqs": "AccessDenied"}
 _TRANSFER_MARKERS = (f"{os.sep}s3transfer{os.sep}", f"{os.sep}boto3{os.sep}s3{os.sep}")
-# The function whose code submitted the thread-pool task this thread runs.
-_SUBMITTED_BY = threading.local()
 
 
 def _frames(frame: FrameType | None) -> list[FrameType]:
@@ -100,7 +99,7 @@ class Enforcer:
 
     def attribute(self) -> str | None:
         frames = _frames(sys._getframe(1))
-        function = self._function_in(frames) or getattr(_SUBMITTED_BY, "function", None)
+        function = self._function_in(frames) or submitted_function()
         if function or not any(m in f.f_code.co_filename for f in frames for m in _TRANSFER_MARKERS):
             return function
         # A transfer manager worker: the function whose thread waits inside the same kind of transfer.
@@ -360,27 +359,6 @@ def _parse_drop(text: str) -> dict[str, frozenset[str]]:
 _ENFORCER: Enforcer | None = None
 
 
-def _attributing_submit(original: Any) -> Any:
-    """``ThreadPoolExecutor.submit`` whose task runs as the function that submitted it."""
-
-    def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        function = _ENFORCER.attribute() if _ENFORCER is not None else None
-        if function is None:
-            return original(self, fn, *args, **kwargs)
-
-        def run(*a: Any, **k: Any) -> Any:
-            previous = getattr(_SUBMITTED_BY, "function", None)
-            _SUBMITTED_BY.function = function
-            try:
-                return fn(*a, **k)
-            finally:
-                _SUBMITTED_BY.function = previous
-
-        return original(self, run, *args, **kwargs)
-
-    return submit
-
-
 def pytest_configure(config: pytest.Config) -> None:
     global _ENFORCER
     cfn = json.loads(Path(os.environ[ENV_CFN]).read_text(encoding="utf-8"))
@@ -391,9 +369,7 @@ def pytest_configure(config: pytest.Config) -> None:
     drop = _parse_drop(os.environ.get(ENV_DROP, ""))
     _ENFORCER = Enforcer(FunctionPolicies(cfn), drop, "moto" in layers, "evaluator" in layers)
     moto_layer = _ENFORCER.moto_layer
-    from concurrent.futures import ThreadPoolExecutor
-
-    ThreadPoolExecutor.submit = _attributing_submit(ThreadPoolExecutor.submit)  # type: ignore[method-assign]
+    attribute_pool_tasks(_ENFORCER.attribute)
     # Registered for every botocore session made from now on, as moto registers its own stub: mock_aws
     # replaces boto3's default session, so a handler on today's session would miss tomorrow's clients.
     botocore_handlers.BUILTIN_HANDLERS.extend(

@@ -130,6 +130,7 @@ SHARD = ShardSpec("train", "train", 0, 0, 2, 100, f"{PREFIX}shards/train/train-0
         (event({**SHARD, "split": "holdout"}), "unknown split"),
         (event(SHARD, prefix="incoming/labeled/chestxray2017/"), "is not manifests/<dataset>/<version>/"),
         (event({**SHARD, "rows": 0}), "plans 0 rows"),
+        (event({**SHARD, "first_row": "0"}), "must be integers"),
         (event({k: v for k, v in SHARD.items() if k != "index"}), "lacks 'index'"),
         (event("train-00000"), "an entry of shards.json"),
     ],

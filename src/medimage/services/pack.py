@@ -64,6 +64,9 @@ class PackRequest:
             raise BadPackRequest(f"shard of unknown split {spec.split!r}") from None
         if not (spec.key.startswith(folder) and spec.key.endswith(".tfrecord")) or ".." in spec.key:
             raise BadPackRequest(f"shard key {spec.key!r} is not a .tfrecord file under {folder}")
+        numbers = (spec.index, spec.first_row, spec.rows, spec.bytes)
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+            raise BadPackRequest(f"shard {spec.key!r}: index, first_row, rows and bytes must be integers")
         if spec.rows < 1 or spec.first_row < 0:
             raise BadPackRequest(f"shard {spec.key!r} plans {spec.rows} rows from row {spec.first_row}")
         return cls(bucket, prefix, spec)

@@ -1,12 +1,17 @@
 """Benchmark: the split at scale, time and peak memory against the split function's limits. Prints JSON.
 
     .venv/bin/python benchmarks/scale_bench.py [--moto 20000,100000] [--memory 100000,1000000]
+        [--shards 2000 [--shard-mb 8]]
 
 Each run is a fresh process (so its peak RSS is its own) that builds a catalog and runs one commit:
 ``moto``: the real DynamoDB and S3 adapters on the emulated AWS (the RSS includes moto's copy of the
 catalog and of the manifests written: an upper bound of the Lambda's own memory); ``memory``: a catalog
 made up page by page as it is read and a store that keeps only digests, so the RSS is the split's own.
 Limits read from template.yaml: the split function's MemorySize and Timeout.
+
+``shards``: N synthetic 224 px JPEGs packed into TFRecord shards by ``medimage.services.pack`` on an
+in-memory store (write: images/s and MB/s), then one channel read through the trainer's ``tf.data`` path
+from the shards and from the CSV and its files (read: images/s); see ``harness/benchmarking/shards.py``.
 """
 
 from __future__ import annotations
@@ -126,10 +131,17 @@ def _moto_worker(n: int, queue: Any) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(worker: Any, n: int) -> dict[str, Any]:
+def _shards_worker(n: int, shard_mb: float, queue: Any) -> None:
+    sys.path.insert(0, str(REPO))
+    from harness.benchmarking.shards import shard_benchmark
+
+    queue.put(shard_benchmark(n, shard_mb=shard_mb))
+
+
+def _run(worker: Any, *args: Any) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=worker, args=(n, queue))
+    proc = ctx.Process(target=worker, args=(*args, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -153,6 +165,8 @@ def main() -> int:
     )
     parser.add_argument("--moto", default="20000,100000", help="catalog sizes on moto (comma-separated)")
     parser.add_argument("--memory", default="100000,1000000", help="catalog sizes made up in memory")
+    parser.add_argument("--shards", default="2000", help="images packed into shards and read back (0: none)")
+    parser.add_argument("--shard-mb", type=float, default=8.0, help="target shard size of --shards, MB")
     args = parser.parse_args()
     runs = [(_moto_worker, int(n)) for n in args.moto.split(",") if n]
     runs += [(_memory_worker, int(n)) for n in args.memory.split(",") if n]
@@ -160,6 +174,7 @@ def main() -> int:
     result_stream = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # stdout is for the one JSON result
     split = [_run(worker, n) for worker, n in runs]
+    shards = [_run(_shards_worker, int(n), args.shard_mb) for n in args.shards.split(",") if n and int(n)]
     limits = split_limits()
     out = {
         "benchmark": "scale",
@@ -174,6 +189,8 @@ def main() -> int:
             for r in split
         ),
     }
+    if shards:
+        out["shards"] = shards
     out["cost_usd_per_million_images"] = costs_per_million(split)
     print(json.dumps(out, indent=2), file=result_stream, flush=True)
     return 0

@@ -3,9 +3,10 @@
 Load it with ``-p enforce`` (``tests/iam`` and ``tests/template`` on PYTHONPATH) and point
 ``MEDIMAGE_IAM_CFN`` at the translated template (function_policies.translate). Every boto3 call a
 function's code makes is attributed to that function: the thread's stack holds its handler file
-(``functions/<name>/app.py``), or, for a worker thread of boto3's transfer manager, the one thread waiting
-in a transfer does. Calls of test code, of the local event delivery and of moto itself belong to no
-function and pass unchecked. Two enforcements, both failing the call as AWS would (AccessDenied):
+(``functions/<name>/app.py``), or a task it submitted to a thread pool runs (the packer's image reads),
+or, for a worker thread of boto3's transfer manager, the one thread waiting in a transfer does. Calls of
+test code, of the local event delivery and of moto itself belong to no function and pass unchecked. Two
+enforcements, both failing the call as AWS would (AccessDenied):
 
 1. Every service, conditions included: the call's authorizations (calls.requests_for) are evaluated
    against the function's statements (policy_eval) before it is sent. A read of a missing S3 key answers
@@ -40,6 +41,7 @@ from botocore.credentials import Credentials
 from calls import UnmappedCall, missing_key_read, requests_for
 from function_policies import FunctionPolicies, StackBinding
 from policy_eval import Evaluation, Request, evaluate
+from thread_attribution import attribute_pool_tasks, submitted_function
 
 from harness.faults.plan import RecordedCall, summarize
 from medimage.local.account import ACCOUNT, REGION
@@ -97,7 +99,7 @@ class Enforcer:
 
     def attribute(self) -> str | None:
         frames = _frames(sys._getframe(1))
-        function = self._function_in(frames)
+        function = self._function_in(frames) or submitted_function()
         if function or not any(m in f.f_code.co_filename for f in frames for m in _TRANSFER_MARKERS):
             return function
         # A transfer manager worker: the function whose thread waits inside the same kind of transfer.
@@ -367,6 +369,7 @@ def pytest_configure(config: pytest.Config) -> None:
     drop = _parse_drop(os.environ.get(ENV_DROP, ""))
     _ENFORCER = Enforcer(FunctionPolicies(cfn), drop, "moto" in layers, "evaluator" in layers)
     moto_layer = _ENFORCER.moto_layer
+    attribute_pool_tasks(_ENFORCER.attribute)
     # Registered for every botocore session made from now on, as moto registers its own stub: mock_aws
     # replaces boto3's default session, so a handler on today's session would miss tomorrow's clients.
     botocore_handlers.BUILTIN_HANDLERS.extend(

@@ -30,6 +30,7 @@ REPORT = REPO / "build" / "iam-usage.json"
 SUITES = [
     "tests/integration",  # annotate (S3 -> SQS -> handler), split (_commit), delivery, DICOM
     "tests/orchestration/test_handlers.py",  # gate and promote on the recorded task inputs
+    "tests/orchestration/test_pack_handler.py",  # pack: manifests/ + incoming/labeled/ -> shards/
     "tests/inference/test_drop_to_label.py",  # inference: incoming/unlabeled/ -> predictions/
     "tests/inference/test_api.py",  # inference: POST /predict, GET /health
     "tests/inference/test_stow.py",  # inference: STOW-RS -> incoming/unlabeled/, quarantine/, pacs/failed/
@@ -150,6 +151,19 @@ def test_no_grant_of_a_write_action_goes_unused(report):
             "AnnotateFunction:WriteQuarantine",
             "tests/integration/test_annotate.py::test_bad_files_are_moved_to_quarantine_with_a_reason",
             "s3:CopyObject",
+        ),
+        (
+            # The packer reads images on pool threads: their calls are the function's too.
+            "evaluator",
+            "PackFunction:ReadLabeledImages",
+            "tests/orchestration/test_pack_handler.py::test_a_shard_is_packed_once_from_its_rows_images",
+            "s3:GetObject",
+        ),
+        (
+            "moto",
+            "PackFunction:ReadLabeledImages",
+            "tests/orchestration/test_pack_handler.py::test_a_shard_is_packed_once_from_its_rows_images",
+            "s3:GetObject",
         ),
         (
             "evaluator",

@@ -27,6 +27,7 @@ FUNCTIONS = {
     "PromoteFunction",
     "InferenceFunction",
     "RollbackFunction",
+    "PackFunction",
 }
 
 

@@ -182,16 +182,24 @@ def test_the_definition_substitutes_every_arn_name_and_image_and_hard_codes_no_a
         "TrainingInstanceType",
         "GateFunctionArn",
         "PromoteFunctionArn",
+        "PackFunctionArn",
         "FailureTopicArn",
     }
-    train = definition["States"]["Train"]["Parameters"]
+    states = definition["States"]
+    train = states["Train"]["Parameters"]
     assert train["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
-    assert [c["ChannelName"] for c in train["InputDataConfig"]] == [
-        "train",
-        "validation",
-        "test",
-        "pretrained",
-    ]
-    for name, state in definition["States"].items():
+    assert train["InputDataConfig.$"] == "$.channels.config"
+    for channels in ("FileChannels", "ShardChannels"):
+        assert [c["ChannelName"] for c in states[channels]["Parameters"]["config"]] == [
+            "train",
+            "validation",
+            "test",
+            "pretrained",
+        ], channels
+    for name, state in states.items():
+        if state["Type"] in ("Task", "Map"):
+            assert state.get("Catch"), name
         if state["Type"] == "Task":
-            assert state.get("Retry") and state.get("Catch"), name
+            assert state.get("Retry"), name
+    for name, state in states["PackShards"]["ItemProcessor"]["States"].items():
+        assert state["Type"] != "Task" or state.get("Retry"), name

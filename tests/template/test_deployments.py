@@ -41,6 +41,7 @@ def deployment_group_of(cfn, function: str) -> dict:
         "PromoteFunction",
         "InferenceFunction",
         "RollbackFunction",
+        "PackFunction",
     ],
 )
 def test_each_function_has_an_alias_a_deployment_group_and_its_rollback_alarms(cfn, function):
@@ -105,6 +106,7 @@ def test_callers_call_the_alias_not_the_unqualified_function(cfn):
     subs = machine["DefinitionSubstitutions"]
     assert target(subs["GateFunctionArn"]) == alias_of(cfn, "GateFunction")
     assert target(subs["PromoteFunctionArn"]) == alias_of(cfn, "PromoteFunction")
+    assert target(subs["PackFunctionArn"]) == alias_of(cfn, "PackFunction")
     body = json.dumps(props(cfn["Resources"]["InferenceApi"])["Body"])
     inference_alias = alias_of(cfn, "InferenceFunction")
     assert "${InferenceFunction.Arn}" not in body

@@ -30,6 +30,7 @@ S3_PREFIXES = {
     "SplitFunction": ("manifests/", "incoming/labeled/"),
     "GateFunction": ("training/", "manifests/", "incoming/labeled/", "models/"),
     "PromoteFunction": ("training/", "models/"),
+    "PackFunction": ("manifests/", "incoming/labeled/"),
     "InferenceFunction": (
         "incoming/unlabeled/",
         "quarantine/",
@@ -64,6 +65,12 @@ NEEDS = {
     "PromoteFunction": [
         ("s3:PutObject", "models/chestxray2017/production.json"),
         ("s3:GetObject", "training/chestxray2017/job/output/model.tar.gz"),
+    ],
+    "PackFunction": [
+        ("s3:GetObject", "manifests/chestxray2017/v1/train.csv"),
+        ("s3:GetObject", "incoming/labeled/chestxray2017/NORMAL/x.jpeg"),
+        ("s3:PutObject", "manifests/chestxray2017/v1/shards/train/train-00000.tfrecord"),
+        ("s3:AbortMultipartUpload", "manifests/chestxray2017/v1/shards/train/train-00000.tfrecord"),
     ],
     "InferenceFunction": [
         ("s3:GetObject", "incoming/unlabeled/chestxray2017/y.jpeg"),
@@ -171,6 +178,33 @@ def test_training_jobs_read_the_pretrained_weights_and_nothing_more_of_the_bucke
     patterns = as_list(listing["Condition"]["StringLike"]["s3:prefix"])
     assert any(fnmatch.fnmatchcase("pretrained/mobilenet_v2/", p) for p in patterns)
     assert not any(fnmatch.fnmatchcase("models/chestxray2017/", p) for p in patterns)
+
+
+def test_pack_writes_shards_only_and_reads_no_model_or_upload_outside_the_labeled_images(cfn):
+    given = list(grants(cfn, role_of(cfn, "PackFunction")))
+    writes = {p for a, r, _ in given if a == "s3:PutObject" and (p := s3_object_prefix(r)) is not None}
+    assert writes == {"manifests/*/shards/*"}
+    for key in ("manifests/chestxray2017/v1/train.csv", "manifests/chestxray2017/v1/shards.json"):
+        assert not any(fnmatch.fnmatchcase(key, p) for p in writes), key
+    reads = {p for a, r, _ in given if a == "s3:GetObject" and (p := s3_object_prefix(r)) is not None}
+    assert not any(fnmatch.fnmatchcase("models/chestxray2017/production.json", p) for p in reads)
+
+
+def test_the_workflow_reads_shard_plans_and_runs_its_own_map_children_only(cfn):
+    machine = props(cfn["Resources"]["TrainingStateMachine"])
+    role = target(machine["RoleArn"])
+    given = list(grants(cfn, role))
+    reads = {p for a, r, _ in given if a == "s3:GetObject" and (p := s3_object_prefix(r)) is not None}
+    assert reads == {"manifests/*/shards.json"}
+    started = [sub_text(r) for a, r, _ in given if a == "states:StartExecution"]
+    assert started == [
+        "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-training"
+    ]
+    assert sub_text(machine["StateMachineName"]) == "${AWS::StackName}-training"
+    followed = {sub_text(r) for a, r, _ in given if a in ("states:DescribeExecution", "states:StopExecution")}
+    assert followed == {
+        "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${AWS::StackName}-training/*"
+    }
 
 
 def test_no_wildcard_actions(cfn):

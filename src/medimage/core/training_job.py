@@ -18,6 +18,7 @@ from typing import Any
 
 from medimage.core.errors import BadExecutionInput
 from medimage.core.layout import MOBILENET_V2_PREFIX, check_dataset_name
+from medimage.core.shards import channel_prefix
 
 # SageMaker script mode: the container's toolkit downloads sagemaker_submit_directory and runs the program.
 ENTRY_POINT = "train.py"
@@ -34,6 +35,9 @@ INSTANCE_COUNT = 1
 VOLUME_SIZE_GB = 30
 MAX_RUNTIME_S = 14400
 INPUT_MODE = "File"
+# A sharded version's channels: SageMaker presents the objects under the S3Prefix as files and reads them
+# from S3 as they are opened, so training starts without copying the shards first.
+SHARD_INPUT_MODE = "FastFile"
 # model.tar.gz: the API's default, named so both senders send it (the SDK always does).
 COMPRESSION = "GZIP"
 # (channel name, manifest split): the trainer reads SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION, SM_CHANNEL_TEST.
@@ -96,35 +100,32 @@ def hyperparameters(
     return values
 
 
-def input_data_config(bucket: str, manifest_prefix: str) -> list[dict[str, Any]]:
-    """One ManifestFile channel per split (SageMaker copies each listed object to ``<channel dir>/<key>``),
-    then the ``pretrained`` S3Prefix channel (every object under ``pretrained/mobilenet_v2/``)."""
-    manifests = [
-        {
-            "ChannelName": channel,
-            "DataSource": {
-                "S3DataSource": {
-                    "S3DataType": "ManifestFile",
-                    "S3Uri": f"s3://{bucket}/{manifest_prefix}{split}.manifest",
-                    "S3DataDistributionType": "FullyReplicated",
-                }
-            },
-            "InputMode": INPUT_MODE,
-        }
-        for channel, split in CHANNELS
-    ]
-    pretrained = {
-        "ChannelName": PRETRAINED_CHANNEL,
+def _channel(name: str, kind: str, uri: str, mode: str) -> dict[str, Any]:
+    return {
+        "ChannelName": name,
         "DataSource": {
-            "S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": pretrained_uri(bucket),
-                "S3DataDistributionType": "FullyReplicated",
-            }
+            "S3DataSource": {"S3DataType": kind, "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
         },
-        "InputMode": INPUT_MODE,
+        "InputMode": mode,
     }
-    return [*manifests, pretrained]
+
+
+def input_data_config(bucket: str, manifest_prefix: str, shards: bool = False) -> list[dict[str, Any]]:
+    """One channel per split, then the ``pretrained`` S3Prefix channel (every object under
+    ``pretrained/mobilenet_v2/``, File mode). A split's channel is its ManifestFile in File mode (SageMaker
+    copies each listed object to ``<channel dir>/<key>``), or, for a sharded version (``shards``), the
+    S3Prefix of its TFRecord shards (``core.shards.channel_prefix``) in FastFile mode."""
+    if shards:
+        splits = [
+            _channel(c, "S3Prefix", f"s3://{bucket}/{channel_prefix(manifest_prefix, s)}", SHARD_INPUT_MODE)
+            for c, s in CHANNELS
+        ]
+    else:
+        splits = [
+            _channel(c, "ManifestFile", f"s3://{bucket}/{manifest_prefix}{s}.manifest", INPUT_MODE)
+            for c, s in CHANNELS
+        ]
+    return [*splits, _channel(PRETRAINED_CHANNEL, "S3Prefix", pretrained_uri(bucket), INPUT_MODE)]
 
 
 def pretrained_uri(bucket: str) -> str:
@@ -162,8 +163,10 @@ def create_training_job_request(
     dataset: str,
     manifest_prefix: str,
     hyperparameters: Mapping[str, str],
+    shards: bool = False,
 ) -> dict[str, Any]:
-    """The CreateTrainingJob request of one job, as the Train state and the SDK send it."""
+    """The CreateTrainingJob request of one job, as the Train state and the SDK send it (``shards``: the
+    version has a shard plan and trains from its TFRecord shards)."""
     return {
         "TrainingJobName": job_name,
         "RoleArn": role_arn,
@@ -173,7 +176,7 @@ def create_training_job_request(
             "MetricDefinitions": metric_definitions(),
         },
         "HyperParameters": dict(hyperparameters),
-        "InputDataConfig": input_data_config(bucket, manifest_prefix),
+        "InputDataConfig": input_data_config(bucket, manifest_prefix, shards),
         "OutputDataConfig": {"S3OutputPath": output_path(bucket, dataset), "CompressionType": COMPRESSION},
         "ResourceConfig": {
             "InstanceCount": INSTANCE_COUNT,

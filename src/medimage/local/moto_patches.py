@@ -2,8 +2,8 @@
 deployed ``statemachine/training.asl.json`` runs in moto's own Step Functions interpreter.
 
 Used inside ``mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda":
-{"use_docker": False}})``. moto interprets the ASL itself; these patches only fill the two gaps that keep
-the training workflow from running there, each at the narrowest point, plus one for test speed:
+{"use_docker": False}})``. moto interprets the ASL itself; these patches only fill the gaps that keep
+the training workflow from running there as on AWS, each at the narrowest point, plus one for test speed:
 
 1. ``route_lambda`` (``moto.awslambda_simple.models.LambdaSimpleBackend.invoke``): Lambda Task states
    (``arn:aws:states:::lambda:invoke``) reach moto's Docker-less Lambda backend, which returns a canned
@@ -18,6 +18,10 @@ the training workflow from running there, each at the narrowest point, plus one 
    task as Step Functions does (``States.TaskFailed``, the description as cause).
 3. ``compress_retry_delays`` (``retrier_decl.time``): scales the interpreter's Retry sleeps only (so a
    test of "retried three times" does not wait 14 s); the number of attempts and their order are unchanged.
+4. ``fail_distributed_maps`` (``DistributedIterationComponent._map_run``): moto counts a Distributed Map's
+   failed children but never fails the Map run; Step Functions fails it with
+   ``States.ExceedToleratedFailureThreshold`` once more children fail than ``ToleratedFailureCount`` /
+   ``ToleratedFailurePercentage`` allow (both 0 by default), which the Map state's Catch then handles.
 
 The definition is never rewritten: the same file, with the template's DefinitionSubstitutions resolved
 to local names, is what runs. ``check_moto_version`` refuses a moto these patches were not written for.
@@ -250,15 +254,73 @@ def compress_retry_delays(scale: float) -> Iterator[None]:
         retrier_decl.time = original  # type: ignore[assignment]
 
 
+# ------------------------------------------------------------------------------------ Distributed Map
+def _exceeds_tolerance(failed: int, total: int, count: int, percentage: float) -> bool:
+    """Step Functions' rule: the run fails when the failed children exceed either tolerance."""
+    return failed > count or (total > 0 and 100.0 * failed / total > percentage)
+
+
+@contextmanager
+def fail_distributed_maps() -> Iterator[None]:
+    """A Distributed Map run fails as on Step Functions when its children fail beyond its tolerance."""
+    check_moto_version()
+    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        distributed_iteration_component as module,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    component = module.DistributedIterationComponent
+    original = component._map_run
+    error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+
+    def map_run(self: Any, env: Any, eval_input: Any) -> None:
+        original(self, env, eval_input)
+        items = eval_input.map_run_record.item_counter
+        failed = items.failed.get() + items.timed_out.get()
+        total = items.total.get()
+        count, percentage = eval_input.tolerated_failure_count, eval_input.tolerated_failure_percentage
+        if not _exceeds_tolerance(failed, total, count, percentage):
+            return
+        cause = f"The specified tolerated failure threshold was exceeded: {failed} of {total} items failed"
+        raise FailureEventException(
+            FailureEvent(
+                env=env,
+                error_name=StatesErrorName(typ=error),
+                event_type=HistoryEventType.ExecutionFailed,
+                event_details=EventDetails(
+                    executionFailedEventDetails=ExecutionFailedEventDetails(
+                        error=error.to_name(), cause=cause
+                    )
+                ),
+            )
+        )
+
+    component._map_run = map_run  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        component._map_run = original  # type: ignore[method-assign]
+
+
 @contextmanager
 def local_training_workflow(
     invokers: Mapping[str, Invoker], sagemaker: LocalSageMaker | None = None, retry_delay_scale: float = 1.0
 ) -> Iterator[LocalSageMaker]:
-    """All three patches at once (inside an active ``mock_aws`` with the local-mode config)."""
+    """All the patches at once (inside an active ``mock_aws`` with the local-mode config)."""
     sagemaker = sagemaker or LocalSageMaker()
     with ExitStack() as stack:
         stack.enter_context(route_lambda(invokers))
         stack.enter_context(emulate_sagemaker_training(sagemaker))
+        stack.enter_context(fail_distributed_maps())
         if retry_delay_scale != 1.0:
             stack.enter_context(compress_retry_delays(retry_delay_scale))
         yield sagemaker

@@ -3,10 +3,12 @@ runs it as SageMaker would, so the deployed ASL's training task needs no cloud.
 
 It validates the request, downloads each channel from the emulated S3 as File mode does (a ManifestFile
 channel's listed keys to ``<channel dir>/<key>``, an S3Prefix channel's objects to ``<channel dir>/<key
-below the prefix>``), runs ``training/train.py`` under the script-mode contract
-(``medimage.training.runner``), uploads ``model.tar.gz`` and ``output.tar.gz`` to
-``<S3OutputPath>/<job>/output/`` and keeps a DescribeTrainingJob-shaped description (``Completed``, or
-``Failed`` with the reason). How the Step Functions interpreter reaches it is in ``moto_patches``.
+below the prefix>``; a FastFile channel shows the trainer the same files, which SageMaker reads from S3
+as they are opened, so it is downloaded the same way: a sharded version's ``.tfrecord`` files), runs
+``training/train.py`` under the script-mode contract (``medimage.training.runner``), uploads
+``model.tar.gz`` and ``output.tar.gz`` to ``<S3OutputPath>/<job>/output/`` and keeps a
+DescribeTrainingJob-shaped description (``Completed``, or ``Failed`` with the reason). How the Step
+Functions interpreter reaches it is in ``moto_patches``.
 
 An S3Prefix channel with no object under its prefix fails the job, as on SageMaker, unless its name is in
 ``optional_channels``: such a channel is then left out (no ``SM_CHANNEL_<NAME>``), which is how a local
@@ -35,6 +37,8 @@ from medimage.core.objects import BadS3Uri, parse_s3_uri
 from medimage.local.account import ACCOUNT, REGION
 
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# Pipe mode streams a channel through a FIFO, which the trainer does not read.
+_LOCAL_INPUT_MODES = frozenset({"File", "FastFile"})
 
 
 class TrainingOutcome(Protocol):
@@ -182,6 +186,13 @@ class LocalSageMaker:
         ``<channel dir>/<key>``, an S3Prefix's objects at ``<channel dir>/<key below the prefix>``."""
         source = channel["DataSource"]["S3DataSource"]
         kind = source.get("S3DataType")
+        mode = channel.get("InputMode", "File")
+        if mode not in _LOCAL_INPUT_MODES:
+            raise TrainingJobError(
+                "ValidationException",
+                f"channel {channel['ChannelName']}: local training takes File and FastFile "
+                f"channels, not {mode}",
+            )
         if kind == "S3Prefix":
             return _download_prefix(s3, source["S3Uri"], target)
         if kind != "ManifestFile":

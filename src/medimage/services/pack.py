@@ -14,8 +14,9 @@ from itertools import islice
 from typing import Any
 
 from medimage.core.errors import MedimageError
+from medimage.core.layout import MANIFESTS_PREFIX
 from medimage.core.manifests import iter_csv
-from medimage.core.shards import ShardSpec
+from medimage.core.shards import ShardSpec, channel_prefix
 from medimage.core.tfrecord import image_record
 from medimage.services.ports import ObjectStore
 
@@ -25,6 +26,50 @@ READERS = 16
 
 class ShardSourceMissing(MedimageError):
     code = "shard_source_missing"
+
+
+class ShardSourceInvalid(MedimageError):
+    code = "shard_source_invalid"
+
+
+class BadPackRequest(MedimageError):
+    code = "bad_pack_request"
+
+
+@dataclass(frozen=True)
+class PackRequest:
+    """One item of the workflow's packing step: ``{"bucket", "manifest_prefix", "shard"}``, the shard an
+    entry of the version's ``shards.json``. Its key must lie in the version's own shard folder."""
+
+    bucket: str
+    manifest_prefix: str
+    shard: ShardSpec
+
+    @classmethod
+    def from_event(cls, event: Any) -> PackRequest:
+        if not isinstance(event, dict):
+            raise BadPackRequest("the pack request must be a JSON object")
+        try:
+            bucket, prefix, shard = str(event["bucket"]), str(event["manifest_prefix"]), event["shard"]
+            spec = ShardSpec.from_dict(shard)
+        except KeyError as exc:
+            raise BadPackRequest(f"the pack request lacks {exc}") from None
+        except TypeError:
+            raise BadPackRequest("the pack request's shard must be an entry of shards.json") from None
+        if not bucket or not prefix.startswith(MANIFESTS_PREFIX) or not prefix.endswith("/"):
+            raise BadPackRequest(f"manifest prefix {prefix!r} is not manifests/<dataset>/<version>/")
+        try:
+            folder = channel_prefix(prefix, spec.split)
+        except KeyError:
+            raise BadPackRequest(f"shard of unknown split {spec.split!r}") from None
+        if not (spec.key.startswith(folder) and spec.key.endswith(".tfrecord")) or ".." in spec.key:
+            raise BadPackRequest(f"shard key {spec.key!r} is not a .tfrecord file under {folder}")
+        numbers = (spec.index, spec.first_row, spec.rows, spec.bytes)
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+            raise BadPackRequest(f"shard {spec.key!r}: index, first_row, rows and bytes must be integers")
+        if spec.rows < 1 or spec.first_row < 0:
+            raise BadPackRequest(f"shard {spec.key!r} plans {spec.rows} rows from row {spec.first_row}")
+        return cls(bucket, prefix, spec)
 
 
 @dataclass(frozen=True)
@@ -52,7 +97,10 @@ class ShardPacker:
     def pack(self, manifest_prefix: str, spec: ShardSpec) -> PackResult:
         if self.store.exists(spec.key):
             return PackResult(spec.key, "exists", spec.rows, spec.bytes)
-        rows = list(self.rows(manifest_prefix, spec))
+        try:
+            rows = list(self.rows(manifest_prefix, spec))
+        except ValueError as exc:
+            raise ShardSourceInvalid(f"{manifest_prefix}{spec.split}.csv: {exc}") from None
         if len(rows) != spec.rows:
             raise ShardSourceMissing(f"{spec.key}: the CSV has {len(rows)} of the {spec.rows} rows planned")
         upload = self.store.start_upload(spec.key, "application/x-tfrecord")

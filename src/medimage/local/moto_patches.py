@@ -18,6 +18,9 @@ the training workflow from running there, each at the narrowest point, plus one 
    task as Step Functions does (``States.TaskFailed``, the description as cause).
 3. ``compress_retry_delays`` (``retrier_decl.time``): scales the interpreter's Retry sleeps only (so a
    test of "retried three times" does not wait 14 s); the number of attempts and their order are unchanged.
+4. ``keep_task_failure_cause`` (``StepFunctionResponse.send_task_failure``): moto's request handler drops
+   SendTaskFailure's ``cause`` before its interpreter sees it (a Catch then reads ``"Cause": null``); the
+   patch hands it on, as Step Functions does (a rejected sign-off's answer travels there).
 
 The definition is never rewritten: the same file, with the template's DefinitionSubstitutions resolved
 to local names, is what runs. ``check_moto_version`` refuses a moto these patches were not written for.
@@ -251,14 +254,37 @@ def compress_retry_delays(scale: float) -> Iterator[None]:
 
 
 @contextmanager
+def keep_task_failure_cause() -> Iterator[None]:
+    """SendTaskFailure reaches the interpreter with its ``cause``, not only its ``error``."""
+    check_moto_version()
+    from moto.core.responses import EmptyResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    original = StepFunctionResponse.send_task_failure
+
+    def send_task_failure(self: Any) -> Any:
+        self.stepfunction_backend.send_task_failure(
+            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+        )
+        return EmptyResult()
+
+    StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        StepFunctionResponse.send_task_failure = original  # type: ignore[method-assign]
+
+
+@contextmanager
 def local_training_workflow(
     invokers: Mapping[str, Invoker], sagemaker: LocalSageMaker | None = None, retry_delay_scale: float = 1.0
 ) -> Iterator[LocalSageMaker]:
-    """All three patches at once (inside an active ``mock_aws`` with the local-mode config)."""
+    """All four patches at once (inside an active ``mock_aws`` with the local-mode config)."""
     sagemaker = sagemaker or LocalSageMaker()
     with ExitStack() as stack:
         stack.enter_context(route_lambda(invokers))
         stack.enter_context(emulate_sagemaker_training(sagemaker))
+        stack.enter_context(keep_task_failure_cause())
         if retry_delay_scale != 1.0:
             stack.enter_context(compress_retry_delays(retry_delay_scale))
         yield sagemaker

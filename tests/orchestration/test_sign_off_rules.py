@@ -50,7 +50,7 @@ def pending(version: str, stage: str, champion: str | None, execution: str = "ex
         execution=execution,
         requested_at="2026-12-07T00:00:00+00:00",
         expires_at="2026-12-10T00:00:00+00:00",
-        gate={"outcome": "passed"},
+        gate={"outcome": "pass"},
     )
 
 
@@ -179,7 +179,7 @@ class RecordingNotifier:
 def gate_record(version: str) -> dict[str, Any]:
     return {
         "passed": True,
-        "outcome": "passed",
+        "outcome": "pass",
         "metrics": {"accuracy": 0.93, "n": 200, "per_class": {"a": {}}},
         "champion": {"version": "v1"},
         "reasons": ["accuracy 0.9300 >= min_accuracy 0.9000"],

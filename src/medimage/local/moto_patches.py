@@ -18,9 +18,11 @@ the training workflow from running there, each at the narrowest point, plus one 
    task as Step Functions does (``States.TaskFailed``, the description as cause).
 3. ``compress_retry_delays`` (``retrier_decl.time``): scales the interpreter's Retry sleeps only (so a
    test of "retried three times" does not wait 14 s); the number of attempts and their order are unchanged.
-4. ``keep_task_failure_cause`` (``StepFunctionResponse.send_task_failure``): moto's request handler drops
-   SendTaskFailure's ``cause`` before its interpreter sees it (a Catch then reads ``"Cause": null``); the
-   patch hands it on, as Step Functions does (a rejected sign-off's answer travels there).
+4. ``send_task_failure_as_aws`` (``StepFunctionResponse.send_task_failure``): moto's request handler
+   drops SendTaskFailure's ``cause`` before its interpreter sees it (a Catch then reads ``"Cause": null``),
+   and its backend accepts a failure for the task of an execution that already ended. The patch hands the
+   cause on and, as for SendTaskSuccess, only a running execution's task takes it (else ``InvalidToken``):
+   a rejected sign-off's answer travels there, and a stale one must be refused.
 
 The definition is never rewritten: the same file, with the template's DefinitionSubstitutions resolved
 to local names, is what runs. ``check_moto_version`` refuses a moto these patches were not written for.
@@ -254,19 +256,32 @@ def compress_retry_delays(scale: float) -> Iterator[None]:
 
 
 @contextmanager
-def keep_task_failure_cause() -> Iterator[None]:
-    """SendTaskFailure reaches the interpreter with its ``cause``, not only its ``error``."""
+def send_task_failure_as_aws() -> Iterator[None]:
+    """SendTaskFailure reaches a running execution's task with its ``cause``; any other token is refused."""
     check_moto_version()
     from moto.core.responses import EmptyResult
+    from moto.stepfunctions.parser.api import ExecutionStatus, InvalidToken, TaskDoesNotExist, TaskTimedOut
+    from moto.stepfunctions.parser.asl.eval.callback.callback import (
+        CallbackConsumerTimeout,
+        CallbackNotifyConsumerError,
+        CallbackOutcomeFailure,
+    )
     from moto.stepfunctions.responses import StepFunctionResponse
 
     original = StepFunctionResponse.send_task_failure
 
     def send_task_failure(self: Any) -> Any:
-        self.stepfunction_backend.send_task_failure(
-            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
-        )
-        return EmptyResult()
+        token = self._get_param("taskToken")
+        outcome = CallbackOutcomeFailure(token, self._get_param("error"), self._get_param("cause"))
+        for execution in self.stepfunction_backend._get_executions(ExecutionStatus.RUNNING):
+            try:
+                if execution.exec_worker.env.callback_pool_manager.notify(callback_id=token, outcome=outcome):
+                    return EmptyResult()
+            except CallbackNotifyConsumerError as exc:
+                raise (
+                    TaskTimedOut() if isinstance(exc, CallbackConsumerTimeout) else TaskDoesNotExist()
+                ) from None
+        raise InvalidToken()
 
     StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
     try:
@@ -284,7 +299,7 @@ def local_training_workflow(
     with ExitStack() as stack:
         stack.enter_context(route_lambda(invokers))
         stack.enter_context(emulate_sagemaker_training(sagemaker))
-        stack.enter_context(keep_task_failure_cause())
+        stack.enter_context(send_task_failure_as_aws())
         if retry_delay_scale != 1.0:
             stack.enter_context(compress_retry_delays(retry_delay_scale))
         yield sagemaker

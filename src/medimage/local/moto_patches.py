@@ -2,8 +2,9 @@
 deployed ``statemachine/training.asl.json`` runs in moto's own Step Functions interpreter.
 
 Used inside ``mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda":
-{"use_docker": False}})``. moto interprets the ASL itself; these patches only fill the two gaps that keep
-the training workflow from running there, each at the narrowest point, plus one for test speed:
+{"use_docker": False}})``. moto interprets the ASL itself; these patches only fill the gaps that keep
+the training workflow from running there as on AWS, each at the narrowest point (1, 2, 4), plus one for
+test speed (3):
 
 1. ``route_lambda`` (``moto.awslambda_simple.models.LambdaSimpleBackend.invoke``): Lambda Task states
    (``arn:aws:states:::lambda:invoke``) reach moto's Docker-less Lambda backend, which returns a canned

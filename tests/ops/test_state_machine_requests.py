@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,12 +20,18 @@ import pytest
 from botocore.validate import ParamValidator
 
 from medimage.core import training_job as job
+from medimage.core.sign_off import timeout_seconds
 from medimage.local.account import ACCOUNT
 from medimage.local.environment import moto_config
 from medimage.local.sagemaker import LocalSageMaker
 from medimage.local.template import Resolver, definition_from_template
 from tests.ops.ops_helpers import DATASET, PRESET, REGION, REPO, VERSION, put_manifest_version
-from tests.orchestration.workflow_helpers import ExecutionResult, create_state_machine, run_execution
+from tests.orchestration.workflow_helpers import (
+    ExecutionResult,
+    create_state_machine,
+    execution_result,
+    run_execution,
+)
 
 BUCKET = "medimage-requests-test"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/medimage-sagemaker"
@@ -66,6 +73,9 @@ class Workflow:
     invocations: list[dict[str, Any]]
     template: dict[str, Any]
     arn_with_epochs: str  # the same definition with TrainingEpochs=STACK_EPOCHS
+    arn_signed: str  # ApprovalRequired=true
+    arn_hurried: str  # ApprovalRequired=true with a wait of 2 s
+    tokens: list[str] = field(default_factory=list)
 
     def run(self, arn: str | None = None, **extra: Any) -> ExecutionResult:
         payload = {
@@ -77,6 +87,32 @@ class Workflow:
             **extra,
         }
         return run_execution(self.sfn, arn or self.arn, payload, timeout_s=120)
+
+    def run_signed(self, answer: str) -> ExecutionResult:
+        """An execution that waits for a sign-off, answered ``approve``, ``reject`` or not at all."""
+        before = len(self.tokens)
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.arn_hurried if answer == "none" else self.arn_signed,
+            name=f"signed-{answer}-{len(self.tokens)}",
+            input=json.dumps(
+                {
+                    "dataset": DATASET,
+                    "preset": PRESET,
+                    "manifest_version": VERSION,
+                    "bucket": BUCKET,
+                    "manifest_prefix": f"manifests/{DATASET}/{VERSION}/",
+                }
+            ),
+        )["executionArn"]
+        deadline = time.monotonic() + 60
+        while len(self.tokens) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        answer_json = json.dumps({"outcome": answer, "by": ROLE, "at": "t", "note": "n"})
+        if answer == "approve":
+            self.sfn.send_task_success(taskToken=self.tokens[-1], output=answer_json)
+        elif answer == "reject":
+            self.sfn.send_task_failure(taskToken=self.tokens[-1], error="SignOffRejected", cause=answer_json)
+        return execution_result(self.sfn, arn, timeout_s=120)
 
     def request_of(self, arn: str | None = None, **extra: Any) -> dict[str, Any]:
         """The one CreateTrainingJob request of a successful execution."""
@@ -106,7 +142,17 @@ def workflow(template: dict[str, Any]) -> Iterator[Workflow]:
         }
         resolver = Resolver(template, refs, attrs, {}, REGION, ACCOUNT)
         with_epochs = Resolver(template, refs, attrs, {"TrainingEpochs": STACK_EPOCHS}, REGION, ACCOUNT)
+        signed = Resolver(template, refs, attrs, {"ApprovalRequired": "true"}, REGION, ACCOUNT)
+        hurried = Resolver(
+            template,
+            refs,
+            attrs,
+            {"ApprovalRequired": "true", "ApprovalTimeoutHours": "0.0005"},
+            REGION,
+            ACCOUNT,
+        )
         invocations: list[dict[str, Any]] = []
+        tokens: list[str] = []
 
         def gate(event: dict[str, Any]) -> dict[str, Any]:
             invocations.append({"function": "gate", "event": event})
@@ -114,6 +160,12 @@ def workflow(template: dict[str, Any]) -> Iterator[Workflow]:
 
         def promote(event: dict[str, Any]) -> dict[str, Any]:
             invocations.append({"function": "promote", "event": event})
+            if event.get("action") == "stage_for_sign_off":
+                seconds = timeout_seconds(event["timeout_hours"])
+                version = event["training"]["TrainingJobName"]
+                return {"stage": "pending", "version": version, "timeout_seconds": seconds}
+            if event.get("action") == "request_sign_off":
+                tokens.append(event["task_token"])
             return {"promoted": True}
 
         sagemaker = RecordingSageMaker()
@@ -125,7 +177,15 @@ def workflow(template: dict[str, Any]) -> Iterator[Workflow]:
             arn_with_epochs = create_state_machine(
                 sfn, definition_from_template(REPO, template, with_epochs), "training-with-epochs"
             )
-            yield Workflow(sfn, arn, sagemaker, invocations, template, arn_with_epochs)
+            arn_signed = create_state_machine(
+                sfn, definition_from_template(REPO, template, signed), "training-signed"
+            )
+            arn_hurried = create_state_machine(
+                sfn, definition_from_template(REPO, template, hurried), "training-hurried"
+            )
+            yield Workflow(
+                sfn, arn, sagemaker, invocations, template, arn_with_epochs, arn_signed, arn_hurried, tokens
+            )
 
 
 def expected_request(
@@ -236,6 +296,7 @@ def test_an_override_of_a_script_setting_is_ignored_by_the_asl_and_refused_by_th
 OPTIMIZED = {
     "arn:aws:states:::sagemaker:createTrainingJob.sync": ("sagemaker", "CreateTrainingJob"),
     "arn:aws:states:::lambda:invoke": ("lambda", "Invoke"),
+    "arn:aws:states:::lambda:invoke.waitForTaskToken": ("lambda", "Invoke"),
     "arn:aws:states:::sns:publish": ("sns", "Publish"),
 }
 
@@ -287,9 +348,12 @@ def test_every_request_of_the_workflow_validates_against_botocores_models(workfl
         workflow.sagemaker.fail = False
     assert promoted.status == "SUCCEEDED" and failed.status == "FAILED"
     assert "NotifyFailure" in failed.states_entered()
+    signed = [workflow.run_signed(answer) for answer in ("approve", "reject", "none")]
+    assert [r.states_entered()[-1] for r in signed] == ["SignedOff", "SignOffRejected", "SignOffTimedOut"]
     seen: set[str] = set()
     problems = []
-    for state, resource, params in scheduled_tasks(promoted) + scheduled_tasks(failed):
+    runs = [promoted, failed, *signed]
+    for state, resource, params in [task for run in runs for task in scheduled_tasks(run)]:
         service, operation = operation_of(resource)
         errors = validation_errors(service, operation, as_api_params(service, operation, params))
         if errors:

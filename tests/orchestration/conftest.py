@@ -126,6 +126,8 @@ class Orchestration:
     functions: dict[str, LocalFunction]
     sagemaker: LocalSageMaker
     invokers: dict[str, Any]
+    template: dict[str, Any]
+    sign_off_queue_url: str
 
     def run(self, payload: dict[str, Any], name: str | None = None) -> ExecutionResult:
         return run_execution(self.sfn, self.state_machine_arn, payload, name=name, timeout_s=300)
@@ -136,17 +138,45 @@ class Orchestration:
         except self.s3.exceptions.NoSuchKey:
             return None
 
-    def notifications(self) -> list[dict[str, Any]]:
+    def notifications(self, queue_url: str | None = None) -> list[dict[str, Any]]:
         sqs = boto3.client("sqs", region_name=REGION)
-        messages = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        messages = sqs.receive_message(QueueUrl=queue_url or self.queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
         return [json.loads(m["Body"]) for m in messages]
 
+    def state_machine(self, name: str, parameters: dict[str, str]) -> str:
+        """Another state machine from the same definition, with these template parameters."""
+        resolver = local_resolver(self.template, self.bucket, self.topic_arn, parameters)
+        return create_state_machine(self.sfn, definition_from_template(REPO, self.template, resolver), name)
 
-def local_resolver(template: dict[str, Any], bucket: str, topic_arn: str) -> Resolver:
+
+def _topic_with_inbox(name: str) -> tuple[str, str]:
+    """An SNS topic whose messages land, raw, in an SQS queue the tests read."""
+    sns = boto3.client("sns", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
+    topic_arn = sns.create_topic(Name=name)["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return topic_arn, queue_url
+
+
+SIGN_OFF_TOPIC = "sign-off"
+
+
+def local_resolver(
+    template: dict[str, Any], bucket: str, topic_arn: str, parameters: dict[str, str] | None = None
+) -> Resolver:
     """Local names for what the state machine and the two functions reference."""
     refs = {
         "DataBucket": bucket,
         "TrainingFailureTopic": topic_arn,
+        "SignOffTopic": f"arn:aws:sns:{REGION}:{ACCOUNT}:{SIGN_OFF_TOPIC}",
         "CatalogTable": "medimage-catalog",
         "GateFunction": "GateFunction",
         "PromoteFunction": "PromoteFunction",
@@ -156,7 +186,7 @@ def local_resolver(template: dict[str, Any], bucket: str, topic_arn: str) -> Res
         ("GateFunction", "Arn"): f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:GateFunction",
         ("PromoteFunction", "Arn"): f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:PromoteFunction",
     }
-    return Resolver(template, refs, attrs, {}, REGION, ACCOUNT)
+    return Resolver(template, refs, attrs, parameters or {}, REGION, ACCOUNT)
 
 
 @pytest.fixture(scope="module")
@@ -168,18 +198,10 @@ def orchestration(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orchestr
     with mock_aws(config=moto_config()):
         reset_clients()
         s3 = boto3.client("s3", region_name=REGION)
-        sns = boto3.client("sns", region_name=REGION)
-        sqs = boto3.client("sqs", region_name=REGION)
         bucket = "medimage-orchestration-test"
         s3.create_bucket(Bucket=bucket)
-        topic_arn = sns.create_topic(Name="training-failures")["TopicArn"]
-        queue_url = sqs.create_queue(QueueName="failure-inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        sns.subscribe(
-            TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
-        )
+        topic_arn, queue_url = _topic_with_inbox("training-failures")
+        _, sign_off_queue_url = _topic_with_inbox(SIGN_OFF_TOPIC)
         template = load_template(REPO / "template.yaml")
         resolver = local_resolver(template, bucket, topic_arn)
         functions = template_functions(REPO, template, resolver, ["GateFunction", "PromoteFunction"])
@@ -197,5 +219,17 @@ def orchestration(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orchestr
         )
         with local_training_workflow(invokers, sagemaker, retry_delay_scale=0.01):
             arn = create_state_machine(sfn, definition_from_template(REPO, template, resolver), "training")
-            yield Orchestration(s3, sfn, bucket, topic_arn, queue_url, arn, functions, sagemaker, invokers)
+            yield Orchestration(
+                s3,
+                sfn,
+                bucket,
+                topic_arn,
+                queue_url,
+                arn,
+                functions,
+                sagemaker,
+                invokers,
+                template,
+                sign_off_queue_url,
+            )
         reset_clients()

@@ -126,6 +126,62 @@ def test_gate_rejects_on_the_recall_floor_and_promote_refuses_a_rejected_model(s
     assert listed["KeyCount"] == 0
 
 
+def sign_off_topic() -> tuple[str, str]:
+    """The sign-off topic with a raw-delivery queue to read what was published."""
+    sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    topic = sns.create_topic(Name="sign-off")["TopicArn"]
+    queue = sqs.create_queue(QueueName="sign-off-inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    return topic, queue
+
+
+def staged_for_sign_off(s3: Any, topic: str) -> tuple[LocalFunction, dict[str, Any], dict[str, Any]]:
+    """A first model gated and staged for a sign-off: (the promote function, its task base, the stage)."""
+    gate_event = load_event("gate-first-model.json")
+    put_job_output(s3, gate_event, model_tar())
+    handler("gate").invoke(gate_event)
+    promote_fn = handler("promote", SIGN_OFF_TOPIC_ARN=topic)
+    event = load_event("promote-first-model.json")
+    staged = promote_fn.invoke({**event, "action": "stage_for_sign_off", "timeout_hours": "72"})
+    base = {
+        "dataset": event["dataset"],
+        "bucket": event["bucket"],
+        "version": staged["version"],
+        "execution": "arn:aws:states:us-east-1:123456789012:execution:training:run-1",
+    }
+    request = {"action": "request_sign_off", "task_token": "token-1", "staged": staged, "timeout_seconds": 60}
+    promote_fn.invoke({**base, **request})
+    return promote_fn, base, staged
+
+
+def test_the_promote_function_stages_a_model_for_sign_off_and_applies_the_approval(s3):
+    topic, queue = sign_off_topic()
+    promote_fn, base, staged = staged_for_sign_off(s3, topic)
+    assert staged["stage"] == "pending" and staged["timeout_seconds"] == 72 * 3600
+    listed = s3.list_objects_v2(Bucket=EVENT_BUCKET, Prefix="models/chestxray2017/production.json")
+    assert listed["KeyCount"] == 0  # held for the sign-off
+    assert read(s3, "models/chestxray2017/sign-off.json")["pending"]["task_token"] == "token-1"
+    messages = boto3.client("sqs", region_name=REGION).receive_message(QueueUrl=queue)["Messages"]
+    assert json.loads(messages[0]["Body"])["version"] == staged["version"]
+    assert "token-1" not in messages[0]["Body"]
+    approval = {"outcome": "approved", "by": "arn:aws:iam::123456789012:user/lead", "at": "t", "note": "ok"}
+    result = promote_fn.invoke({**base, "action": "sign_off", "approval": approval})
+    assert result["production_version"] == staged["version"]
+    pointer = read(s3, "models/chestxray2017/production.json")
+    assert pointer["history"][0]["sign_off"]["by"] == "arn:aws:iam::123456789012:user/lead"
+
+
+def test_the_promote_function_closes_a_sign_off_that_timed_out_and_refuses_an_unknown_action(s3):
+    topic, _ = sign_off_topic()
+    promote_fn, base, _ = staged_for_sign_off(s3, topic)
+    assert promote_fn.invoke({**base, "action": "close_sign_off", "outcome": "timed_out"})["by"] is None
+    record = read(s3, "models/chestxray2017/sign-off.json")
+    assert record["pending"] is None and record["decided"][0]["outcome"] == "timed_out"
+    with pytest.raises(Exception, match="unknown promote action"):
+        promote_fn.invoke({**base, "action": "promote-everything"})
+
+
 def test_the_min_accuracy_override_of_the_template_reaches_the_gate(s3):
     gate_event = load_event("gate-first-model.json")
     put_job_output(s3, gate_event, model_tar(accuracy=0.91))
@@ -184,6 +240,8 @@ def test_the_definition_substitutes_every_arn_name_and_image_and_hard_codes_no_a
         "PromoteFunctionArn",
         "PackFunctionArn",
         "FailureTopicArn",
+        "ApprovalRequired",
+        "ApprovalTimeoutHours",
     }
     states = definition["States"]
     train = states["Train"]["Parameters"]

@@ -49,6 +49,11 @@ def run_execution(
     arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))[
         "executionArn"
     ]
+    return execution_result(sfn, arn, timeout_s, poll_s)
+
+
+def execution_result(sfn: Any, arn: str, timeout_s: float = 600.0, poll_s: float = 0.2) -> ExecutionResult:
+    """Wait until the execution ``arn`` ends; its status, output and full history."""
     described = wait_for_execution(sfn, arn, timeout_s=timeout_s, poll_s=poll_s)
     history: list[dict[str, Any]] = []
     for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):

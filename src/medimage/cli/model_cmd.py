@@ -1,5 +1,6 @@
-"""`medimage model list|rollback|submit|scorecard|promote-candidate|drop-candidate`: the production
-history of a dataset, swapping it back, and a candidate's silent trial (`medimage.ops.trial`)."""
+"""`medimage model list|rollback|submit|scorecard|promote-candidate|drop-candidate|approve|reject`: the
+production history of a dataset, swapping it back, a candidate's silent trial (`medimage.ops.trial`) and a
+person's sign-off (`medimage.ops.sign_off`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 
 from medimage.cli.common import add_endpoint_arguments, apply_endpoint_arguments
 from medimage.core.registry import ProductionPointer
+from medimage.core.sign_off import SignOffRecord, sign_off_key
 from medimage.ops.stack import BUCKET_ENV
 
 NAME = "model"
@@ -25,7 +27,10 @@ DESCRIPTION = (
     "  medimage model submit --dataset chestxray2017 --model runs/my-model      # or s3://.../model.tar.gz\n"
     "  medimage model scorecard --dataset chestxray2017\n"
     "  medimage model promote-candidate --dataset chestxray2017\n"
-    "  medimage model drop-candidate --dataset chestxray2017 --reason 'misses viral cases'"
+    "  medimage model drop-candidate --dataset chestxray2017 --reason 'misses viral cases'\n\n"
+    "A person's sign-off (the stack's ApprovalRequired): the training workflow waits until one answers.\n"
+    "  medimage model approve --dataset chestxray2017 --note 'scorecard agrees on 97% of 1,200 images'\n"
+    "  medimage model reject --dataset chestxray2017 --note 'viral recall fell on the reviewed images'"
 )
 
 
@@ -36,6 +41,8 @@ ACTIONS = (
     ("scorecard", "compare the candidate with production on the images of its silent trial"),
     ("promote-candidate", "end the trial: the candidate becomes production"),
     ("drop-candidate", "end the trial: production stays, the candidate is dropped"),
+    ("approve", "sign off the model waiting for it: the workflow makes it production"),
+    ("reject", "refuse the model waiting for a sign-off: production stays"),
 )
 
 
@@ -57,6 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if name == "scorecard":
             action.add_argument("--candidate", metavar="VERSION", help="an earlier trial's candidate")
             action.add_argument("--no-write", action="store_true", help="do not update scorecard.json")
+        if name in ("approve", "reject"):
+            action.add_argument("--note", default="", help="why (required; kept in the registry's history)")
         if name == "drop-candidate":
             action.add_argument("--reason", default="", help="why the candidate is dropped (recorded)")
         action.set_defaults(func=RUNNERS[name])
@@ -93,17 +102,40 @@ def _print(pointer: ProductionPointer, as_json: bool) -> None:
         print(f"candidate {c.version} since {c.entry.promoted_at} (gated against {c.champion})")
     for trial in pointer.trials[:5]:
         print(f"  trial of {trial['version']:31} {trial['outcome']:9} {trial['ended_at']}")
+    for entry in pointer.history:
+        if entry.sign_off is not None:
+            s = entry.sign_off
+            print(f"  {entry.version} signed off by {s.get('by')} at {s.get('at')}: {s.get('note')}")
+
+
+def _print_sign_offs(record: SignOffRecord) -> None:
+    if record.pending is not None:
+        p = record.pending
+        print(f"awaiting sign-off: {p.version} ({p.stage}) since {p.requested_at}, until {p.expires_at}")
+    for d in record.decided[:5]:
+        print(f"  sign-off of {d.get('version')}: {d.get('outcome')} by {d.get('by')} at {d.get('at')}")
 
 
 def run_list(args: argparse.Namespace) -> int:
     from medimage.adapters.registry_store import S3RegistryStore
+    from medimage.adapters.s3 import S3ObjectStore
 
-    pointer = S3RegistryStore(_bucket(args)).pointer(args.dataset)
+    bucket = _bucket(args)
+    pointer = S3RegistryStore(bucket).pointer(args.dataset)
+    record = SignOffRecord.from_dict(S3ObjectStore(bucket).get_json(sign_off_key(args.dataset)), args.dataset)
+    if args.json:
+        data = {} if pointer is None else pointer.to_dict()
+        pending = None if record.pending is None else record.pending.public()
+        print(
+            json.dumps({**data, "sign_off": {"pending": pending, "decided": list(record.decided)}}, indent=2)
+        )
+        return 0 if pointer is not None else 1
     if pointer is None:
         print(f"dataset {args.dataset}: no model has been promoted yet")
-        return 1
-    _print(pointer, args.json)
-    return 0
+    else:
+        _print(pointer, False)
+    _print_sign_offs(record)
+    return 0 if pointer is not None else 1
 
 
 def run_rollback(args: argparse.Namespace) -> int:
@@ -218,6 +250,34 @@ def run_drop_candidate(args: argparse.Namespace) -> int:
     return _end_trial(args, promote=False)
 
 
+def _answer(args: argparse.Namespace, approve: bool) -> int:
+    from medimage.adapters.aws import client
+    from medimage.adapters.s3 import S3ObjectStore
+    from medimage.ops.sign_off import answer_sign_off
+
+    bucket = _bucket(args)
+    sent = answer_sign_off(
+        S3ObjectStore(bucket), client("stepfunctions"), client("sts"), args.dataset, approve, args.note
+    )
+    if args.json:
+        print(json.dumps(sent, indent=2))
+    else:
+        decision = sent["decision"]
+        print(
+            f"{sent['version']}: {decision['outcome']} by {decision['by']}; the workflow "
+            f"{'promotes it' if approve else 'leaves production as it is'} (execution {sent['execution']})"
+        )
+    return 0
+
+
+def run_approve(args: argparse.Namespace) -> int:
+    return _answer(args, approve=True)
+
+
+def run_reject(args: argparse.Namespace) -> int:
+    return _answer(args, approve=False)
+
+
 RUNNERS = {
     "list": run_list,
     "rollback": run_rollback,
@@ -225,4 +285,6 @@ RUNNERS = {
     "scorecard": run_scorecard,
     "promote-candidate": run_promote_candidate,
     "drop-candidate": run_drop_candidate,
+    "approve": run_approve,
+    "reject": run_reject,
 }

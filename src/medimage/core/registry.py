@@ -48,9 +48,12 @@ class ModelEntry:
     promoted_at: str
     metrics: dict[str, Any] = field(default_factory=dict)
     action: str = "promote"
+    # A person's sign-off that let this version in (``core.sign_off.Decision``): who, when, the note and
+    # the scorecard of that moment; None where no sign-off was asked for.
+    sign_off: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "version": self.version,
             "model_sha256": self.model_sha256,
             "promoted_at": self.promoted_at,
@@ -58,6 +61,9 @@ class ModelEntry:
             "model_key": self.model_key,
             "action": self.action,
         }
+        if self.sign_off is not None:
+            data["sign_off"] = self.sign_off
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelEntry:
@@ -69,6 +75,7 @@ class ModelEntry:
                 promoted_at=str(data["promoted_at"]),
                 metrics=dict(data.get("metrics") or {}),
                 action=str(data.get("action", "promote")),
+                sign_off=dict(data["sign_off"]) if isinstance(data.get("sign_off"), dict) else None,
             )
         except KeyError as exc:
             raise RegistryError(f"a registry entry lacks {exc}") from None

@@ -3,7 +3,8 @@ deployed ``statemachine/training.asl.json`` runs in moto's own Step Functions in
 
 Used inside ``mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda":
 {"use_docker": False}})``. moto interprets the ASL itself; these patches only fill the gaps that keep
-the training workflow from running there as on AWS, each at the narrowest point, plus one for test speed:
+the training workflow from running there as on AWS, each at the narrowest point (1, 2, 4, 5), plus one for
+test speed (3):
 
 1. ``route_lambda`` (``moto.awslambda_simple.models.LambdaSimpleBackend.invoke``): Lambda Task states
    (``arn:aws:states:::lambda:invoke``) reach moto's Docker-less Lambda backend, which returns a canned
@@ -22,6 +23,11 @@ the training workflow from running there as on AWS, each at the narrowest point,
    failed children but never fails the Map run; Step Functions fails it with
    ``States.ExceedToleratedFailureThreshold`` once more children fail than ``ToleratedFailureCount`` /
    ``ToleratedFailurePercentage`` allow (both 0 by default), which the Map state's Catch then handles.
+5. ``send_task_failure_as_aws`` (``StepFunctionResponse.send_task_failure``): moto's request handler
+   drops SendTaskFailure's ``cause`` before its interpreter sees it (a Catch then reads ``"Cause": null``),
+   and its backend accepts a failure for the task of an execution that already ended. The patch hands the
+   cause on and, as for SendTaskSuccess, only a running execution's task takes it (else ``InvalidToken``):
+   a rejected sign-off's answer travels there, and a stale one must be refused.
 
 The definition is never rewritten: the same file, with the template's DefinitionSubstitutions resolved
 to local names, is what runs. ``check_moto_version`` refuses a moto these patches were not written for.
@@ -312,6 +318,41 @@ def fail_distributed_maps() -> Iterator[None]:
 
 
 @contextmanager
+def send_task_failure_as_aws() -> Iterator[None]:
+    """SendTaskFailure reaches a running execution's task with its ``cause``; any other token is refused."""
+    check_moto_version()
+    from moto.core.responses import EmptyResult
+    from moto.stepfunctions.parser.api import ExecutionStatus, InvalidToken, TaskDoesNotExist, TaskTimedOut
+    from moto.stepfunctions.parser.asl.eval.callback.callback import (
+        CallbackConsumerTimeout,
+        CallbackNotifyConsumerError,
+        CallbackOutcomeFailure,
+    )
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    original = StepFunctionResponse.send_task_failure
+
+    def send_task_failure(self: Any) -> Any:
+        token = self._get_param("taskToken")
+        outcome = CallbackOutcomeFailure(token, self._get_param("error"), self._get_param("cause"))
+        for execution in self.stepfunction_backend._get_executions(ExecutionStatus.RUNNING):
+            try:
+                if execution.exec_worker.env.callback_pool_manager.notify(callback_id=token, outcome=outcome):
+                    return EmptyResult()
+            except CallbackNotifyConsumerError as exc:
+                raise (
+                    TaskTimedOut() if isinstance(exc, CallbackConsumerTimeout) else TaskDoesNotExist()
+                ) from None
+        raise InvalidToken()
+
+    StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        StepFunctionResponse.send_task_failure = original  # type: ignore[method-assign]
+
+
+@contextmanager
 def local_training_workflow(
     invokers: Mapping[str, Invoker], sagemaker: LocalSageMaker | None = None, retry_delay_scale: float = 1.0
 ) -> Iterator[LocalSageMaker]:
@@ -321,6 +362,7 @@ def local_training_workflow(
         stack.enter_context(route_lambda(invokers))
         stack.enter_context(emulate_sagemaker_training(sagemaker))
         stack.enter_context(fail_distributed_maps())
+        stack.enter_context(send_task_failure_as_aws())
         if retry_delay_scale != 1.0:
             stack.enter_context(compress_retry_delays(retry_delay_scale))
         yield sagemaker

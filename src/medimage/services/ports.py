@@ -105,3 +105,9 @@ class ChampionEvaluator(Protocol):
     """Scores the production model on a manifest's test split."""
 
     def evaluate(self, entry: ModelEntry, manifest_prefix: str, manifest_version: str) -> TestMetrics: ...
+
+
+class Notifier(Protocol):
+    """A notification to the people who run the pipeline (an SNS topic)."""
+
+    def publish(self, subject: str, message: str) -> None: ...

@@ -64,7 +64,10 @@ class PromoteService:
         self.now = now
         self.trial = trial
 
-    def run(self, request: PromoteRequest) -> dict[str, Any]:
+    def run(self, request: PromoteRequest, hold: bool = False) -> dict[str, Any]:
+        """Publish the version and swap the pointer (or nominate it). ``hold`` (a person signs off first,
+        ``services.sign_off``): a model that would replace production is published but the pointer is
+        left as it is (stage ``pending``); a candidate is still nominated, so its trial runs meanwhile."""
         prefix = layout.model_prefix(request.dataset, request.version)
         gate = self.store.get_json(prefix + "gate.json")
         if not isinstance(gate, dict) or gate.get("passed") is not True:
@@ -96,6 +99,9 @@ class PromoteService:
             metrics=gate["metrics"],
         )
 
+        if hold and not (self.trial and self.registry.pointer(request.dataset) is not None):
+            return self._answer(request, "pending", entry, champion, android_file, None)
+
         def change(current: ProductionPointer | None) -> ProductionPointer:
             if self.trial and current is not None:
                 return nominate(current, entry, champion, entry.promoted_at)
@@ -108,6 +114,18 @@ class PromoteService:
             raise
         # A retried task whose swap had landed finds its entry already there (maybe no longer current).
         stage, mine = _stage_of(pointer, request.version, entry)
+        return self._answer(request, stage, mine, champion, android_file, pointer.version)
+
+    @staticmethod
+    def _answer(
+        request: PromoteRequest,
+        stage: str,
+        mine: ModelEntry,
+        champion: str | None,
+        android_file: Any,
+        production_version: str | None,
+    ) -> dict[str, Any]:
+        prefix = layout.model_prefix(request.dataset, request.version)
         return {
             "promoted": stage == "production",
             "stage": stage,
@@ -118,7 +136,7 @@ class PromoteService:
             "android_key": prefix + str(android_file) if android_file else None,
             "pointer_key": layout.production_pointer_key(request.dataset),
             "promoted_at": mine.promoted_at,
-            "production_version": pointer.version,
+            "production_version": production_version,
         }
 
     def _record_superseded(self, dataset: str, version: str) -> None:

@@ -126,10 +126,13 @@ class GateSettings:
 class PromoteSettings:
     # CandidateTrial: a passed model becomes the candidate beside production instead of replacing it.
     candidate_trial: bool
+    # The topic a sign-off request is published to (ApprovalRequired); empty publishes none.
+    sign_off_topic_arn: str = ""
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> PromoteSettings:
         raw = (_env(env).get("CANDIDATE_TRIAL") or "false").strip().lower()
         if raw not in ("true", "false"):
             raise ValueError(f"CANDIDATE_TRIAL {raw!r} is not true or false")
-        return cls(candidate_trial=raw == "true")
+        topic = (_env(env).get("SIGN_OFF_TOPIC_ARN") or "").strip()
+        return cls(candidate_trial=raw == "true", sign_off_topic_arn=topic)

@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             partial = stack_json.with_suffix(".json.partial")
             partial.write_text(json.dumps(stack, indent=2) + "\n", encoding="utf-8")
             partial.replace(stack_json)
-            lines = ready_lines(stack, opts.dataset, stack_json, time.perf_counter() - started)
+            lines = ready_lines(stack, opts.default_dataset, stack_json, time.perf_counter() - started)
             print("\n".join([*lines, f"  function logs: {lambda_log}"]), file=terminal, flush=True)
             while not stop.wait(0.5):
                 pass

@@ -56,6 +56,11 @@ class UpOptions:
     parameters: dict[str, str] = field(default_factory=dict)
     dataset: str = "chestxray2017"
 
+    @property
+    def default_dataset(self) -> str:
+        """The dataset a request that names none is for: the template's InferenceDefaultDataset when given."""
+        return self.parameters.get("InferenceDefaultDataset", self.dataset)
+
 
 @dataclass
 class Running:
@@ -173,7 +178,7 @@ def serving(opts: UpOptions, stop: threading.Event) -> Iterator[Running]:
         env = LocalAws(
             template_path=template,
             parameters=template_parameters(opts),
-            env_overrides={"MODEL_CHECK_INTERVAL_S": "0", "DEFAULT_DATASET": opts.dataset},
+            env_overrides={"MODEL_CHECK_INTERVAL_S": "0", "DEFAULT_DATASET": opts.default_dataset},
             endpoint_url=endpoint_url,
             visibility_timeout_s=None,
         )

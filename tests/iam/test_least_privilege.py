@@ -34,6 +34,7 @@ SUITES = [
     "tests/inference/test_api.py",  # inference: POST /predict, GET /health
     "tests/inference/test_stow.py",  # inference: STOW-RS -> incoming/unlabeled/, quarantine/, pacs/failed/
     "tests/inference/test_trial.py",  # inference: a candidate's silent trial -> trials/
+    "tests/services/test_bulk_copy_handler.py",  # bulk copy: check, copy a batch, finish (+ _commit)
 ]
 
 

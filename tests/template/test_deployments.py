@@ -34,7 +34,14 @@ def deployment_group_of(cfn, function: str) -> dict:
 
 @pytest.mark.parametrize(
     "function",
-    ["AnnotateFunction", "SplitFunction", "GateFunction", "PromoteFunction", "InferenceFunction"],
+    [
+        "AnnotateFunction",
+        "SplitFunction",
+        "GateFunction",
+        "PromoteFunction",
+        "InferenceFunction",
+        "BulkCopyFunction",
+    ],
 )
 def test_each_function_has_an_alias_a_deployment_group_and_its_rollback_alarms(cfn, function):
     assert function in lambda_functions(cfn)

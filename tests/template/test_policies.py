@@ -39,6 +39,8 @@ S3_PREFIXES = {
         "pacs/failed/",
         "trials/",
     ),
+    # The source buckets' objects are granted on BulkImportSourceBuckets alone (test_bulk_import_iam.py).
+    "BulkCopyFunction": ("incoming/labeled/", "quarantine/", "imports/"),
 }
 
 # (action, S3 key that must be allowed | resource logical id) each function needs for its job.
@@ -71,6 +73,12 @@ NEEDS = {
         ("s3:PutObject", "pacs/failed/chestxray2017/stow/z.dcm.sr.dcm.json"),
         ("s3:PutObject", "trials/chestxray2017/v2/pairs/20261201T000000Z-0a1b2c3d.jsonl"),
         ("s3:GetObject", "models/chestxray2017/production.json"),
+    ],
+    "BulkCopyFunction": [
+        ("s3:PutObject", "incoming/labeled/chestxray2017/NORMAL/x.jpeg"),
+        ("s3:PutObject", "incoming/labeled/chestxray2017/_commit"),
+        ("s3:GetObject", "quarantine/chestxray2017/incoming/labeled/chestxray2017/NORMAL/x.jpeg"),
+        ("s3:PutObject", "imports/chestxray2017/run-1/batches/0a1b.json"),
     ],
 }
 

@@ -149,7 +149,7 @@ def _bulk_import_worker(n: int, queue: Any) -> None:
     source, prefix, dataset = "bulk-bench-source", "export/", "chestxray2017"
     os.environ[PRETRAINED_DIR_ENV] = str(Path(tempfile.mkdtemp(prefix="bulk-bench-")) / "none")
     parameters = {"BulkImportSourceBuckets": source}
-    with LocalAws(parameters=parameters).running(trainer=NoTraining()) as env:
+    with LocalAws(parameters=parameters, concurrent=True).running(trainer=NoTraining()) as env:
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=source)
         labels = ("NORMAL", "PNEUMONIA")

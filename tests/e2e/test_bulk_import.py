@@ -46,7 +46,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MEDIMAGE_PRETRAINED_DIR", str(tmp_path / "no-weights"))
     parameters = {"BulkImportSourceBuckets": SOURCE, "MinNewImages": "1", "BulkImportMaxConcurrency": "4"}
-    with LocalAws(parameters=parameters).running(
+    # The Map runs batches side by side: the functions share one environment, as under `medimage up`.
+    with LocalAws(parameters=parameters, concurrent=True).running(
         trainer=NoTraining(), work_dir=tmp_path, retry_delay_scale=0.01
     ) as stack:
         yield stack
@@ -169,6 +170,31 @@ def test_an_unknown_dataset_is_refused_by_the_check_step(
     code = main([*argv, "--state-machine", arn, "--timeout", "120"])
     err = capsys.readouterr().err
     assert code == 2 and "unknown_dataset: dataset 'mystery-scans' has no preset" in err
+
+
+def test_batches_whose_function_fails_fail_the_map_and_nothing_is_committed(
+    env: LocalAws, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medimage.services.bulk_import import BulkImporter
+
+    keys = put_source_tree(per_class=4)
+    original = BulkImporter.copy_batch
+
+    def crashing(self: BulkImporter, request: Any, batch: list[str]) -> Any:
+        if keys[0] in batch:
+            raise RuntimeError("the function died")
+        return original(self, request, batch)
+
+    monkeypatch.setattr(BulkImporter, "copy_batch", crashing)
+    code, out = ingest(env, capsys, "--commit")
+    assert code == 1, out
+    assert "the copy step failed (States.ExceedToleratedFailureThreshold)" in out
+    assert "11 copied" in out and "not committed" in out
+    assert layout.commit_key(DATASET) not in labeled_keys(env)
+
+    monkeypatch.setattr(BulkImporter, "copy_batch", original)
+    code, out = ingest(env, capsys, "--commit")
+    assert code == 0 and "1 copied" in out and "11 skipped" in out and "committed: " in out
 
 
 def listing(env: LocalAws, prefix: str) -> list[str]:

@@ -1,9 +1,9 @@
 """Every use of a pinned moto internal, in one place: what the project patches in moto 5.2.x so that the
-deployed ``statemachine/training.asl.json`` runs in moto's own Step Functions interpreter.
+deployed ``statemachine/*.asl.json`` run in moto's own Step Functions interpreter.
 
 Used inside ``mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda":
-{"use_docker": False}})``. moto interprets the ASL itself; these patches only fill the two gaps that keep
-the training workflow from running there, each at the narrowest point, plus one for test speed:
+{"use_docker": False}})``. moto interprets the ASL itself; these patches only fill the gaps that keep the
+workflows from running there, each at the narrowest point (one is for test speed):
 
 1. ``route_lambda`` (``moto.awslambda_simple.models.LambdaSimpleBackend.invoke``): Lambda Task states
    (``arn:aws:states:::lambda:invoke``) reach moto's Docker-less Lambda backend, which returns a canned
@@ -22,6 +22,10 @@ the training workflow from running there, each at the narrowest point, plus one 
 4. ``paginated_item_reader`` (``item_reader.eval.resource_eval_s3.ResourceEvalS3._handle_list_objects_v2``):
    a Distributed Map's ``s3:listObjectsV2`` ItemReader reads only moto's first page (1,000 keys) and fails
    on an empty prefix; Step Functions reads every page.
+
+5. ``tolerate_map_failures`` (``DistributedIterationComponent._map_run``): moto ignores a Distributed Map's
+   ToleratedFailurePercentage and drops a failed child's item without failing the Map; Step Functions fails
+   the Map with ``States.ExceedToleratedFailureThreshold`` when more items failed than it tolerates.
 
 The training definition is never rewritten: the same file, with the template's DefinitionSubstitutions
 resolved to local names, is what runs. The bulk-import definition is run as ``local_definition`` leaves
@@ -283,8 +287,7 @@ def _local_map(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def local_definition(definition: str) -> str:
-    """The definition moto's interpreter can run (module docstring); unchanged when it has no Map state
-    with an ItemBatcher or an inventory reader."""
+    """The definition moto's interpreter can run (module docstring): unchanged without a Map state."""
     parsed = json.loads(definition)
 
     def visit(states: dict[str, Any]) -> None:
@@ -334,6 +337,55 @@ def paginated_item_reader() -> Iterator[None]:
 
 
 @contextmanager
+def tolerate_map_failures() -> Iterator[None]:
+    """A Distributed Map fails when more items failed than its ToleratedFailurePercentage allows."""
+    check_moto_version()
+    from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        distributed_iteration_component as component,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    cls = component.DistributedIterationComponent
+    original = cls._map_run
+
+    def map_run(self: Any, env: Any, eval_input: Any) -> None:
+        original(self, env, eval_input)
+        counter = eval_input.map_run_record.item_counter
+        failed, total = counter.failed.get(), counter.total.get()
+        percent = float(eval_input.tolerated_failure_percentage or 0)
+        if failed == 0 or failed <= total * percent / 100:
+            return
+        env.stack.pop()  # the outputs of the items that succeeded
+        error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+        cause = f"{failed} of {total} items failed; the Map tolerates {percent:g} %"
+        raise FailureEventException(
+            FailureEvent(
+                env=env,
+                error_name=StatesErrorName(typ=error),
+                event_type=HistoryEventType.MapRunFailed,
+                event_details=EventDetails(
+                    mapRunFailedEventDetails=MapRunFailedEventDetails(error=error.to_name(), cause=cause)
+                ),
+            )
+        )
+
+    cls._map_run = map_run  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        cls._map_run = original  # type: ignore[method-assign]
+
+
+@contextmanager
 def local_training_workflow(
     invokers: Mapping[str, Invoker], sagemaker: LocalSageMaker | None = None, retry_delay_scale: float = 1.0
 ) -> Iterator[LocalSageMaker]:
@@ -343,6 +395,7 @@ def local_training_workflow(
         stack.enter_context(route_lambda(invokers))
         stack.enter_context(emulate_sagemaker_training(sagemaker))
         stack.enter_context(paginated_item_reader())
+        stack.enter_context(tolerate_map_failures())
         if retry_delay_scale != 1.0:
             stack.enter_context(compress_retry_delays(retry_delay_scale))
         yield sagemaker

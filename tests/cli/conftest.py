@@ -30,7 +30,12 @@ class CliRun:
 
 @pytest.fixture(autouse=True)
 def _no_stack_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MEDIMAGE_BUCKET", "MEDIMAGE_STATE_MACHINE_ARN", "MEDIMAGE_STACK"):
+    for name in (
+        "MEDIMAGE_BUCKET",
+        "MEDIMAGE_STATE_MACHINE_ARN",
+        "MEDIMAGE_STACK",
+        "MEDIMAGE_BULK_IMPORT_ARN",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -96,9 +96,17 @@ class StackBinding:
 
     refs: dict[str, str] = field(default_factory=dict)
     attrs: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Template parameters the function's environment names (``!Ref <Parameter>``), as the test set them.
+    parameters: dict[str, str] = field(default_factory=dict)
 
     def key(self) -> str:
-        text = json.dumps([sorted(self.refs.items()), sorted(map(list, self.attrs.items()))])
+        text = json.dumps(
+            [
+                sorted(self.refs.items()),
+                sorted(map(list, self.attrs.items())),
+                sorted(self.parameters.items()),
+            ]
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -214,6 +222,16 @@ class FunctionPolicies:
             if isinstance(value, Intrinsic) and value.name == "Ref" and value.value in resources
         }
 
+    def environment_parameters(self, function: str) -> dict[str, str]:
+        """The function's environment variables that hold ``!Ref <template parameter>``."""
+        own = self.raw["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+        parameters = self.raw.get("Parameters", {})
+        return {
+            var: value.value
+            for var, value in own.items()
+            if isinstance(value, Intrinsic) and value.name == "Ref" and value.value in parameters
+        }
+
     def binding_for(
         self, function: str, environ: Mapping[str, str], buckets: Iterable[str] = ()
     ) -> StackBinding:
@@ -236,6 +254,9 @@ class FunctionPolicies:
                 binding.attrs[(logical, "Arn")] = f"arn:aws:s3:::{value}"
             else:
                 binding.refs[logical] = value
+        for var, parameter in self.environment_parameters(function).items():
+            if var in environ:
+                binding.parameters[parameter] = environ[var]
         candidates = sorted(set(buckets))
         unnamed = binding.refs.get("DataBucket") == self.default_binding().refs.get("DataBucket")
         if unnamed and len(candidates) == 1:
@@ -244,7 +265,7 @@ class FunctionPolicies:
         return binding
 
     def resolver(self, binding: StackBinding) -> Resolver:
-        return Resolver(self.raw, binding.refs, binding.attrs, {}, REGION, ACCOUNT)
+        return Resolver(self.raw, binding.refs, binding.attrs, binding.parameters, REGION, ACCOUNT)
 
     def statements(
         self, function: str, binding: StackBinding, drop: frozenset[str] = frozenset()

@@ -37,6 +37,7 @@ SUITES = [
     "tests/inference/test_trial.py",  # inference: a candidate's silent trial -> trials/
     "tests/orchestration/test_rollback_handler.py",  # rollback: an alarm event -> production.json
     "tests/inference/test_review_api.py",  # inference: the review worklist, review/ -> incoming/labeled/
+    "tests/services/test_bulk_copy_handler.py",  # bulk copy: check, copy a batch, finish (+ _commit)
 ]
 
 

@@ -28,6 +28,7 @@ FUNCTIONS = {
     "InferenceFunction",
     "RollbackFunction",
     "PackFunction",
+    "BulkCopyFunction",
 }
 
 
@@ -75,6 +76,9 @@ def test_the_stack_binding_names_the_data_bucket_table_queue_and_state_machine(p
     assert policies.binding_for("GateFunction", served, ["the-bucket"]).refs["DataBucket"] == "the-bucket"
     # Two buckets and nothing naming one: no data bucket is assumed.
     assert policies.binding_for("GateFunction", {}, ["a", "b"]).refs["DataBucket"] == "databucket"
+    # A template parameter the environment names (!Ref) takes the value the stack gave it.
+    bulk = policies.binding_for("BulkCopyFunction", {"BULK_IMPORT_SOURCE_BUCKETS": "src-a,src-b"}, ["x"])
+    assert bulk.parameters == {"BulkImportSourceBuckets": "src-a,src-b"}
 
 
 def test_aws_polls_and_dead_letters_with_the_functions_role(policies):

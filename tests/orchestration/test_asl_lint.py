@@ -1,4 +1,4 @@
-"""The workflow definition passes statelint (scripts/lint_asl.py, what `make lint` runs), which forgives
+"""The workflow definition passes statelint (scripts/statelint_asl.py, what `make lint` runs), which forgives
 only the ASL its newest release does not know yet (a Distributed Map's ReaderConfig.InputType)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-LINT = REPO / "scripts" / "lint_asl.py"
+LINT = REPO / "scripts" / "statelint_asl.py"
 DEFINITION = REPO / "statemachine" / "training.asl.json"
 
 

@@ -42,6 +42,7 @@ def deployment_group_of(cfn, function: str) -> dict:
         "InferenceFunction",
         "RollbackFunction",
         "PackFunction",
+        "BulkCopyFunction",
     ],
 )
 def test_each_function_has_an_alias_a_deployment_group_and_its_rollback_alarms(cfn, function):

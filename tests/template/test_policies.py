@@ -42,6 +42,8 @@ S3_PREFIXES = {
         "incoming/labeled/",  # the review worklist files a reviewed image as training data
     ),
     "RollbackFunction": ("models/",),
+    # The source buckets' objects are granted on BulkImportSourceBuckets alone (test_bulk_import_iam.py).
+    "BulkCopyFunction": ("incoming/labeled/", "quarantine/", "imports/"),
 }
 
 # (action, S3 key that must be allowed | resource logical id) each function needs for its job.
@@ -87,6 +89,12 @@ NEEDS = {
     "RollbackFunction": [
         ("s3:PutObject", "models/chestxray2017/production.json"),
         ("s3:GetObject", "models/chestxray2017/20261201T000000Z-0a1b2c3d/model.tflite"),
+    ],
+    "BulkCopyFunction": [
+        ("s3:PutObject", "incoming/labeled/chestxray2017/NORMAL/x.jpeg"),
+        ("s3:PutObject", "incoming/labeled/chestxray2017/_commit"),
+        ("s3:GetObject", "quarantine/chestxray2017/incoming/labeled/chestxray2017/NORMAL/x.jpeg"),
+        ("s3:PutObject", "imports/chestxray2017/run-1/batches/0a1b.json"),
     ],
 }
 

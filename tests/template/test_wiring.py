@@ -133,7 +133,7 @@ def test_api_reaches_inference(cfn):
 
 def test_state_machine_invokes_gate_and_promote(cfn):
     machines = resources(cfn, "AWS::StepFunctions::StateMachine")
-    assert list(machines) == ["TrainingStateMachine"]
+    assert sorted(machines) == ["BulkImportStateMachine", "TrainingStateMachine"]
     machine = props(machines["TrainingStateMachine"])
     role = target(machine["RoleArn"])
     invocable = [

@@ -16,6 +16,7 @@ examples:
   medimage ingest ChestXRay2017/train --dataset chestxray2017 --commit
   medimage ingest OCT2017/train --dataset oct2017 --stack medimage-dev --workers 16
   MEDIMAGE_BUCKET=my-bucket medimage ingest scans/ --dataset folders-demo
+  medimage ingest s3://site-archive/exports/xray/ --dataset chestxray2017 --commit
 
 Each sub-folder of DIR is a label folder: DIR/NORMAL/x.jpeg goes to
 incoming/labeled/<dataset>/NORMAL/x.jpeg; hidden files, OS litter (Thumbs.db, __MACOSX ...) and files
@@ -26,6 +27,11 @@ a manifest version and start training.
 The bucket: --bucket, else $MEDIMAGE_BUCKET, else the DataBucketName output of the stack (--stack, else
 $MEDIMAGE_STACK, else stack_name of --config-env in samconfig.toml). A local stack (`medimage up`):
 --stack-json up-output/stack.json, or --endpoint-url http://127.0.0.1:4566 with --bucket.
+
+A source already in S3 (s3://bucket/prefix, a folder-per-label tree there) is copied server-side by the
+stack's bulk-import state machine (--state-machine, else $MEDIMAGE_BULK_IMPORT_ARN, else the stack output
+BulkImportStateMachineArn); the stack must be deployed with the bucket in BulkImportSourceBuckets. It
+waits and prints the copied, skipped and failed counts; a rerun copies only what is missing.
 """
 
 
@@ -35,12 +41,26 @@ DESCRIPTION = "Upload labeled images to s3://<bucket>/incoming/labeled/<dataset>
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", type=Path, metavar="DIR", help="folder with one sub-folder per label")
+    parser.add_argument(
+        "dir",
+        metavar="DIR",
+        help="folder with one sub-folder per label, or s3://bucket/prefix of such a tree",
+    )
     parser.add_argument("--dataset", required=True, help="dataset name in the bucket (e.g. chestxray2017)")
     parser.add_argument("--bucket", help="data bucket (default: $MEDIMAGE_BUCKET or the stack output)")
     add_stack_arguments(parser)
     parser.add_argument("--commit", action="store_true", help="upload _commit at the end: start a split")
     parser.add_argument("--workers", type=int, default=8, help="parallel uploads (default 8)")
+    parser.add_argument(
+        "--state-machine",
+        help="bulk-import state machine ARN, for an s3:// source (default: the stack output)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="give up waiting for an s3:// import after this many seconds",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,12 +70,13 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError("--workers must be at least 1")
     apply_endpoint_arguments(args)
-    plan = ing.plan_files(args.dir, args.dataset)  # a missing folder fails before any AWS call
+    if str(args.dir).startswith("s3://"):
+        return run_bulk_import(args)
+    root = Path(args.dir)
+    plan = ing.plan_files(root, args.dataset)  # a missing folder fails before any AWS call
     files = plan[0]
     if not files:
-        raise ing.IngestProblem(
-            f"no image files under label folders of {args.dir} (expected DIR/<label>/<file>)"
-        )
+        raise ing.IngestProblem(f"no image files under label folders of {root} (expected DIR/<label>/<file>)")
     bucket = resolve_output(args.bucket, BUCKET_ENV, "DataBucketName", args.stack, args.config_env)
     s3 = client("s3", max_pool_connections=max(10, args.workers))
     print(
@@ -65,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     )
     with aws_errors(), progress_display(len(files)) as progress:
         result = ing.ingest(
-            args.dir,
+            root,
             args.dataset,
             bucket,
             s3,
@@ -77,6 +98,45 @@ def run(args: argparse.Namespace) -> int:
     for line in ing.summary_lines(result, args.commit):
         print(line)
     return 0 if result.ok else 1
+
+
+def run_bulk_import(args: argparse.Namespace) -> int:
+    """An s3:// source: the stack's bulk-import state machine copies it; a problem prints with its code."""
+    from medimage.core.errors import BulkImportProblem
+
+    try:
+        return _bulk_import(args)
+    except BulkImportProblem as exc:
+        raise BulkImportProblem(f"{exc.code}: {exc.message}", exc.code) from None
+
+
+def _bulk_import(args: argparse.Namespace) -> int:
+    from medimage.ops import bulk_import as bulk
+    from medimage.ops.stack import BUCKET_ENV, BULK_IMPORT_ENV, aws_errors, client, resolve_output
+
+    source = bulk.parse_source(args.dir)
+    s3 = client("s3")
+    with aws_errors():
+        mapped = bulk.preflight(s3, source, args.dataset)
+    bucket = resolve_output(args.bucket, BUCKET_ENV, "DataBucketName", args.stack, args.config_env)
+    machine = resolve_output(
+        args.state_machine, BULK_IMPORT_ENV, bulk.OUTPUT_KEY, args.stack, args.config_env
+    )
+    sfn = client("stepfunctions")
+    with aws_errors():
+        arn = bulk.start(sfn, machine, source, args.dataset, args.commit)
+        more = "+" if mapped >= bulk.PREFLIGHT_KEYS else ""
+        print(f"importing {source.uri} ({mapped}{more} images found) server-side: {arn}", file=sys.stderr)
+
+        def waiting(seconds: float) -> None:
+            if int(seconds) % 30 < 2:
+                print(f"ingest: bulk import running ({seconds:.0f} s)", file=sys.stderr)
+
+        described = bulk.wait(sfn, arn, timeout_s=args.timeout, progress=waiting)
+        result = bulk.outcome(s3, bucket, args.dataset, source, described)
+    for line in bulk.summary_lines(result, bucket):
+        print(line)
+    return 0 if result.ok and not result.summary.get("failed") else 1
 
 
 @contextmanager

@@ -157,6 +157,15 @@ class IngestProblem(MedimageError):
     code = "ingest"
 
 
+class BulkImportProblem(MedimageError):
+    """A bulk import from S3 that cannot start or run. Codes: ``not_label_tree`` (no key under the prefix
+    sits in a label folder), ``source_unreadable`` (the source bucket or prefix cannot be listed or read),
+    ``source_not_allowed`` (the stack's BulkImportSourceBuckets does not name the bucket),
+    ``unknown_dataset`` (no preset governs the dataset), ``bad_import_input``, ``import_failed``."""
+
+    code = "bulk_import"
+
+
 class PipelineProblem(MedimageError):
     """A training execution that cannot be started or found."""
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import NamedTuple
 
+from medimage.core import layout
+from medimage.core.errors import RejectedInput
 from medimage.core.images import IMAGE_SUFFIXES
 
 # Folders and files that file managers and archivers leave in a tree (compared case-insensitively).
@@ -68,6 +70,22 @@ def skip_reason(relative: PurePath) -> str | None:
     if relative.suffix.lower() not in IMAGE_SUFFIXES:
         return NOT_AN_IMAGE_SUFFIX
     return None
+
+
+def labeled_destination(dataset: str, relative: PurePath) -> tuple[str | None, str | None]:
+    """Where a file at ``relative`` (to a folder-per-label tree's root, local or an S3 prefix) goes in the
+    data bucket: ``(incoming/labeled/<dataset>/<relative>, None)``, or ``(None, why it is left out)``. The
+    one mapping of `medimage ingest`, local folder or S3 prefix; the key is checked with the layout parser
+    the annotate Lambda uses."""
+    reason = skip_reason(relative)
+    if reason is not None:
+        return None, reason
+    key = f"{layout.LABELED_PREFIX}{layout.check_dataset_name(dataset)}/{relative.as_posix()}"
+    try:
+        layout.parse_labeled_key(key)
+    except RejectedInput as exc:
+        return None, exc.message
+    return key, None
 
 
 def scan_label_tree(root: Path) -> LabelTree:

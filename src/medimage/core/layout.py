@@ -15,6 +15,8 @@ pacs/failed/<dataset>/<name>.json           an SR the PACS did not take (STOW-RS
 trials/<dataset>/<candidate>/...            a candidate's silent trial: pairs/*.jsonl, scorecard.json
                                             (keys built in medimage.core.trial)
 pretrained/mobilenet_v2/<file>              ImageNet weights every training job gets (`medimage deploy`)
+imports/<dataset>/<import>/...              a bulk import from another bucket: batches/<batch>.json (what
+                                            each batch copied, skipped, failed), summary.json, failures.json
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ PREDICTIONS_PREFIX = "predictions/"
 REVIEW_PREFIX = "review/"
 PRETRAINED_PREFIX = "pretrained/"
 PACS_FAILED_PREFIX = "pacs/failed/"
+IMPORTS_PREFIX = "imports/"
 # The MobileNetV2 backbone's ImageNet weights: the training jobs' `pretrained` channel (an S3Prefix).
 MOBILENET_V2_PREFIX = f"{PRETRAINED_PREFIX}mobilenet_v2/"
 COMMIT_MARKER = "_commit"
@@ -170,3 +173,20 @@ def review_key(dataset: str, filename: str) -> str:
 def review_json_key(dataset: str, filename: str) -> str:
     """The prediction JSON beside a review image."""
     return review_key(dataset, filename) + ".json"
+
+
+def import_prefix(dataset: str, import_id: str) -> str:
+    """Where a bulk import (one execution of the bulk-import state machine) records what it did."""
+    return f"{IMPORTS_PREFIX}{dataset}/{import_id}/"
+
+
+def import_batch_key(dataset: str, import_id: str, batch_id: str) -> str:
+    return f"{import_prefix(dataset, import_id)}batches/{batch_id}.json"
+
+
+def import_summary_key(dataset: str, import_id: str) -> str:
+    return f"{import_prefix(dataset, import_id)}summary.json"
+
+
+def import_failures_key(dataset: str, import_id: str) -> str:
+    return f"{import_prefix(dataset, import_id)}failures.json"

@@ -16,6 +16,26 @@ class ObjectHead:
 
 
 @dataclass(frozen=True)
+class SourceObject:
+    """An object of another bucket that a bulk import copies from (never written to)."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    content_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class ImportedObject:
+    """A data-bucket object a bulk import wrote: its size and the source ETag recorded in its metadata
+    (a copy's own ETag may differ from the source's, for a multipart source)."""
+
+    size: int
+    source_etag: str
+
+
+@dataclass(frozen=True)
 class ObjectData:
     size: int
     data: bytes | None  # None when the object is larger than the caller's limit: never read

@@ -1,10 +1,9 @@
 """Every use of a pinned moto internal, in one place: what the project patches in moto 5.2.x so that the
-deployed ``statemachine/training.asl.json`` runs in moto's own Step Functions interpreter.
+deployed ``statemachine/*.asl.json`` run in moto's own Step Functions interpreter.
 
 Used inside ``mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda":
-{"use_docker": False}})``. moto interprets the ASL itself; these patches only fill the gaps that keep
-the training workflow from running there as on AWS, each at the narrowest point (1, 2, 4, 5), plus one for
-test speed (3):
+{"use_docker": False}})``. moto interprets the ASL itself; these patches only fill the gaps that keep the
+workflows from running there, each at the narrowest point (one is for test speed):
 
 1. ``route_lambda`` (``moto.awslambda_simple.models.LambdaSimpleBackend.invoke``): Lambda Task states
    (``arn:aws:states:::lambda:invoke``) reach moto's Docker-less Lambda backend, which returns a canned
@@ -19,18 +18,32 @@ test speed (3):
    task as Step Functions does (``States.TaskFailed``, the description as cause).
 3. ``compress_retry_delays`` (``retrier_decl.time``): scales the interpreter's Retry sleeps only (so a
    test of "retried three times" does not wait 14 s); the number of attempts and their order are unchanged.
-4. ``fail_distributed_maps`` (``DistributedIterationComponent._map_run``): moto counts a Distributed Map's
-   failed children but never fails the Map run; Step Functions fails it with
-   ``States.ExceedToleratedFailureThreshold`` once more children fail than ``ToleratedFailureCount`` /
-   ``ToleratedFailurePercentage`` allow (both 0 by default), which the Map state's Catch then handles.
-5. ``send_task_failure_as_aws`` (``StepFunctionResponse.send_task_failure``): moto's request handler
+
+4. ``paginated_item_reader`` (``item_reader.eval.resource_eval_s3.ResourceEvalS3._handle_list_objects_v2``):
+   a Distributed Map's ``s3:listObjectsV2`` ItemReader reads only moto's first page (1,000 keys) and fails
+   on an empty prefix; Step Functions reads every page.
+
+5. ``tolerate_map_failures`` (``DistributedIterationComponent._map_run``): moto ignores a Distributed Map's
+   ToleratedFailurePercentage and drops a failed child's item without failing the Map; Step Functions fails
+   the Map with ``States.ExceedToleratedFailureThreshold`` when more items failed than it tolerates.
+
+6. ``send_task_failure_as_aws`` (``StepFunctionResponse.send_task_failure``): moto's request handler
    drops SendTaskFailure's ``cause`` before its interpreter sees it (a Catch then reads ``"Cause": null``),
    and its backend accepts a failure for the task of an execution that already ended. The patch hands the
    cause on and, as for SendTaskSuccess, only a running execution's task takes it (else ``InvalidToken``):
    a rejected sign-off's answer travels there, and a stale one must be refused.
 
-The definition is never rewritten: the same file, with the template's DefinitionSubstitutions resolved
-to local names, is what runs. ``check_moto_version`` refuses a moto these patches were not written for.
+The training definition is never rewritten: the same file, with the template's DefinitionSubstitutions
+resolved to local names, is what runs. The bulk-import definition is run as ``local_definition`` leaves
+it, the two places where moto's grammar falls short rewritten and nothing else:
+
+- ``ItemBatcher`` is not in moto's grammar: each item becomes a batch of one, built by the ItemSelector
+  (``{"Items": [<the item>], "BatchInput": <the batcher's BatchInput>}``), so the processor and the function
+  get the batch shape Step Functions gives them.
+- An ItemReader over an S3 inventory (``ReaderConfig.InputType: MANIFEST``) is refused by moto's parser:
+  that Map state becomes a Fail state that says so (listing a prefix runs as deployed).
+
+``check_moto_version`` refuses a moto these patches were not written for.
 """
 
 from __future__ import annotations
@@ -260,17 +273,80 @@ def compress_retry_delays(scale: float) -> Iterator[None]:
         retrier_decl.time = original  # type: ignore[assignment]
 
 
-# ------------------------------------------------------------------------------------ Distributed Map
-def _exceeds_tolerance(failed: int, total: int, count: int, percentage: float) -> bool:
-    """Step Functions' rule: the run fails when the failed children exceed either tolerance."""
-    return failed > count or (total > 0 and 100.0 * failed / total > percentage)
+# ---------------------------------------------------------------------------------------- Distributed Map
+LOCAL_INVENTORY_CAUSE = (
+    "the local stack (moto) does not read S3 inventory manifests: import a prefix (source_prefix) instead"
+)
+
+
+def _local_map(state: dict[str, Any]) -> dict[str, Any]:
+    reader_config = (state.get("ItemReader") or {}).get("ReaderConfig") or {}
+    if reader_config.get("InputType") == "MANIFEST":
+        return {"Type": "Fail", "Error": "BulkImportProblem", "Cause": LOCAL_INVENTORY_CAUSE}
+    batcher = state.get("ItemBatcher")
+    if batcher is None:
+        return state
+    local = {k: v for k, v in state.items() if k != "ItemBatcher"}
+    item = state.get("ItemSelector", {"value.$": "$$.Map.Item.Value"})
+    local["ItemSelector"] = {"Items": [item], "BatchInput": batcher.get("BatchInput", {})}
+    return local
+
+
+def local_definition(definition: str) -> str:
+    """The definition moto's interpreter can run (module docstring): unchanged without a Map state."""
+    parsed = json.loads(definition)
+
+    def visit(states: dict[str, Any]) -> None:
+        for name, state in states.items():
+            if state.get("Type") == "Map":
+                states[name] = _local_map(state)
+                inner = states[name].get("ItemProcessor") or states[name].get("Iterator") or {}
+                visit(inner.get("States", {}))
+            for branch in state.get("Branches", []):
+                visit(branch.get("States", {}))
+
+    visit(parsed.get("States", {}))
+    return json.dumps(parsed)
 
 
 @contextmanager
-def fail_distributed_maps() -> Iterator[None]:
-    """A Distributed Map run fails as on Step Functions when its children fail beyond its tolerance."""
+def paginated_item_reader() -> Iterator[None]:
+    """A Map's ``s3:listObjectsV2`` ItemReader reads every page (an empty listing is no items)."""
     check_moto_version()
-    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
+        resource_eval_s3,
+    )
+
+    cls = resource_eval_s3.ResourceEvalS3
+    original = cls.__dict__["_handle_list_objects_v2"]
+
+    def list_all(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
+        s3_client = cls._get_s3_client(
+            resource_runtime_part=resource_runtime_part, state_credentials=state_credentials
+        )
+        parameters = dict(env.stack.pop())
+        contents: list[dict[str, Any]] = []
+        while True:
+            response = s3_client.list_objects_v2(**parameters)
+            contents.extend(response.get("Contents", []))
+            token = response.get("NextContinuationToken")
+            if not response.get("IsTruncated") or not token:
+                break
+            parameters["ContinuationToken"] = token
+        env.stack.append(contents)
+
+    cls._handle_list_objects_v2 = staticmethod(list_all)  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        cls._handle_list_objects_v2 = original  # type: ignore[method-assign]
+
+
+@contextmanager
+def tolerate_map_failures() -> Iterator[None]:
+    """A Distributed Map fails when more items failed than its ToleratedFailurePercentage allows."""
+    check_moto_version()
+    from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
         FailureEvent,
         FailureEventException,
@@ -280,41 +356,39 @@ def fail_distributed_maps() -> Iterator[None]:
         StatesErrorNameType,
     )
     from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
-        distributed_iteration_component as module,
+        distributed_iteration_component as component,
     )
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
-    component = module.DistributedIterationComponent
-    original = component._map_run
-    error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+    cls = component.DistributedIterationComponent
+    original = cls._map_run
 
     def map_run(self: Any, env: Any, eval_input: Any) -> None:
         original(self, env, eval_input)
-        items = eval_input.map_run_record.item_counter
-        failed = items.failed.get() + items.timed_out.get()
-        total = items.total.get()
-        count, percentage = eval_input.tolerated_failure_count, eval_input.tolerated_failure_percentage
-        if not _exceeds_tolerance(failed, total, count, percentage):
+        counter = eval_input.map_run_record.item_counter
+        failed, total = counter.failed.get(), counter.total.get()
+        percent = float(eval_input.tolerated_failure_percentage or 0)
+        if failed == 0 or failed <= total * percent / 100:
             return
-        cause = f"The specified tolerated failure threshold was exceeded: {failed} of {total} items failed"
+        env.stack.pop()  # the outputs of the items that succeeded
+        error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+        cause = f"{failed} of {total} items failed; the Map tolerates {percent:g} %"
         raise FailureEventException(
             FailureEvent(
                 env=env,
                 error_name=StatesErrorName(typ=error),
-                event_type=HistoryEventType.ExecutionFailed,
+                event_type=HistoryEventType.MapRunFailed,
                 event_details=EventDetails(
-                    executionFailedEventDetails=ExecutionFailedEventDetails(
-                        error=error.to_name(), cause=cause
-                    )
+                    mapRunFailedEventDetails=MapRunFailedEventDetails(error=error.to_name(), cause=cause)
                 ),
             )
         )
 
-    component._map_run = map_run  # type: ignore[method-assign]
+    cls._map_run = map_run  # type: ignore[method-assign]
     try:
         yield
     finally:
-        component._map_run = original  # type: ignore[method-assign]
+        cls._map_run = original  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -361,7 +435,8 @@ def local_training_workflow(
     with ExitStack() as stack:
         stack.enter_context(route_lambda(invokers))
         stack.enter_context(emulate_sagemaker_training(sagemaker))
-        stack.enter_context(fail_distributed_maps())
+        stack.enter_context(paginated_item_reader())
+        stack.enter_context(tolerate_map_failures())
         stack.enter_context(send_task_failure_as_aws())
         if retry_delay_scale != 1.0:
             stack.enter_context(compress_retry_delays(retry_delay_scale))

@@ -77,6 +77,7 @@ class Running:
             "bucket": self.env.bucket,
             "table": self.env.table,
             "state_machine_arn": self.env.state_machine_arn,
+            "bulk_import_state_machine_arn": self.env.refs.get("BulkImportStateMachine"),
             "api_url": self.api_url,
             "queues": self.env.queue_urls(),
             # The names of the template's alarms, by logical id (`aws cloudwatch set-alarm-state`).

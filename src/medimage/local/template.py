@@ -131,7 +131,8 @@ class Resolver:
             return re.sub(r"\$\{([^}!]+)\}", substitute, text)
         if fn.name == "Join":
             sep, items = fn.value
-            return sep.join(str(self.resolve(i)) for i in items)
+            resolved = self.resolve(items)  # a list, or an intrinsic (Split, a list parameter) giving one
+            return sep.join(str(i) for i in (resolved if isinstance(resolved, list) else [resolved]))
         if fn.name == "FindInMap":
             mapping, key, attr = (self.resolve(v) for v in fn.value)
             return self.template["Mappings"][mapping][key][attr]

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from medimage.core import layout
-from medimage.core.errors import IngestProblem, RejectedInput
-from medimage.core.label_tree import scan_label_tree
+from medimage.core.errors import IngestProblem
+from medimage.core.label_tree import labeled_destination, scan_label_tree
 
 # Files up to this size go up in one PUT (ETag = MD5); larger ones in parts of this size.
 PART_BYTES = 16 * 1024 * 1024
@@ -67,16 +67,14 @@ def plan_files(root: Path, dataset: str) -> tuple[list[LocalFile], list[str]]:
         raise IngestProblem(f"folder {root} does not exist")
     if not root.is_dir():
         raise IngestProblem(f"{root} is not a folder (expected one sub-folder per label)")
-    prefix = labeled_prefix(dataset)
+    labeled_prefix(dataset)  # a bad dataset name fails before the walk
     tree = scan_label_tree(root)
     files: list[LocalFile] = []
     ignored = [skipped.path.relative_to(root).as_posix() for skipped in tree.skipped]
     for _, path in tree.files:
         rel = path.relative_to(root)
-        key = prefix + rel.as_posix()
-        try:
-            layout.parse_labeled_key(key)
-        except RejectedInput:
+        key, _reason = labeled_destination(dataset, rel)
+        if key is None:
             ignored.append(rel.as_posix())
             continue
         files.append(LocalFile(path=path, key=key, size=path.stat().st_size))

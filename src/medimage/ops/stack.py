@@ -25,7 +25,13 @@ STATE_MACHINE_ENV = "MEDIMAGE_STATE_MACHINE_ARN"
 STACK_ENV = "MEDIMAGE_STACK"
 ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # boto3's own setting: every client made afterwards uses it
 # What `medimage up`'s stack.json holds, by the environment variable each stands in for.
-_STACK_JSON_ENV = {"bucket": BUCKET_ENV, "state_machine_arn": STATE_MACHINE_ENV, "endpoint_url": ENDPOINT_ENV}
+BULK_IMPORT_ENV = "MEDIMAGE_BULK_IMPORT_ARN"
+_STACK_JSON_ENV = {
+    "bucket": BUCKET_ENV,
+    "state_machine_arn": STATE_MACHINE_ENV,
+    "bulk_import_state_machine_arn": BULK_IMPORT_ENV,
+    "endpoint_url": ENDPOINT_ENV,
+}
 _CREDENTIAL_CODES = {
     "ExpiredToken",
     "ExpiredTokenException",

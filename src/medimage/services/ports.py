@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from medimage.core.catalog import CatalogPage, CatalogRecord, CatalogSnapshot, RecordOutcome
-from medimage.core.objects import ObjectData, ObjectHead
+from medimage.core.objects import ImportedObject, ObjectData, ObjectHead, SourceObject
 from medimage.core.registry import ModelEntry, ProductionPointer
 from medimage.core.test_metrics import TestMetrics
 
@@ -46,6 +46,24 @@ class ObjectStore(Protocol):
 
     def start_upload(self, key: str, content_type: str = ...) -> ObjectUpload:
         """An object written in pieces (a multipart upload): memory stays flat in its size."""
+        ...
+
+
+class ImportCopier(Protocol):
+    """Server-side copies from a source bucket into the data bucket (the bulk import). The source is only
+    read (HEAD, and the copy's GET); errors it raises carry a `BulkImportProblem` code."""
+
+    def source_head(self, bucket: str, key: str) -> SourceObject | None: ...
+    def imported(self, key: str) -> ImportedObject | None:
+        """The data-bucket object at ``key`` with the source ETag it was copied from (None: absent)."""
+        ...
+
+    def copy_in(self, source: SourceObject, dest_key: str) -> None:
+        """CopyObject of ``source`` (as it was when headed) to ``dest_key``, recording its ETag."""
+        ...
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """The data bucket's keys under ``prefix``."""
         ...
 
 

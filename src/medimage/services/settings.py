@@ -136,3 +136,21 @@ class PromoteSettings:
             raise ValueError(f"CANDIDATE_TRIAL {raw!r} is not true or false")
         topic = (_env(env).get("SIGN_OFF_TOPIC_ARN") or "").strip()
         return cls(candidate_trial=raw == "true", sign_off_topic_arn=topic)
+
+
+@dataclass(frozen=True)
+class BulkImportSettings:
+    common: CommonSettings
+    data_bucket: str
+    # BulkImportSourceBuckets: the buckets the stack's roles may read (comma-separated names).
+    source_buckets: frozenset[str]
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> BulkImportSettings:
+        env = _env(env)
+        names = (env.get("BULK_IMPORT_SOURCE_BUCKETS") or "").split(",")
+        return cls(
+            common=CommonSettings.read(env),
+            data_bucket=env.get("DATA_BUCKET", ""),
+            source_buckets=frozenset(n.strip() for n in names if n.strip()),
+        )

@@ -113,7 +113,8 @@ def _print_sign_offs(record: SignOffRecord) -> None:
         p = record.pending
         print(f"awaiting sign-off: {p.version} ({p.stage}) since {p.requested_at}, until {p.expires_at}")
     for d in record.decided[:5]:
-        print(f"  sign-off of {d.get('version')}: {d.get('outcome')} by {d.get('by')} at {d.get('at')}")
+        note = f": {d['note']}" if d.get("note") else ""
+        print(f"  sign-off of {d.get('version')}: {d.get('outcome')} by {d.get('by')} at {d.get('at')}{note}")
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -123,3 +123,9 @@ def test_the_ladder_stops_at_the_first_rung_that_agrees_enough(model):
     report = chosen.to_dict()
     assert report["training_agreement"] == round(chosen.agreement, 6)
     assert len(report["float_layers"]) == len(chosen.float_layers)
+
+
+def test_the_agreement_asked_for_leaves_no_more_disagreement_than_parity_allows_to_be_lost() -> None:
+    from medimage.training.package import INT8_PARITY
+
+    assert 1.0 - INT8_PARITY["accuracy"] <= mixed_precision.AGREEMENT_TARGET

@@ -23,7 +23,10 @@ import numpy as np
 from medimage.core.novelty import ClassGaussians
 from medimage.training import export
 
-AGREEMENT_TARGET = 0.99
+# Every disagreement with the float network may be an error, so the agreement the search asks for is at least
+# one minus the accuracy the int8 parity rule lets int8 lose (0.5 point, `package.INT8_PARITY`): at 0.99 a
+# run stopped at 8 float layers and lost 0.87 points of validation accuracy (docs/experiments.md).
+AGREEMENT_TARGET = 0.995
 LADDER = (0, 4, 8, 12, 16, 24)  # layers kept float, tried in turn (each a re-quantisation, no calibration)
 AGREEMENT_IMAGES = 64  # unseen training images; each also under the 14 acquisition shifts (960 in all)
 MIN_UNSEEN_IMAGES = 50  # fewer unseen training images than this: agreement is checked on the calibration's

@@ -14,8 +14,9 @@ Limits read from template.yaml: the split function's MemorySize and Timeout.
 in-memory store (write: images/s and MB/s), then one channel read through the trainer's ``tf.data`` path
 from the shards and from the CSV and its files (read: images/s); see ``harness/benchmarking/shards.py``.
 ``bulk_import``: N small objects in a folder-per-label tree of another bucket, imported by the bulk-import
-state machine on the local stack (moto's interpreter runs its Distributed Map, one item a batch there):
-the first run copies them all, a second run skips them all (``resumed_skipped``).
+state machine on the local stack (moto's interpreter runs its Distributed Map, in the template's batches,
+``medimage.local.moto_map``): the first run copies them all, a second run skips them all
+(``resumed_skipped``).
 """
 
 from __future__ import annotations
@@ -263,6 +264,7 @@ def main() -> int:
 
 def costs_per_million(split: list[dict[str, Any]]) -> dict[str, Any]:
     """List-price cost of a million images, per stage and AWS service, with this run's split time."""
+    sys.path.insert(0, str(REPO))
     from harness.benchmarking.costs import drop_to_label, function_memory, import_and_train
     from medimage.template_file import load_template
 

@@ -26,6 +26,7 @@ from medimage.local.synthetic import generate
 SOURCE = "site-archive-e2e"
 PREFIX = "exports/xray/"
 DATASET = "chestxray2017"
+BATCH_SIZE = 5  # several batches even for these small trees
 
 
 class NoTraining:
@@ -45,7 +46,12 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
     for name in ("MEDIMAGE_BUCKET", "MEDIMAGE_BULK_IMPORT_ARN", "MEDIMAGE_STACK", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MEDIMAGE_PRETRAINED_DIR", str(tmp_path / "no-weights"))
-    parameters = {"BulkImportSourceBuckets": SOURCE, "MinNewImages": "1", "BulkImportMaxConcurrency": "4"}
+    parameters = {
+        "BulkImportSourceBuckets": SOURCE,
+        "MinNewImages": "1",
+        "BulkImportMaxConcurrency": "4",
+        "BulkImportBatchSize": str(BATCH_SIZE),
+    }
     # The Map runs batches side by side: the functions share one environment, as under `medimage up`.
     with LocalAws(parameters=parameters, concurrent=True).running(
         trainer=NoTraining(), work_dir=tmp_path, retry_delay_scale=0.01
@@ -178,9 +184,16 @@ def test_batches_whose_function_fails_fail_the_map_and_nothing_is_committed(
     from medimage.services.bulk_import import BulkImporter
 
     keys = put_source_tree(per_class=4)
+    # The Map lists the prefix in key order and batches it: the batch holding keys[0] fails whole.
+    listed = sorted([*keys, f"{PREFIX}README.txt"])
+    batches = [listed[i : i + BATCH_SIZE] for i in range(0, len(listed), BATCH_SIZE)]
+    (doomed,) = [b for b in batches if keys[0] in b]
+    lost = len([k for k in doomed if k in keys])
+    seen: list[list[str]] = []
     original = BulkImporter.copy_batch
 
     def crashing(self: BulkImporter, request: Any, batch: list[str]) -> Any:
+        seen.append(sorted(batch))
         if keys[0] in batch:
             raise RuntimeError("the function died")
         return original(self, request, batch)
@@ -188,13 +201,15 @@ def test_batches_whose_function_fails_fail_the_map_and_nothing_is_committed(
     monkeypatch.setattr(BulkImporter, "copy_batch", crashing)
     code, out = ingest(env, capsys, "--commit")
     assert code == 1, out
+    assert sorted(seen) == sorted(batches)  # each child execution got one whole batch, once
     assert "the copy step failed (States.ExceedToleratedFailureThreshold)" in out
-    assert "11 copied" in out and "not committed" in out
+    assert f"{len(keys) - lost} copied" in out and "not committed" in out
     assert layout.commit_key(DATASET) not in labeled_keys(env)
 
     monkeypatch.setattr(BulkImporter, "copy_batch", original)
     code, out = ingest(env, capsys, "--commit")
-    assert code == 0 and "1 copied" in out and "11 skipped" in out and "committed: " in out
+    assert code == 0 and f"{lost} copied" in out and f"{len(keys) - lost} skipped" in out
+    assert "committed: " in out
 
 
 def listing(env: LocalAws, prefix: str) -> list[str]:

@@ -12,7 +12,12 @@ import sys
 import pytest
 from template_model import REPO
 
-from medimage.local.moto_patches import LOCAL_INVENTORY_CAUSE, local_definition
+from medimage.local.moto_map import (
+    LOCAL_INVENTORY_CAUSE,
+    LocalBatchingError,
+    local_batch_sizes,
+    local_definition,
+)
 
 pytestmark = pytest.mark.xdist_group("template")
 
@@ -47,7 +52,7 @@ def test_each_copy_is_a_bounded_distributed_map_in_batches(state):
     spec = definition()["States"][state]
     assert spec["Type"] == "Map"
     assert spec["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
-    assert 100 <= spec["ItemBatcher"]["MaxItemsPerBatch"] <= 500
+    assert spec["ItemBatcher"]["MaxItemsPerBatchPath"] == "$.request.batch_size"
     assert spec["ItemSelector"] == {"key.$": "$$.Map.Item.Value.Key"}
     assert spec["MaxConcurrencyPath"] == "$.request.max_concurrency"
     assert spec["ToleratedFailurePercentagePath"] == "$.request.tolerated_failure_percent"
@@ -72,22 +77,29 @@ def test_the_template_bounds_the_map_and_the_caller_cannot_raise_them(raw_templa
     assert settings == {
         "import_id.$": "$$.Execution.Name",
         "max_concurrency": "${MaxConcurrency}",
+        "batch_size": "${BatchSize}",
         "tolerated_failure_percent": "${ToleratedFailurePercent}",
     }
     subs = raw_template["Resources"]["BulkImportStateMachine"]["Properties"]["DefinitionSubstitutions"]
     assert subs["MaxConcurrency"] == {"Ref": "BulkImportMaxConcurrency"}
+    assert subs["BatchSize"] == {"Ref": "BulkImportBatchSize"}
+    batch_size = raw_template["Parameters"]["BulkImportBatchSize"]
+    assert (batch_size["Default"], batch_size["MinValue"], batch_size["MaxValue"]) == (200, 1, 1000)
     assert subs["ToleratedFailurePercent"] == {"Ref": "BulkImportToleratedFailurePercent"}
 
 
-def test_the_local_definition_batches_items_one_by_one_and_changes_nothing_else():
+def test_the_local_definition_keeps_the_batch_size_aside_and_changes_nothing_else():
     deployed = definition()
-    local = json.loads(local_definition(json.dumps(deployed)))
+    local = json.loads(local_definition(json.dumps(deployed), "stack-BulkImportStateMachine"))
     listing = local["States"]["CopyFromListing"]
     assert "ItemBatcher" not in listing
     assert listing["ItemSelector"] == {
         "Items": [{"key.$": "$$.Map.Item.Value.Key"}],
         "BatchInput": {"request.$": "$.request"},
     }
+    sizes = local_batch_sizes()
+    assert sizes[("stack-BulkImportStateMachine", "CopyFromListing")] == "$.request.batch_size"
+    assert ("stack-BulkImportStateMachine", "CopyFromInventory") not in sizes
     assert local["States"]["CopyFromInventory"] == {
         "Type": "Fail",
         "Error": "BulkImportProblem",
@@ -103,6 +115,17 @@ def test_the_local_definition_batches_items_one_by_one_and_changes_nothing_else(
     }
 
 
+def test_a_batcher_the_local_stack_cannot_reproduce_is_refused_by_name():
+    by_bytes = definition()
+    by_bytes["States"]["CopyFromListing"]["ItemBatcher"] = {"MaxInputBytesPerBatch": 262144}
+    with pytest.raises(LocalBatchingError, match=r"CopyFromListing.*MaxItemsPerBatchPath only"):
+        local_definition(json.dumps(by_bytes), "stack-BulkImportStateMachine")
+    both = definition()
+    both["States"]["CopyFromListing"]["ItemBatcher"]["MaxItemsPerBatch"] = 7
+    with pytest.raises(LocalBatchingError, match=r"CopyFromListing.*MaxItemsPerBatchPath only"):
+        local_definition(json.dumps(both), "stack-BulkImportStateMachine")
+
+
 def test_the_training_definition_runs_locally_as_deployed():
     text = (REPO / "statemachine" / "training.asl.json").read_text(encoding="utf-8")
-    assert json.loads(local_definition(text)) == json.loads(text)
+    assert json.loads(local_definition(text, "stack-StateMachine")) == json.loads(text)

@@ -44,7 +44,8 @@ from medimage.local.delivery import (
     sqs_record,
 )
 from medimage.local.functions import LocalFunction, share_environment, template_functions
-from medimage.local.moto_patches import configure_moto_server, local_definition, moto_config
+from medimage.local.moto_map import local_definition
+from medimage.local.moto_patches import configure_moto_server, moto_config
 from medimage.local.template import Resolver, definition_from_template
 from medimage.local.wiring import bucket_notification, queue_attributes, sqs_event_source, sqs_mappings
 from medimage.template_file import load_template, resources_of_type
@@ -266,11 +267,12 @@ class LocalAws:
         assert self.resolver is not None
         sfn = self.client("stepfunctions")
         for logical in resources_of_type(self.template, "AWS::Serverless::StateMachine"):
+            name = f"{self.stack_name}-{logical}"
             definition = local_definition(
-                definition_from_template(self.root, self.template, self.resolver, logical)
+                definition_from_template(self.root, self.template, self.resolver, logical), name
             )
             arn = sfn.create_state_machine(
-                name=f"{self.stack_name}-{logical}",
+                name=name,
                 definition=definition,
                 roleArn=f"arn:aws:iam::{ACCOUNT}:role/{self.stack_name}-{logical}-role",
             )["stateMachineArn"]

@@ -18,30 +18,15 @@ workflows from running there, each at the narrowest point (one is for test speed
    task as Step Functions does (``States.TaskFailed``, the description as cause).
 3. ``compress_retry_delays`` (``retrier_decl.time``): scales the interpreter's Retry sleeps only (so a
    test of "retried three times" does not wait 14 s); the number of attempts and their order are unchanged.
-
-4. ``paginated_item_reader`` (``item_reader.eval.resource_eval_s3.ResourceEvalS3._handle_list_objects_v2``):
-   a Distributed Map's ``s3:listObjectsV2`` ItemReader reads only moto's first page (1,000 keys) and fails
-   on an empty prefix; Step Functions reads every page.
-
-5. ``tolerate_map_failures`` (``DistributedIterationComponent._map_run``): moto ignores a Distributed Map's
-   ToleratedFailurePercentage and drops a failed child's item without failing the Map; Step Functions fails
-   the Map with ``States.ExceedToleratedFailureThreshold`` when more items failed than it tolerates.
-
-6. ``send_task_failure_as_aws`` (``StepFunctionResponse.send_task_failure``): moto's request handler
+4. ``send_task_failure_as_aws`` (``StepFunctionResponse.send_task_failure``): moto's request handler
    drops SendTaskFailure's ``cause`` before its interpreter sees it (a Catch then reads ``"Cause": null``),
    and its backend accepts a failure for the task of an execution that already ended. The patch hands the
    cause on and, as for SendTaskSuccess, only a running execution's task takes it (else ``InvalidToken``):
    a rejected sign-off's answer travels there, and a stale one must be refused.
 
 The training definition is never rewritten: the same file, with the template's DefinitionSubstitutions
-resolved to local names, is what runs. The bulk-import definition is run as ``local_definition`` leaves
-it, the two places where moto's grammar falls short rewritten and nothing else:
-
-- ``ItemBatcher`` is not in moto's grammar: each item becomes a batch of one, built by the ItemSelector
-  (``{"Items": [<the item>], "BatchInput": <the batcher's BatchInput>}``), so the processor and the function
-  get the batch shape Step Functions gives them.
-- An ItemReader over an S3 inventory (``ReaderConfig.InputType: MANIFEST``) is refused by moto's parser:
-  that Map state becomes a Fail state that says so (listing a prefix runs as deployed).
+resolved to local names, is what runs. A Distributed Map (the bulk import's ItemReader and ItemBatcher,
+its tolerated failures) has its own patches in ``medimage.local.moto_map``.
 
 ``check_moto_version`` refuses a moto these patches were not written for.
 """
@@ -273,124 +258,6 @@ def compress_retry_delays(scale: float) -> Iterator[None]:
         retrier_decl.time = original  # type: ignore[assignment]
 
 
-# ---------------------------------------------------------------------------------------- Distributed Map
-LOCAL_INVENTORY_CAUSE = (
-    "the local stack (moto) does not read S3 inventory manifests: import a prefix (source_prefix) instead"
-)
-
-
-def _local_map(state: dict[str, Any]) -> dict[str, Any]:
-    reader_config = (state.get("ItemReader") or {}).get("ReaderConfig") or {}
-    if reader_config.get("InputType") == "MANIFEST":
-        return {"Type": "Fail", "Error": "BulkImportProblem", "Cause": LOCAL_INVENTORY_CAUSE}
-    batcher = state.get("ItemBatcher")
-    if batcher is None:
-        return state
-    local = {k: v for k, v in state.items() if k != "ItemBatcher"}
-    item = state.get("ItemSelector", {"value.$": "$$.Map.Item.Value"})
-    local["ItemSelector"] = {"Items": [item], "BatchInput": batcher.get("BatchInput", {})}
-    return local
-
-
-def local_definition(definition: str) -> str:
-    """The definition moto's interpreter can run (module docstring): unchanged without a Map state."""
-    parsed = json.loads(definition)
-
-    def visit(states: dict[str, Any]) -> None:
-        for name, state in states.items():
-            if state.get("Type") == "Map":
-                states[name] = _local_map(state)
-                inner = states[name].get("ItemProcessor") or states[name].get("Iterator") or {}
-                visit(inner.get("States", {}))
-            for branch in state.get("Branches", []):
-                visit(branch.get("States", {}))
-
-    visit(parsed.get("States", {}))
-    return json.dumps(parsed)
-
-
-@contextmanager
-def paginated_item_reader() -> Iterator[None]:
-    """A Map's ``s3:listObjectsV2`` ItemReader reads every page (an empty listing is no items)."""
-    check_moto_version()
-    from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
-        resource_eval_s3,
-    )
-
-    cls = resource_eval_s3.ResourceEvalS3
-    original = cls.__dict__["_handle_list_objects_v2"]
-
-    def list_all(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
-        s3_client = cls._get_s3_client(
-            resource_runtime_part=resource_runtime_part, state_credentials=state_credentials
-        )
-        parameters = dict(env.stack.pop())
-        contents: list[dict[str, Any]] = []
-        while True:
-            response = s3_client.list_objects_v2(**parameters)
-            contents.extend(response.get("Contents", []))
-            token = response.get("NextContinuationToken")
-            if not response.get("IsTruncated") or not token:
-                break
-            parameters["ContinuationToken"] = token
-        env.stack.append(contents)
-
-    cls._handle_list_objects_v2 = staticmethod(list_all)  # type: ignore[method-assign,assignment]
-    try:
-        yield
-    finally:
-        cls._handle_list_objects_v2 = original  # type: ignore[method-assign]
-
-
-@contextmanager
-def tolerate_map_failures() -> Iterator[None]:
-    """A Distributed Map fails when more items failed than its ToleratedFailurePercentage allows."""
-    check_moto_version()
-    from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-        FailureEvent,
-        FailureEventException,
-    )
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
-        StatesErrorNameType,
-    )
-    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
-        distributed_iteration_component as component,
-    )
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
-
-    cls = component.DistributedIterationComponent
-    original = cls._map_run
-
-    def map_run(self: Any, env: Any, eval_input: Any) -> None:
-        original(self, env, eval_input)
-        counter = eval_input.map_run_record.item_counter
-        failed, total = counter.failed.get(), counter.total.get()
-        percent = float(eval_input.tolerated_failure_percentage or 0)
-        if failed == 0 or failed <= total * percent / 100:
-            return
-        env.stack.pop()  # the outputs of the items that succeeded
-        error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
-        cause = f"{failed} of {total} items failed; the Map tolerates {percent:g} %"
-        raise FailureEventException(
-            FailureEvent(
-                env=env,
-                error_name=StatesErrorName(typ=error),
-                event_type=HistoryEventType.MapRunFailed,
-                event_details=EventDetails(
-                    mapRunFailedEventDetails=MapRunFailedEventDetails(error=error.to_name(), cause=cause)
-                ),
-            )
-        )
-
-    cls._map_run = map_run  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        cls._map_run = original  # type: ignore[method-assign]
-
-
 @contextmanager
 def send_task_failure_as_aws() -> Iterator[None]:
     """SendTaskFailure reaches a running execution's task with its ``cause``; any other token is refused."""
@@ -431,11 +298,14 @@ def local_training_workflow(
     invokers: Mapping[str, Invoker], sagemaker: LocalSageMaker | None = None, retry_delay_scale: float = 1.0
 ) -> Iterator[LocalSageMaker]:
     """All the patches at once (inside an active ``mock_aws`` with the local-mode config)."""
+    from medimage.local.moto_map import batch_map_items, paginated_item_reader, tolerate_map_failures
+
     sagemaker = sagemaker or LocalSageMaker()
     with ExitStack() as stack:
         stack.enter_context(route_lambda(invokers))
         stack.enter_context(emulate_sagemaker_training(sagemaker))
         stack.enter_context(paginated_item_reader())
+        stack.enter_context(batch_map_items())  # before the tolerance, which reads its item counts
         stack.enter_context(tolerate_map_failures())
         stack.enter_context(send_task_failure_as_aws())
         if retry_delay_scale != 1.0:

@@ -4,7 +4,8 @@ copied server-side into ``incoming/labeled/<dataset>/`` by the bulk-import state
 Three steps, each one invocation of the bulk-copy function:
 
 - ``check``: the request is well formed, a preset governs the dataset, the stack may read the source
-  bucket (BulkImportSourceBuckets); the Map's concurrency and failure tolerance come back as numbers.
+  bucket (BulkImportSourceBuckets); the Map's concurrency, batch size and failure tolerance come back as
+  numbers.
 - ``copy_batch``: one batch of source keys (the Map's ItemBatcher). Each key is mapped as local ingest maps
   a file (`labeled_destination`); one already imported (same size, and the source ETag recorded in the
   copy's metadata, or its quarantined copy) is skipped; a failure is recorded with a stable code and does
@@ -54,6 +55,7 @@ class ImportRequest:
     commit: bool = False
     tolerated_failure_percent: float = 0.0
     max_concurrency: int = 10
+    batch_size: int = 200  # keys per bulk-copy invocation (the Map's ItemBatcher)
     # An S3 inventory's manifest.json to read the keys from instead of listing the prefix (cloud only).
     manifest_bucket: str = ""
     manifest_key: str = ""
@@ -69,6 +71,7 @@ class ImportRequest:
             import_id = str(payload["import_id"])
             percent = float(payload.get("tolerated_failure_percent", 0))
             concurrency = int(payload.get("max_concurrency", 10))
+            batch_size = int(payload.get("batch_size", 200))
         except KeyError as exc:
             raise BulkImportProblem(f"the import request lacks {exc}", "bad_import_input") from None
         except (TypeError, ValueError) as exc:
@@ -86,9 +89,10 @@ class ImportRequest:
             raise BulkImportProblem(
                 "the import request needs a source bucket and an import id", "bad_import_input"
             )
-        if not 0 <= percent <= 100 or concurrency < 1:
+        if not 0 <= percent <= 100 or concurrency < 1 or batch_size < 1:
             raise BulkImportProblem(
-                "tolerated_failure_percent must be 0-100 and max_concurrency at least 1", "bad_import_input"
+                "tolerated_failure_percent must be 0-100, max_concurrency and batch_size at least 1",
+                "bad_import_input",
             )
         if prefix and not prefix.endswith("/"):
             prefix += "/"
@@ -100,6 +104,7 @@ class ImportRequest:
             commit=bool(payload.get("commit", False)),
             tolerated_failure_percent=percent,
             max_concurrency=concurrency,
+            batch_size=batch_size,
             manifest_bucket=manifest_bucket,
             manifest_key=manifest_key,
         )
@@ -113,6 +118,7 @@ class ImportRequest:
             "commit": self.commit,
             "tolerated_failure_percent": self.tolerated_failure_percent,
             "max_concurrency": self.max_concurrency,
+            "batch_size": self.batch_size,
             "inventory_manifest": f"s3://{self.manifest_bucket}/{self.manifest_key}"
             if self.manifest_key
             else "",

@@ -4,6 +4,7 @@ resources and the SDK's image for the instance type."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
@@ -12,6 +13,7 @@ import pytest
 from medimage.adapters.s3 import S3ObjectStore
 from medimage.core import training_job as job
 from medimage.core.errors import ManifestProblem, MedimageError, SageMakerJobProblem
+from medimage.core.shards import SHARD_PLAN, channel_prefix
 from medimage.ops import sagemaker_training as sm
 from medimage.ops.manifests import find_manifest
 from tests.ops.ops_helpers import (
@@ -170,3 +172,77 @@ def test_a_missing_sdk_environment_has_its_code(monkeypatch, tmp_path):
     with pytest.raises(SageMakerJobProblem) as missing:
         sm.run_sdk("image-uris", {"query": [], "framework": {}}, lambda line: None)
     assert missing.value.code == "sdk_missing"
+
+
+def put_shard_plan(s3: Any, prefix: str, packed: int) -> list[str]:
+    """A shard plan of one shard per channel beside the version's CSVs, the first ``packed`` written."""
+    plan = [
+        {"split": split, "channel": channel, "index": 0, "first_row": 0, "rows": 1, "bytes": 10, "key": key}
+        for channel, split in job.CHANNELS
+        for key in [f"{channel_prefix(prefix, split)}{channel}-00000.tfrecord"]
+    ]
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}{SHARD_PLAN}", Body=json.dumps(plan).encode())
+    for entry in plan[:packed]:
+        s3.put_object(Bucket=BUCKET, Key=entry["key"], Body=b"records")
+    return [entry["key"] for entry in plan]
+
+
+def plan_with(channels: str) -> sm.JobPlan:
+    return sm.plan_job(
+        dataset=DATASET,
+        manifest_version=None,
+        preset=None,
+        instance_type=None,
+        overrides={},
+        wait=False,
+        bucket=BUCKET,
+        role_arn=ROLE_ARN,
+        source_uri=None,
+        stack=None,
+        channels=channels,
+    )
+
+
+def test_a_sharded_version_trains_from_its_shards_in_fastfile_as_the_train_state_does(
+    moto_server, sdk_python
+):
+    s3 = make_bucket(BUCKET)
+    prefix = put_manifest_version(s3, BUCKET)
+    keys = put_shard_plan(s3, prefix, packed=len(job.CHANNELS))
+    planned = plan_with("auto")
+    assert planned.shards and planned.manifest.shards == tuple(keys)
+    result = sm.launch(planned, lambda line: None, sdk_python)
+    expected = job.input_data_config(BUCKET, prefix, shards=True)
+    assert result.request["InputDataConfig"] == expected
+    by_name = {c["ChannelName"]: c for c in result.request["InputDataConfig"]}
+    assert by_name["train"]["InputMode"] == "FastFile"
+    assert by_name["train"]["DataSource"]["S3DataSource"]["S3DataType"] == "S3Prefix"
+    assert not validation_errors("sagemaker", "CreateTrainingJob", result.request)
+    # Asked for files, the same version trains from its ManifestFile channels.
+    assert plan_with("files").request()["InputDataConfig"] == job.input_data_config(BUCKET, prefix)
+
+
+def test_unpacked_shards_or_shards_of_a_small_version_are_refused_before_the_sdk_runs(moto_server):
+    s3 = make_bucket(BUCKET)
+    prefix = put_manifest_version(s3, BUCKET)
+    with pytest.raises(ManifestProblem) as none:
+        plan_with("shards")
+    assert none.value.code == "no_shards"
+    assert not plan_with("auto").shards  # a small version trains from its files
+
+    put_shard_plan(s3, prefix, packed=1)
+    with pytest.raises(ManifestProblem) as unpacked:
+        plan_with("auto")
+    assert unpacked.value.code == "shards_not_packed"
+    assert "2 of the 3 shards" in str(unpacked.value) and "--channels files" in str(unpacked.value)
+    assert not plan_with("files").shards
+
+
+def test_pipeline_start_on_a_sharded_version_asks_the_workflow_for_shards(moto_server):
+    from medimage.ops.executions import execution_input
+
+    s3 = make_bucket(BUCKET)
+    prefix = put_manifest_version(s3, BUCKET)
+    assert "input" not in execution_input(s3, BUCKET, DATASET)  # files, as always
+    put_shard_plan(s3, prefix, packed=0)  # the workflow's PackShards step packs them
+    assert execution_input(s3, BUCKET, DATASET)["input"] == "shards"

@@ -83,6 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--instance-type", help="training instance type (default: the template's ml.m5.xlarge)"
     )
     cloud.add_argument("--wait", action="store_true", help="follow the job to its end, streaming its log")
+    cloud.add_argument(
+        "--channels",
+        choices=("auto", "files", "shards"),
+        default="auto",
+        help="what the job reads: a version's TFRecord shards (FastFile) when it has a shard plan and they "
+        "are packed, else its files (auto); or files or shards",
+    )
     cloud.add_argument("--bucket", help="data bucket (default: $MEDIMAGE_BUCKET or the stack output)")
     cloud.add_argument(
         "--role", help="role SageMaker assumes (default: the stack's SageMakerTrainingRoleArn output)"
@@ -202,6 +209,7 @@ def launch_on_sagemaker(args: argparse.Namespace) -> int:
         source_uri=args.source,
         stack=args.stack,
         config_env=args.config_env,
+        channels=args.channels,
     )
     stream = sys.stderr if args.json else sys.stdout
 
@@ -211,13 +219,19 @@ def launch_on_sagemaker(args: argparse.Namespace) -> int:
     manifest = plan.manifest
     say(
         f"SageMaker training job: dataset {manifest.dataset}, manifest {manifest.version} "
-        f"(preset {manifest.preset}), {plan.instance_type}, s3://{plan.stack.bucket}/{manifest.prefix}"
+        f"(preset {manifest.preset}), {plan.instance_type}, s3://{plan.stack.bucket}/{manifest.prefix}, "
+        f"from its {f'{len(manifest.shards)} shards' if plan.shards else 'files'}"
     )
     result = sm.launch(plan, (lambda line: None) if args.quiet else say, python)
     if args.json:
         print(
             json.dumps(
-                {"dataset": manifest.dataset, "manifest_version": manifest.version, **result.to_dict()},
+                {
+                    "dataset": manifest.dataset,
+                    "manifest_version": manifest.version,
+                    "input": "shards" if plan.shards else "files",
+                    **result.to_dict(),
+                },
                 indent=2,
             )
         )

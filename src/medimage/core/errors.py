@@ -174,7 +174,9 @@ class PipelineProblem(MedimageError):
 
 class ManifestProblem(MedimageError):
     """A manifest version to train on that the bucket lacks. Codes: ``no_manifest`` (no ``latest.json``,
-    or the version's channel manifests are missing), ``no_preset`` (its ``stats.json`` names none)."""
+    or the version's channel manifests are missing), ``no_preset`` (its ``stats.json`` names none),
+    ``no_shards`` (shards asked of a version without a shard plan), ``shards_not_packed`` (a planned
+    shard is not written yet)."""
 
     code = "no_manifest"
 

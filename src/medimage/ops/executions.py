@@ -88,8 +88,15 @@ def execution_input(
     Lambda builds it; the preset comes from the manifest's stats.json unless given (`find_manifest`)."""
     manifest = find_manifest(S3ObjectStore(bucket, s3), dataset, preset=preset)
     try:
+        # A version with a shard plan trains from its shards: the workflow packs any not packed yet.
         return contract_input(
-            manifest.dataset, manifest.preset, manifest.version, bucket, manifest.prefix, hyperparameters
+            manifest.dataset,
+            manifest.preset,
+            manifest.version,
+            bucket,
+            manifest.prefix,
+            hyperparameters,
+            shards=bool(manifest.shards),
         )
     except BadExecutionInput as exc:
         raise PipelineProblem(exc.message) from None

@@ -1,8 +1,9 @@
 """The manifest version a command trains on and its preset, read from the data bucket.
 
 `medimage pipeline start` and `medimage train --on sagemaker` both start training on what the split
-Lambda wrote (``manifests/<dataset>/latest.json``, the version's channel manifests and ``stats.json``);
-one lookup gives them the same answers and the same `ManifestProblem` codes."""
+Lambda wrote (``manifests/<dataset>/latest.json``, the version's channel manifests, ``stats.json`` and,
+for a version large enough to train from TFRecord shards, its shard plan ``shards.json``); one lookup
+gives them the same answers and the same `ManifestProblem` codes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from medimage.adapters.s3 import S3ObjectStore
 from medimage.core import layout
 from medimage.core import training_job as job
 from medimage.core.errors import ManifestProblem
+from medimage.core.shards import SHARD_PLAN
 
 MANIFEST_FILES = tuple(f"{split}.manifest" for _, split in job.CHANNELS)
 
@@ -21,10 +23,18 @@ class ManifestChoice:
     dataset: str
     version: str
     preset: str
+    # The keys of the version's planned shards; empty when it trains from its files (no shards.json).
+    shards: tuple[str, ...] = ()
 
     @property
     def prefix(self) -> str:
         return layout.manifest_prefix(self.dataset, self.version)
+
+
+def unpacked_shards(store: S3ObjectStore, manifest: ManifestChoice) -> list[str]:
+    """The planned shards not written yet (the training workflow's PackShards step writes them)."""
+    packed = set(store.list_keys(f"{manifest.prefix}shards/"))
+    return [key for key in manifest.shards if key not in packed]
 
 
 def find_manifest(
@@ -61,7 +71,9 @@ def find_manifest(
             raise ManifestProblem(
                 f"s3://{store.bucket}/{prefix}stats.json names no preset: pass --preset", "no_preset"
             )
-    return ManifestChoice(dataset, version, preset)
+    plan = store.get_json(prefix + SHARD_PLAN)
+    shards = tuple(str(entry["key"]) for entry in plan) if isinstance(plan, list) else ()
+    return ManifestChoice(dataset, version, preset, shards)
 
 
 def _versions(store: S3ObjectStore, dataset: str) -> set[str]:

@@ -21,10 +21,10 @@ from typing import Any
 from medimage.adapters.s3 import S3ObjectStore
 from medimage.checkout import INSTALLED_FROM, checkout_root
 from medimage.core import training_job as job
-from medimage.core.errors import AwsProblem, BadExecutionInput, SageMakerJobProblem
+from medimage.core.errors import AwsProblem, BadExecutionInput, ManifestProblem, SageMakerJobProblem
 from medimage.core.layout import MOBILENET_V2_PREFIX
 from medimage.core.objects import BadS3Uri, parse_s3_uri
-from medimage.ops.manifests import ManifestChoice, find_manifest
+from medimage.ops.manifests import ManifestChoice, find_manifest, unpacked_shards
 
 SDK_VENV = ".venv-sagemaker"
 SDK_PYTHON_ENV = "MEDIMAGE_SAGEMAKER_PYTHON"
@@ -54,6 +54,7 @@ class JobPlan:
     instance_type: str
     hyperparameters: dict[str, str]
     wait: bool
+    shards: bool = False  # the channels are the version's TFRecord shards (FastFile), not its files
 
     def request(self, job_name: str = "", image_uri: str = "") -> dict[str, Any]:
         return job.create_training_job_request(
@@ -65,6 +66,7 @@ class JobPlan:
             dataset=self.manifest.dataset,
             manifest_prefix=self.manifest.prefix,
             hyperparameters=self.hyperparameters,
+            shards=self.shards,
         )
 
     def sdk_spec(self) -> dict[str, Any]:
@@ -209,8 +211,11 @@ def plan_job(
     source_uri: str | None,
     stack: str | None,
     config_env: str = "default",
+    channels: str = "auto",
 ) -> JobPlan:
-    """Everything the job needs, found and checked before the SDK is asked to launch it."""
+    """Everything the job needs, found and checked before the SDK is asked to launch it. ``channels``:
+    ``auto`` trains a version with a shard plan from its shards and any other from its files; ``files``
+    or ``shards`` asks for one (see ``shard_channels``)."""
     from medimage.ops.stack import aws_errors, client, stack_name, stack_outputs
 
     with aws_errors():
@@ -221,13 +226,46 @@ def plan_job(
         manifest = find_manifest(S3ObjectStore(settings.bucket, s3), dataset, manifest_version, preset)
         check_source(s3, settings.source_uri)
         check_pretrained(s3, settings.bucket)
+        shards = shard_channels(S3ObjectStore(settings.bucket, s3), manifest, channels)
     return JobPlan(
         manifest=manifest,
         stack=settings,
         instance_type=instance_type or job.DEFAULT_INSTANCE_TYPE,
         hyperparameters=build_hyperparameters(manifest, settings, overrides),
         wait=wait,
+        shards=shards,
     )
+
+
+CHANNEL_CHOICES = ("auto", "files", "shards")
+
+
+def shard_channels(store: S3ObjectStore, manifest: ManifestChoice, channels: str) -> bool:
+    """Whether the job reads the version's shards, as the Train state would: a version with a shard plan
+    trains from its shards once they are all packed (the workflow's PackShards step packs them; this
+    command does not), every other version from its files. ``files`` trains any version from its files."""
+    if channels not in CHANNEL_CHOICES:
+        raise ValueError(f"channels must be one of {', '.join(CHANNEL_CHOICES)}, got {channels!r}")
+    if channels == "files":
+        return False
+    where = f"s3://{store.bucket}/{manifest.prefix}"
+    if not manifest.shards:
+        if channels == "shards":
+            raise ManifestProblem(
+                f"manifest version {manifest.version!r} has no shard plan ({where}shards.json): it is "
+                "smaller than the stack's ShardThreshold and trains from its files",
+                "no_shards",
+            )
+        return False
+    missing = unpacked_shards(store, manifest)
+    if missing:
+        raise ManifestProblem(
+            f"{len(missing)} of the {len(manifest.shards)} shards of manifest version {manifest.version!r} "
+            f"are not packed yet ({where}shards/): `medimage pipeline start --dataset {manifest.dataset}` "
+            "packs them and trains, or pass --channels files to train from the files",
+            "shards_not_packed",
+        )
+    return True
 
 
 def region_name() -> str:

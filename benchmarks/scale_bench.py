@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/scale_bench.py [--moto 20000,100000] [--memory 100000,1000000]
         [--shards 2000 [--shard-mb 8]]
-        [--bulk-import 2000]
+        [--bulk-import 10000 [--bulk-import-train]]
 
 Each run is a fresh process (so its peak RSS is its own) that builds a catalog and runs one commit:
 ``moto``: the real DynamoDB and S3 adapters on the emulated AWS (the RSS includes moto's copy of the
@@ -13,10 +13,11 @@ Limits read from template.yaml: the split function's MemorySize and Timeout.
 ``shards``: N synthetic 224 px JPEGs packed into TFRecord shards by ``medimage.services.pack`` on an
 in-memory store (write: images/s and MB/s), then one channel read through the trainer's ``tf.data`` path
 from the shards and from the CSV and its files (read: images/s); see ``harness/benchmarking/shards.py``.
-``bulk_import``: N small objects in a folder-per-label tree of another bucket, imported by the bulk-import
-state machine on the local stack (moto's interpreter runs its Distributed Map, in the template's batches,
-``medimage.local.moto_map``): the first run copies them all, a second run skips them all
-(``resumed_skipped``).
+``bulk_import``: N small synthetic X-rays in a folder-per-label tree of another bucket, imported by the
+bulk-import state machine on the local stack with its pollers running, as `medimage up` runs it: a first
+import stopped part-way, a second that copies only the rest (``resumed_skipped``), a third that skips all;
+with ``--bulk-import-train`` the second commits and the run waits for the training on all of it (see
+``harness/benchmarking/bulk_import.py``).
 """
 
 from __future__ import annotations
@@ -143,56 +144,14 @@ def _shards_worker(n: int, shard_mb: float, queue: Any) -> None:
     queue.put(shard_benchmark(n, shard_mb=shard_mb))
 
 
-def _bulk_import_worker(n: int, queue: Any) -> None:
+def _bulk_import_worker(n: int, train: bool, queue: Any) -> None:
     sys.path.insert(0, str(REPO))
-    import boto3
-
-    from medimage.local.account import REGION
-    from medimage.local.environment import LocalAws
-    from medimage.ops import bulk_import as bulk
+    from harness.benchmarking.bulk_import import bulk_import_benchmark
     from medimage.training.pretrained import PRETRAINED_DIR_ENV
 
-    class NoTraining:  # nothing is committed: no training job starts
-        ok, seconds, metrics, failure_reason = False, 0.0, {}, "not trained"
-
-        def __call__(self, *args: Any) -> Any:
-            return self
-
-    source, prefix, dataset = "bulk-bench-source", "export/", "chestxray2017"
-    os.environ[PRETRAINED_DIR_ENV] = str(Path(tempfile.mkdtemp(prefix="bulk-bench-")) / "none")
-    parameters = {"BulkImportSourceBuckets": source}
-    with LocalAws(parameters=parameters, concurrent=True).running(trainer=NoTraining()) as env:
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=source)
-        labels = ("NORMAL", "PNEUMONIA")
-        for i in range(n):
-            name = f"person{i}_bacteria_{i}.jpeg" if i % 2 else f"IM-{i:04d}-0001.jpeg"
-            s3.put_object(
-                Bucket=source, Key=f"{prefix}{labels[i % 2]}/{name}", Body=b"\xff\xd8" + str(i).encode()
-            )
-        sfn = boto3.client("stepfunctions", region_name=REGION)
-        machine = env.refs["BulkImportStateMachine"]
-        runs = []
-        for _ in range(2):
-            start = time.perf_counter()
-            arn = bulk.start(sfn, machine, bulk.Source(source, prefix), dataset, commit=False)
-            described = bulk.wait(sfn, arn, poll_s=0.5)
-            seconds = time.perf_counter() - start
-            summary = json.loads(described.get("output") or "{}")
-            runs.append((described["status"], seconds, summary))
-    (status, seconds, first), (rerun_status, rerun_seconds, second) = runs
-    queue.put(
-        {
-            "objects": n,
-            "seconds": round(seconds, 1),
-            "copied": first.get("copied"),
-            "resumed_skipped": second.get("skipped"),
-            "rerun_seconds": round(rerun_seconds, 1),
-            "rerun_copied": second.get("copied"),
-            "status": [status, rerun_status],
-            "objects_per_second": round(n / seconds, 1) if seconds else None,
-        }
-    )
+    if not train:  # no training job: no ImageNet weights to stage
+        os.environ[PRETRAINED_DIR_ENV] = str(Path(tempfile.mkdtemp(prefix="bulk-bench-")) / "none")
+    queue.put(bulk_import_benchmark(n, train=train))
 
 
 def _run(worker: Any, *args: Any) -> dict[str, Any]:
@@ -230,6 +189,11 @@ def main() -> int:
         default=10000,
         help="objects of the bulk-import run on the local stack (0: none)",
     )
+    parser.add_argument(
+        "--bulk-import-train",
+        action="store_true",
+        help="the resumed import commits, and the run waits for the training on every imported image",
+    )
     args = parser.parse_args()
     runs = [(_moto_worker, int(n)) for n in args.moto.split(",") if n]
     runs += [(_memory_worker, int(n)) for n in args.memory.split(",") if n]
@@ -238,7 +202,9 @@ def main() -> int:
     os.dup2(2, 1)  # stdout is for the one JSON result
     split = [_run(worker, n) for worker, n in runs]
     shards = [_run(_shards_worker, int(n), args.shard_mb) for n in args.shards.split(",") if n and int(n)]
-    bulk_import = _run(_bulk_import_worker, args.bulk_import) if args.bulk_import > 0 else None
+    bulk_import = (
+        _run(_bulk_import_worker, args.bulk_import, args.bulk_import_train) if args.bulk_import > 0 else None
+    )
     limits = split_limits()
     out = {
         "benchmark": "scale",

@@ -41,8 +41,7 @@ class NoTraining:
     failure_reason = "not trained in this test"
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
+def local_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **more: str) -> Iterator[LocalAws]:
     for name in ("MEDIMAGE_BUCKET", "MEDIMAGE_BULK_IMPORT_ARN", "MEDIMAGE_STACK", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MEDIMAGE_PRETRAINED_DIR", str(tmp_path / "no-weights"))
@@ -51,12 +50,23 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
         "MinNewImages": "1",
         "BulkImportMaxConcurrency": "4",
         "BulkImportBatchSize": str(BATCH_SIZE),
+        **more,
     }
     # The Map runs batches side by side: the functions share one environment, as under `medimage up`.
     with LocalAws(parameters=parameters, concurrent=True).running(
         trainer=NoTraining(), work_dir=tmp_path, retry_delay_scale=0.01
     ) as stack:
         yield stack
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
+    yield from local_stack(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def tolerant_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
+    yield from local_stack(tmp_path, monkeypatch, BulkImportToleratedFailurePercent="50")
 
 
 def s3() -> Any:
@@ -210,6 +220,37 @@ def test_batches_whose_function_fails_fail_the_map_and_nothing_is_committed(
     code, out = ingest(env, capsys, "--commit")
     assert code == 0 and f"{lost} copied" in out and f"{len(keys) - lost} skipped" in out
     assert "committed: " in out
+
+
+def test_a_failed_batch_within_tolerance_is_listed_key_by_key_for_the_rerun(
+    tolerant_env: LocalAws, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medimage.services.bulk_import import BATCH_FAILED, BulkImporter
+
+    keys = put_source_tree(per_class=4)
+    listed = sorted([*keys, f"{PREFIX}README.txt"])
+    (doomed,) = [
+        listed[i : i + BATCH_SIZE]
+        for i in range(0, len(listed), BATCH_SIZE)
+        if keys[0] in listed[i : i + BATCH_SIZE]
+    ]
+    original = BulkImporter.copy_batch
+
+    def crashing(self: BulkImporter, request: Any, batch: list[str]) -> Any:
+        if keys[0] in batch:
+            raise RuntimeError("the function died")
+        return original(self, request, batch)
+
+    monkeypatch.setattr(BulkImporter, "copy_batch", crashing)
+    code, out = ingest(tolerant_env, capsys, "--commit")
+    # Within the 50 % tolerated, the import commits; the failed batch's keys are in failures.json.
+    assert code == 1, out
+    assert f"{len(doomed)} failed" in out and f"failures ({BATCH_FAILED} {len(doomed)})" in out
+    (failures_key,) = [k for k in listing(tolerant_env, "imports/") if k.endswith("/failures.json")]
+    body = s3().get_object(Bucket=tolerant_env.bucket, Key=failures_key)["Body"].read()
+    failures = json.loads(body)["failures"]
+    assert sorted(f["key"] for f in failures) == sorted(doomed)
+    assert {f["code"] for f in failures} == {BATCH_FAILED}
 
 
 def listing(env: LocalAws, prefix: str) -> list[str]:

@@ -20,15 +20,17 @@ from medimage.local.moto_map import (
     local_definition,
     paginated_item_reader,
     tolerate_map_failures,
+    write_failed_results,
 )
 from medimage.local.moto_patches import moto_config
 
 BUCKET = "batch-source"
+RESULTS = "batch-results"
 KEYS = [f"p/k{i:02d}" for i in range(12)]
 FAILING_BATCH_FIRST_KEY = "p/k05"
 
 
-def definition(batcher: dict[str, Any]) -> str:
+def definition(batcher: dict[str, Any], results: bool = False) -> str:
     """Lists ``p/``, batches the keys; a batch that starts at k05 fails, every other one passes."""
     return json.dumps(
         {
@@ -74,6 +76,16 @@ def definition(batcher: dict[str, Any]) -> str:
                     },
                     "MaxConcurrency": 2,
                     "ToleratedFailurePercentagePath": "$.tolerated",
+                    **(
+                        {
+                            "ResultWriter": {
+                                "Resource": "arn:aws:states:::s3:putObject",
+                                "Parameters": {"Bucket": RESULTS, "Prefix": "runs"},
+                            }
+                        }
+                        if results
+                        else {}
+                    ),
                     "End": True,
                 }
             },
@@ -88,14 +100,17 @@ def sfn() -> Iterator[Any]:
         s3.create_bucket(Bucket=BUCKET)
         for key in KEYS:
             s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
-        with paginated_item_reader(), batch_map_items(), tolerate_map_failures():
+        s3.create_bucket(Bucket=RESULTS)
+        with paginated_item_reader(), batch_map_items(), write_failed_results(), tolerate_map_failures():
             yield boto3.client("stepfunctions", region_name=REGION)
 
 
-def run(sfn: Any, name: str, batcher: dict[str, Any], execution_input: dict[str, Any]) -> dict[str, Any]:
+def run(
+    sfn: Any, name: str, batcher: dict[str, Any], execution_input: dict[str, Any], results: bool = False
+) -> dict[str, Any]:
     arn = sfn.create_state_machine(
         name=name,
-        definition=local_definition(definition(batcher), name),
+        definition=local_definition(definition(batcher, results), name),
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/batches",
     )["stateMachineArn"]
     execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(execution_input))["executionArn"]
@@ -134,3 +149,26 @@ def test_a_batch_larger_than_the_listing_is_one_child(sfn: Any) -> None:
     described = run(sfn, "one", {"MaxItemsPerBatch": 200}, {"tag": "t", "tolerated": 0})
     assert described["status"] == "SUCCEEDED", described
     assert json.loads(described["output"]) == [batch(KEYS)]
+
+
+def test_the_result_writer_lists_a_failed_batch_with_its_input_and_error(sfn: Any) -> None:
+    described = run(sfn, "written", {"MaxItemsPerBatch": 5}, {"tag": "t", "tolerated": 50}, results=True)
+    assert described["status"] == "SUCCEEDED", described
+    details = json.loads(described["output"])["ResultWriterDetails"]
+    s3 = boto3.client("s3", region_name=REGION)
+    manifest = json.loads(s3.get_object(Bucket=details["Bucket"], Key=details["Key"])["Body"].read())
+    (failed_file,) = manifest["ResultFiles"]["FAILED"]
+    assert failed_file["Key"] == details["Key"].replace("manifest.json", "FAILED_0.json")
+    (execution,) = json.loads(s3.get_object(Bucket=RESULTS, Key=failed_file["Key"])["Body"].read())
+    assert execution["Status"] == "FAILED"
+    assert (execution["Error"], execution["Cause"]) == ("BatchBroke", "on purpose")
+    assert json.loads(execution["Input"]) == batch(KEYS[5:10])
+
+
+def test_without_failures_the_manifest_lists_no_failed_file(sfn: Any) -> None:
+    described = run(sfn, "clean", {"MaxItemsPerBatch": 3}, {"tag": "t", "tolerated": 0}, results=True)
+    assert described["status"] == "SUCCEEDED", described
+    details = json.loads(described["output"])["ResultWriterDetails"]
+    s3 = boto3.client("s3", region_name=REGION)
+    manifest = json.loads(s3.get_object(Bucket=details["Bucket"], Key=details["Key"])["Body"].read())
+    assert manifest["ResultFiles"]["FAILED"] == []

@@ -23,6 +23,11 @@ And three patches of moto internals (each at the narrowest point, inside an acti
 3. ``tolerate_map_failures`` (``DistributedIterationComponent._map_run``): moto ignores a Distributed Map's
    ToleratedFailurePercentage and drops a failed child's items without failing the Map; Step Functions fails
    the Map with ``States.ExceedToleratedFailureThreshold`` when more items failed than it tolerates.
+4. ``write_failed_results`` (``DistributedItemProcessorWorker._eval_job`` and ``_eval_input``, the
+   ResultWriter's ``ResourceEvalS3._handle_put_object``): moto's ResultWriter writes a ``manifest.json``
+   with no result files. Step Functions also writes the failed child executions (their input, error and
+   cause) to ``FAILED_0.json`` beside it, listed under ``ResultFiles.FAILED``: the patch writes that file
+   (not the SUCCEEDED ones, which nothing here reads), so a batch that failed outright is not lost.
 """
 
 from __future__ import annotations
@@ -217,6 +222,72 @@ def batch_map_items() -> Iterator[None]:
     finally:
         cls._map_run = original_map_run  # type: ignore[method-assign]
         worker_cls._eval_input = original_eval_input  # type: ignore[method-assign]
+
+
+@contextmanager
+def write_failed_results() -> Iterator[None]:
+    """A Distributed Map's ResultWriter lists its failed child executions in ``FAILED_0.json``."""
+    check_moto_version()
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
+        distributed_item_processor_worker as worker,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (
+        resource_eval_s3,
+    )
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramError
+
+    worker_cls = worker.DistributedItemProcessorWorker
+    original_eval_input, original_eval_job = worker_cls._eval_input, worker_cls._eval_job
+    writer_cls = resource_eval_s3.ResourceEvalS3
+    original_put = writer_cls.__dict__["_handle_put_object"]
+
+    def eval_input(self: Any, env_frame: Any) -> None:
+        original_eval_input(self, env_frame)
+        self.medimage_child_input = env_frame.states.get_input()  # one job at a time per worker
+
+    def eval_job(self: Any, env: Any, job: Any) -> None:
+        self.medimage_child_input = job.job_input
+        original_eval_job(self, env, job)
+        state = env.program_state()
+        if job.job_output is None and isinstance(state, ProgramError):
+            failed = self._map_run_record.__dict__.setdefault("medimage_failed", [])
+            failed.append(
+                {
+                    "Input": json.dumps(self.medimage_child_input),
+                    "InputDetails": {"Included": True},
+                    "Status": "FAILED",
+                    "Error": str(state.error.get("error") or ""),
+                    "Cause": str(state.error.get("cause") or ""),
+                }
+            )
+
+    def put_object(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
+        record = env.map_run_record_pool_manager.get_all()[-1]
+        original_put(env, resource_runtime_part, state_credentials)
+        failed = record.__dict__.get("medimage_failed") or []
+        details = env.stack[-1]["ResultWriterDetails"]
+        if not failed:
+            return
+        s3 = writer_cls._get_s3_client(
+            resource_runtime_part=resource_runtime_part, state_credentials=state_credentials
+        )
+        bucket, key = details["Bucket"], details["Key"]
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        body = json.dumps(failed).encode()
+        failed_key = key.rsplit("/", 1)[0] + "/FAILED_0.json"
+        s3.put_object(Bucket=bucket, Key=failed_key, Body=body)
+        manifest["ResultFiles"]["FAILED"] = [{"Key": failed_key, "Size": len(body)}]
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(manifest, indent=2).encode())
+
+    worker_cls._eval_input = eval_input  # type: ignore[method-assign]
+    worker_cls._eval_job = eval_job  # type: ignore[method-assign]
+    writer_cls._handle_put_object = staticmethod(put_object)  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        worker_cls._eval_input = original_eval_input  # type: ignore[method-assign]
+        worker_cls._eval_job = original_eval_job  # type: ignore[method-assign]
+        writer_cls._handle_put_object = original_put  # type: ignore[method-assign]
 
 
 @contextmanager

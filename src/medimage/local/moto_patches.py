@@ -298,7 +298,12 @@ def local_training_workflow(
     invokers: Mapping[str, Invoker], sagemaker: LocalSageMaker | None = None, retry_delay_scale: float = 1.0
 ) -> Iterator[LocalSageMaker]:
     """All the patches at once (inside an active ``mock_aws`` with the local-mode config)."""
-    from medimage.local.moto_map import batch_map_items, paginated_item_reader, tolerate_map_failures
+    from medimage.local.moto_map import (
+        batch_map_items,
+        paginated_item_reader,
+        tolerate_map_failures,
+        write_failed_results,
+    )
 
     sagemaker = sagemaker or LocalSageMaker()
     with ExitStack() as stack:
@@ -306,6 +311,7 @@ def local_training_workflow(
         stack.enter_context(emulate_sagemaker_training(sagemaker))
         stack.enter_context(paginated_item_reader())
         stack.enter_context(batch_map_items())  # before the tolerance, which reads its item counts
+        stack.enter_context(write_failed_results())  # after the batching: a failed child's input is its batch
         stack.enter_context(tolerate_map_failures())
         stack.enter_context(send_task_failure_as_aws())
         if retry_delay_scale != 1.0:

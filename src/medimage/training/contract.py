@@ -71,6 +71,8 @@ class TrainConfig:
     bn_momentum: float = 0.0  # 0: averaged over about one epoch (see schedule.batch_norm_momentum)
     ema: float | str = "off"  # moving average of the weights: "auto", "off" or a momentum per step
     bn_recompute: bool = False  # batch-norm statistics recomputed on clean images at each epoch's end
+    # Balanced class weights: the binary model's normal recall rests on them; the 3-class preset turns them
+    # off (bacterial-vs-viral accuracy gains more than viral recall loses; docs/experiments.md).
     class_weighting: bool = True
     threads: int = 0  # 0: TensorFlow decides
     int8_calibration_images: int = 200

@@ -31,7 +31,7 @@ from tests.ops.test_state_machine_requests import validation_errors
 BUCKET = "medimage-sdk-test"
 
 
-def plan(instance_type: str | None = None, **overrides: str) -> sm.JobPlan:
+def plan(instance_type: str | None = None, channels: str = "auto", **overrides: str) -> sm.JobPlan:
     return sm.plan_job(
         dataset=DATASET,
         manifest_version=None,
@@ -43,6 +43,7 @@ def plan(instance_type: str | None = None, **overrides: str) -> sm.JobPlan:
         role_arn=ROLE_ARN,
         source_uri=None,
         stack=None,
+        channels=channels,
     )
 
 
@@ -187,29 +188,13 @@ def put_shard_plan(s3: Any, prefix: str, packed: int) -> list[str]:
     return [entry["key"] for entry in plan]
 
 
-def plan_with(channels: str) -> sm.JobPlan:
-    return sm.plan_job(
-        dataset=DATASET,
-        manifest_version=None,
-        preset=None,
-        instance_type=None,
-        overrides={},
-        wait=False,
-        bucket=BUCKET,
-        role_arn=ROLE_ARN,
-        source_uri=None,
-        stack=None,
-        channels=channels,
-    )
-
-
 def test_a_sharded_version_trains_from_its_shards_in_fastfile_as_the_train_state_does(
     moto_server, sdk_python
 ):
     s3 = make_bucket(BUCKET)
     prefix = put_manifest_version(s3, BUCKET)
     keys = put_shard_plan(s3, prefix, packed=len(job.CHANNELS))
-    planned = plan_with("auto")
+    planned = plan(channels="auto")
     assert planned.shards and planned.manifest.shards == tuple(keys)
     result = sm.launch(planned, lambda line: None, sdk_python)
     expected = job.input_data_config(BUCKET, prefix, shards=True)
@@ -219,23 +204,23 @@ def test_a_sharded_version_trains_from_its_shards_in_fastfile_as_the_train_state
     assert by_name["train"]["DataSource"]["S3DataSource"]["S3DataType"] == "S3Prefix"
     assert not validation_errors("sagemaker", "CreateTrainingJob", result.request)
     # Asked for files, the same version trains from its ManifestFile channels.
-    assert plan_with("files").request()["InputDataConfig"] == job.input_data_config(BUCKET, prefix)
+    assert plan(channels="files").request()["InputDataConfig"] == job.input_data_config(BUCKET, prefix)
 
 
 def test_unpacked_shards_or_shards_of_a_small_version_are_refused_before_the_sdk_runs(moto_server):
     s3 = make_bucket(BUCKET)
     prefix = put_manifest_version(s3, BUCKET)
     with pytest.raises(ManifestProblem) as none:
-        plan_with("shards")
+        plan(channels="shards")
     assert none.value.code == "no_shards"
-    assert not plan_with("auto").shards  # a small version trains from its files
+    assert not plan(channels="auto").shards  # a small version trains from its files
 
     put_shard_plan(s3, prefix, packed=1)
     with pytest.raises(ManifestProblem) as unpacked:
-        plan_with("auto")
+        plan(channels="auto")
     assert unpacked.value.code == "shards_not_packed"
     assert "2 of the 3 shards" in str(unpacked.value) and "--channels files" in str(unpacked.value)
-    assert not plan_with("files").shards
+    assert not plan(channels="files").shards
 
 
 def test_pipeline_start_on_a_sharded_version_asks_the_workflow_for_shards(moto_server):

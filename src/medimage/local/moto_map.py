@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from medimage.local.moto_patches import check_moto_version
+from medimage.local.moto_pin import check_moto_version
 
 LOCAL_INVENTORY_CAUSE = (
     "the local stack (moto) does not read S3 inventory manifests: import a prefix (source_prefix) instead"

@@ -28,7 +28,7 @@ The training definition is never rewritten: the same file, with the template's D
 resolved to local names, is what runs. A Distributed Map (the bulk import's ItemReader and ItemBatcher,
 its tolerated failures) has its own patches in ``medimage.local.moto_map``.
 
-``check_moto_version`` refuses a moto these patches were not written for.
+``medimage.local.moto_pin.check_moto_version`` refuses a moto these patches were not written for.
 """
 
 from __future__ import annotations
@@ -41,21 +41,15 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-import moto
-
+from medimage.local.moto_map import (
+    batch_map_items,
+    paginated_item_reader,
+    tolerate_map_failures,
+    write_failed_results,
+)
+from medimage.local.moto_pin import check_moto_version
 from medimage.local.sagemaker import LocalSageMaker, TrainingJobError
 from medimage.local.template import function_name_of
-
-SUPPORTED_MOTO = "5.2."
-
-
-def check_moto_version() -> None:
-    """The patched names are moto internals: refuse to run against a moto this was not written for."""
-    if not moto.__version__.startswith(SUPPORTED_MOTO):
-        raise RuntimeError(
-            f"medimage.local.moto_patches was written for moto {SUPPORTED_MOTO}x, "
-            f"found {moto.__version__}; re-check the patched internals before moving the pin"
-        )
 
 
 def moto_config() -> dict[str, Any]:
@@ -298,13 +292,6 @@ def local_training_workflow(
     invokers: Mapping[str, Invoker], sagemaker: LocalSageMaker | None = None, retry_delay_scale: float = 1.0
 ) -> Iterator[LocalSageMaker]:
     """All the patches at once (inside an active ``mock_aws`` with the local-mode config)."""
-    from medimage.local.moto_map import (
-        batch_map_items,
-        paginated_item_reader,
-        tolerate_map_failures,
-        write_failed_results,
-    )
-
     sagemaker = sagemaker or LocalSageMaker()
     with ExitStack() as stack:
         stack.enter_context(route_lambda(invokers))

@@ -241,6 +241,7 @@ def test_corrupt_new_model_is_refused_and_the_old_one_keeps_serving(
         "variant": "float",  # model.tflite serves
         "trained_at": "2026-11-25T00:00:00+00:00",
         "review_threshold": None,
+        "review_thresholds": None,
         "explain": True,
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -22,6 +23,14 @@ from .conftest import DATASET, LABELS, fullres_images, jpeg_bytes
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def sample_image(tmp_path: Path) -> Path:
@@ -130,17 +139,7 @@ def test_upload_page_in_headless_chromium(model_v1, tmp_path):
             path.name: post(url + "predict", path.read_bytes(), "image/jpeg")[1] for path in (sure, unsure)
         }
         with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM),
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--no-first-run",
-                ],
-            )
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 page.goto(url, wait_until="load")
@@ -160,6 +159,27 @@ def test_upload_page_in_headless_chromium(model_v1, tmp_path):
                 assert shot.stat().st_size > 10_000
             finally:
                 browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent: run `make browser-deps`")
+def test_the_upload_page_names_each_labels_review_threshold(model_v1, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip package playwright (extra 'dev')")
+    model = tmp_path / "model"
+    shutil.copytree(model_v1, model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["review"] = {"threshold": 0.9, "class_thresholds": {"normal": 0.97, "bacterial": 0.9, "viral": 0.92}}
+    (model / "model.json").write_text(json.dumps(meta))
+    with serving(model) as url, sync_api.sync_playwright() as playwright:
+        assert post(url + "predict", jpeg_bytes(), "image/jpeg")[0] == 200  # the model loads on first use
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url, wait_until="load")
+            page.wait_for_function("document.getElementById('model').dataset.state === 'loaded'")
+            threshold = page.text_content("#model .threshold") or ""
+        finally:
+            browser.close()
+    assert threshold == "normal 97 %, bacterial 90 %, viral 92 %"
 
 
 def card(page, name: str):  # type: ignore[no-untyped-def]

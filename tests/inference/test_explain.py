@@ -108,12 +108,20 @@ def test_the_models_own_threshold_applies_without_an_override(s3, tmp_path, monk
     from .conftest import build_model_dir
 
     model = build_model_dir(tmp_path / "sure", seed=1, review_threshold=0.99)
+    meta = json.loads((model / "model.json").read_text())
+    by_label = dict.fromkeys(LABELS, 0.99)
+    meta["review"]["class_thresholds"] = by_label
+    (model / "model.json").write_text(json.dumps(meta))
     publish(s3, model, "v1")
     handler = load_handler_module()
     assert call_api(handler, api_event(jpeg_bytes()))[1]["needs_review"] is True
+    health = call_api(handler, api_event(None, None, method="GET", path="/health"))[1]
+    assert health["datasets"][DATASET]["review_thresholds"] == by_label
     monkeypatch.setenv("REVIEW_THRESHOLD", "0")  # a deployment that reviews nothing
     handler = load_handler_module()
     assert call_api(handler, api_event(jpeg_bytes()))[1]["needs_review"] is False
+    health = call_api(handler, api_event(None, None, method="GET", path="/health"))[1]
+    assert health["datasets"][DATASET]["review_thresholds"] is None
 
 
 @pytest.mark.parametrize(("threshold", "routed"), [("0.99", True), ("0", False)])

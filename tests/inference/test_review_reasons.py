@@ -84,3 +84,55 @@ def test_the_api_and_drop_to_label_service_applies_the_distribution_check(profil
         assert blank.needs_review and blank.review_reason == "outside_training_distribution"
         ordinary = service.predict(png(noisy_grey(500)), explain=explain)
         assert not ordinary.needs_review and ordinary.review_reason is None
+
+
+def with_review(model_dir: Path, review: dict) -> Path:
+    meta = json.loads((model_dir / "model.json").read_text())
+    meta["review"] = review
+    (model_dir / "model.json").write_text(json.dumps(meta))
+    return model_dir
+
+
+def test_each_label_is_held_to_its_own_threshold(tmp_path: Path) -> None:
+    # GIVEN an image and the label and confidence the model gives it
+    model_dir = build_model_dir(tmp_path / "model", seed=4)
+    image = png(noisy_grey(7))
+    first = TFLiteClassifier.from_dir(model_dir).predict_bytes(image)
+    others = [label for label in first.probabilities if label != first.label]
+    # WHEN that label's threshold is just above its confidence, every other label's at 0
+    strict = {first.label: min(1.0, first.confidence + 1e-3), **dict.fromkeys(others, 0.0)}
+    classifier = TFLiteClassifier.from_dir(
+        with_review(model_dir, {"threshold": 0.0, "class_thresholds": strict})
+    )
+    # THEN the answer goes to review, though the single threshold would have let it through
+    answer = classifier.predict_bytes(image)
+    assert answer.needs_review and answer.review_reason == "low_confidence"
+    assert classifier.review_policy == [strict[label] for label in classifier.labels]
+    # AND with that label's threshold just below its confidence and every other at 1, it is labeled
+    lenient = {first.label: first.confidence - 1e-3, **dict.fromkeys(others, 1.0)}
+    classifier = TFLiteClassifier.from_dir(
+        with_review(model_dir, {"threshold": 0.9, "class_thresholds": lenient})
+    )
+    assert not classifier.predict_bytes(image).needs_review
+    # AND a deployment's one threshold replaces the model's by-label ones
+    overridden = TFLiteClassifier.from_dir(model_dir, review_threshold=1.0)
+    assert overridden.class_thresholds is None and overridden.review_policy == 1.0
+    assert overridden.predict_bytes(image).needs_review
+
+
+@pytest.mark.parametrize(
+    ("class_thresholds", "message"),
+    [
+        ({"normal": 0.9}, "one threshold for each"),
+        ({"normal": 0.9, "bacterial": 0.9, "viral": 1.5}, "not probabilities"),
+        ([0.9, 0.9, 0.9], "one threshold for each"),
+    ],
+)
+def test_class_thresholds_that_do_not_fit_the_labels_are_refused(
+    tmp_path: Path, class_thresholds: object, message: str
+) -> None:
+    model_dir = with_review(
+        build_model_dir(tmp_path / "model", seed=4), {"threshold": 0.9, "class_thresholds": class_thresholds}
+    )
+    with pytest.raises(ModelError, match=message):
+        TFLiteClassifier.from_dir(model_dir)

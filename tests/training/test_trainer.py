@@ -351,7 +351,7 @@ def test_bench_inference_compares_litert_with_tensorflow_on_the_same_handler(
 
 def test_the_review_threshold_is_the_one_validation_chooses_for_the_target(trained: dict[str, Path]) -> None:
     from medimage.core.presets import get_preset
-    from medimage.core.selective import choose_threshold
+    from medimage.core.selective import choose_threshold, class_thresholds, select
     from medimage.evaluation.scoring import probabilities
     from medimage.evaluation.shifts import SHIFTS, shifted_probabilities
     from medimage.inference.model import TFLiteClassifier
@@ -369,18 +369,23 @@ def test_the_review_threshold_is_the_one_validation_chooses_for_the_target(train
     shifted = shifted_probabilities(served, files)
     # WHEN the threshold is chosen again, by hand, for the trainer's target on all of them pooled
     pooled = np.concatenate([probs, *shifted.values()])
-    again = choose_threshold(
-        pooled, np.concatenate([truth] * (1 + len(SHIFTS))), meta["review"]["target_accuracy"]
-    )
-    # THEN it is the one written to model.json and used by the served classifier and evaluation.json
+    pooled_truth = np.concatenate([truth] * (1 + len(SHIFTS)))
+    target = meta["review"]["target_accuracy"]
+    again = choose_threshold(pooled, pooled_truth, target)
+    by_class = class_thresholds(pooled, pooled_truth, target, again["threshold"])
+    # THEN it is the one written to model.json and used by the served classifier and evaluation.json,
+    # with one threshold per label, none below it
     assert meta["review"]["threshold"] == again["threshold"] == served.review_threshold
-    assert meta["review"]["pooled"]["coverage"] == again["coverage"]
+    assert meta["review"]["class_thresholds"] == dict(zip(served.labels, by_class, strict=True))
+    assert served.class_thresholds == by_class == served.review_policy
+    assert min(by_class) >= again["threshold"]
+    assert meta["review"]["pooled"]["coverage"] == select(pooled, pooled_truth, by_class).coverage
     assert meta["review"]["fitted_on"].startswith("validation, clean and under 14 acquisition shifts")
     assert meta["review"]["target_accuracy"] == 0.98
     evaluation = json.loads((out / "evaluation.json").read_text())
-    assert evaluation["val"]["selective"]["threshold"] == again["threshold"]
+    assert evaluation["val"]["selective"]["threshold"] == by_class
     assert evaluation["val"]["selective"]["coverage"] == meta["review"]["coverage"]
-    assert evaluation["test"]["selective"]["threshold"] == again["threshold"]
+    assert evaluation["test"]["selective"]["threshold"] == by_class
     # AND the explain output is described for clients
     assert meta["explain"]["output"] == "class_activation_maps" and len(meta["explain"]["shape"]) == 3
     assert meta["export_checks"]["cam_int8_vs_float"]["n"] > 0

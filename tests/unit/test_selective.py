@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medimage.core.selective import choose_threshold, curve, fit_review, sampled_curve, select
+from medimage.core.selective import (
+    choose_threshold,
+    class_thresholds,
+    curve,
+    fit_review,
+    sampled_curve,
+    select,
+)
 
 # Six predictions over two classes: confidences 0.95, 0.9, 0.8, 0.7, 0.6, 0.55; the 0.8 and 0.55 ones wrong.
 PROBS = np.array([[0.95, 0.05], [0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.45, 0.55]])
@@ -85,7 +92,7 @@ def test_the_review_threshold_is_fitted_on_clean_and_shifted_validation_pooled()
     truth = np.array([0, 1, 0])
     shifted = {"darker": np.array([[0.95, 0.05], [0.85, 0.15], [0.6, 0.4]])}
     assert choose_threshold(clean, truth, 1.0)["threshold"] == pytest.approx(0.7)
-    review = fit_review(clean, truth, shifted, 1.0)
+    review = fit_review(clean, truth, shifted, 1.0, ["a", "b"])
     # Pooled, the lowest threshold at accuracy 1.0 is above the 0.85 mistake: 0.9 keeps 0.95 and 0.9.
     assert review["threshold"] == pytest.approx(0.9) and review["reached"] is True
     assert (review["kept"], review["n"], review["coverage"]) == (1, 3, pytest.approx(1 / 3, abs=1e-6))
@@ -98,3 +105,43 @@ def test_the_review_threshold_is_fitted_on_clean_and_shifted_validation_pooled()
     assert review["shifted_mean_coverage"] == pytest.approx(1 / 3, abs=1e-6)
     assert review["shifted_mean_accuracy_above"] == 1.0
     assert "1 acquisition shifts" in review["fitted_on"]
+
+
+def test_a_threshold_per_class_keeps_each_prediction_by_the_class_it_names():
+    # Class 0 needs 0.85, class 1 needs 0.6: 0.95 (0) and 0.9, 0.7 (1) are kept; 0.8 and 0.6 (0) and
+    # 0.55 (1) are not.
+    chosen = select(PROBS, TRUTH, [0.85, 0.6])
+    assert (chosen.kept, chosen.accuracy_above, chosen.threshold) == (3, 1.0, [0.85, 0.6])
+    with pytest.raises(ValueError, match="one per class"):
+        select(PROBS, TRUTH, [0.5, 0.5, 0.5])
+
+
+def test_class_thresholds_make_each_label_reach_the_target_and_never_fall_below_the_floor():
+    # "normal" (0) is given at 0.99, 0.97 (right) and 0.95, 0.93 (wrong: pneumonia called normal), then
+    # 0.9 (right); "pneumonia" (1) at 0.96, 0.94, 0.92, all right.
+    probs = np.array(
+        [[0.99, 0.01], [0.97, 0.03], [0.95, 0.05], [0.93, 0.07], [0.9, 0.1], [0.04, 0.96], [0.06, 0.94],
+         [0.08, 0.92]]
+    )  # fmt: skip
+    truth = np.array([0, 0, 1, 1, 0, 1, 1, 1])
+    # ONE threshold for 0.8 accuracy: 0.94 keeps five answers, four right (one wrong "normal" among them)
+    assert choose_threshold(probs, truth, 0.8)["threshold"] == pytest.approx(0.94)
+    # per label: "normal" needs 0.97 (two right of two); "pneumonia" is right everywhere above the floor
+    assert class_thresholds(probs, truth, 0.8, floor=0.94) == pytest.approx([0.97, 0.94])
+    # a label nothing above the floor names keeps the floor; a label that never reaches the target gets 1.0
+    assert class_thresholds(probs, truth, 0.8, floor=0.98) == pytest.approx([0.98, 0.98])
+    assert class_thresholds(probs[2:4], truth[2:4], 0.5, floor=0.5)[0] == 1.0
+
+
+def test_the_review_fit_gives_each_label_its_own_threshold_above_the_pooled_one():
+    # Clean validation: "normal" answers 0.99 right, 0.95 wrong; "pneumonia" answers 0.9 and 0.8 right.
+    clean = np.array([[0.99, 0.01], [0.95, 0.05], [0.1, 0.9], [0.2, 0.8]])
+    truth = np.array([0, 1, 1, 1])
+    review = fit_review(clean, truth, {}, 0.75, ["normal", "pneumonia"])
+    # pooled, one threshold (0.8) keeps 3 of 4 right; "normal" alone would be 1 of 2, so it needs 0.99
+    assert review["threshold"] == pytest.approx(0.8)
+    assert review["class_thresholds"] == {"normal": pytest.approx(0.99), "pneumonia": pytest.approx(0.8)}
+    # the figures are what the per-label thresholds keep: the wrong "normal" goes to review
+    assert (review["kept"], review["accuracy_above"]) == (3, 1.0)
+    with pytest.raises(ValueError, match="labels"):
+        fit_review(clean, truth, {}, 0.75, ["normal"])

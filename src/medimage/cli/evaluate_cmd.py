@@ -89,9 +89,9 @@ def run(args: argparse.Namespace) -> int:
     from medimage.training.runner import scan_tree
 
     classifier = TFLiteClassifier.from_file(args.model)
-    threshold = classifier.review_threshold if args.review_threshold is None else args.review_threshold
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise MedimageError(f"--review-threshold {threshold} is not a probability in [0, 1]")
+    if args.review_threshold is not None and not 0.0 <= args.review_threshold <= 1.0:
+        raise MedimageError(f"--review-threshold {args.review_threshold} is not a probability in [0, 1]")
+    threshold = classifier.review_policy if args.review_threshold is None else args.review_threshold
     scan = scan_tree(args.data, get_preset(args.preset), args.dataset)
     images = scan.images if args.split == "all" else scan.split(args.split)
     if not images:

@@ -3,22 +3,27 @@
 A prediction is kept (labelled automatically) when its confidence, the top-1 probability, is at least
 the threshold ``t``; coverage is the share kept and selective accuracy the accuracy on them. The
 threshold is chosen on the validation split for a stated target accuracy and then applied unchanged to
-every later image. Pure numpy, no TensorFlow.
+every later image. A threshold may also be one per predicted class (`class_thresholds`): the target then
+holds for each label the model gives, not only on average over them. Pure numpy, no TensorFlow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+# One confidence every answer must reach, or one per predicted class (in the model's label order).
+Threshold = float | Sequence[float]
 
 
 @dataclass(frozen=True)
 class Selection:
     """What a threshold keeps of one labelled set."""
 
-    threshold: float
+    threshold: float | list[float]
     coverage: float  # share of the images kept
     accuracy_above: float | None  # accuracy on the kept images; None when none is kept
     kept: int
@@ -51,13 +56,25 @@ def withhold(probabilities: np.ndarray, withheld: np.ndarray) -> np.ndarray:
     return probs
 
 
-def select(probabilities: np.ndarray, y_true: np.ndarray, threshold: float) -> Selection:
-    """Coverage and accuracy of the predictions whose confidence is >= ``threshold``."""
+def per_class(threshold: Threshold, n_classes: int) -> np.ndarray:
+    """The threshold as one confidence per predicted class."""
+    values = np.asarray(threshold, dtype=np.float64)
+    if values.ndim == 0:
+        return np.full(n_classes, float(values))
+    if values.shape != (n_classes,):
+        raise ValueError(f"expected one threshold or {n_classes} (one per class), got {values.shape[0]}")
+    return values
+
+
+def select(probabilities: np.ndarray, y_true: np.ndarray, threshold: Threshold) -> Selection:
+    """Coverage and accuracy of the predictions whose confidence is >= ``threshold`` (one figure, or the
+    threshold of the class each prediction names)."""
     confidence, correct = _check(probabilities, y_true)
-    kept = confidence >= threshold
+    needed = per_class(threshold, np.shape(probabilities)[1])
+    kept = confidence >= needed[np.asarray(probabilities).argmax(axis=1)]
     n_kept = int(kept.sum())
     return Selection(
-        threshold=float(threshold),
+        threshold=float(threshold) if np.ndim(threshold) == 0 else [float(t) for t in needed],
         coverage=round(n_kept / len(confidence), 6),
         accuracy_above=round(float(correct[kept].mean()), 6) if n_kept else None,
         kept=n_kept,
@@ -135,25 +152,64 @@ def choose_threshold(
     }
 
 
+def class_thresholds(
+    probabilities: np.ndarray, y_true: np.ndarray, target_accuracy: float, floor: float
+) -> list[float]:
+    """One threshold per predicted class: the lowest, never below ``floor``, at which the predictions that
+    name that class and are kept reach ``target_accuracy``; 1.0 for a class that never does, ``floor``
+    for a class nothing above the floor names (nothing to judge it by).
+
+    Why: a single threshold meets the target on average, and one class's confident mistakes (healthy
+    lungs called pneumonia, or pneumonia called normal) can hide behind another class's sure answers.
+    The floor keeps each class at least as strict as the single threshold: a class without mistakes on
+    validation is no reason to trust it more on another site's images."""
+    confidence, _ = _check(probabilities, y_true)
+    predicted = np.asarray(probabilities).argmax(axis=1)
+    thresholds = []
+    for label in range(np.shape(probabilities)[1]):
+        rows = (predicted == label) & (confidence >= floor) & (confidence > 0)
+        if not rows.any():
+            thresholds.append(float(floor))
+            continue
+        points = curve(np.asarray(probabilities)[rows], np.asarray(y_true)[rows])
+        reaching = [p.threshold for p in points if (p.accuracy_above or 0.0) >= target_accuracy]
+        if not reaching:
+            thresholds.append(1.0)
+        elif min(reaching) == points[-1].threshold:  # all of them: the floor keeps the same images
+            thresholds.append(float(floor))
+        else:
+            thresholds.append(min(reaching))
+    return thresholds
+
+
 def fit_review(
-    clean: np.ndarray, y_true: np.ndarray, shifted: dict[str, np.ndarray], target_accuracy: float
+    clean: np.ndarray,
+    y_true: np.ndarray,
+    shifted: dict[str, np.ndarray],
+    target_accuracy: float,
+    labels: Sequence[str],
 ) -> dict[str, Any]:
     """``model.json``'s ``review``: the threshold `choose_threshold` picks on the validation images clean
     and under every acquisition shift, pooled, so that the target holds on images that look like another
     site's and not only on the training site's (a threshold fitted on clean validation alone keeps the
-    over-confident answers a shift brings). ``coverage``/``accuracy_above``/``kept``/``n`` are what it
-    keeps of the clean validation images; ``pooled`` the same for everything it was fitted on,
+    over-confident answers a shift brings), and above it ``class_thresholds`` (by label), so that it holds
+    for each label given. ``coverage``/``accuracy_above``/``kept``/``n`` are what the class thresholds
+    keep of the clean validation images; ``pooled`` the same for everything they were fitted on,
     ``shifted_mean_coverage``/``shifted_mean_accuracy_above`` the means over the shifts."""
     y = np.asarray(y_true)
+    if len(labels) != np.shape(clean)[1]:
+        raise ValueError(f"{len(labels)} labels for {np.shape(clean)[1]} classes")
     pooled_probs = np.concatenate([clean, *shifted.values()])
     pooled_truth = np.concatenate([y] * (1 + len(shifted)))
     fitted = choose_threshold(pooled_probs, pooled_truth, target_accuracy)
-    threshold = fitted["threshold"]
-    on_clean = select(clean, y, threshold)
-    under_shift = [select(probs, y, threshold) for probs in shifted.values()]
+    by_class = class_thresholds(pooled_probs, pooled_truth, target_accuracy, fitted["threshold"])
+    pooled = select(pooled_probs, pooled_truth, by_class)
+    on_clean = select(clean, y, by_class)
+    under_shift = [select(probs, y, by_class) for probs in shifted.values()]
     above = [s.accuracy_above for s in under_shift if s.accuracy_above is not None]
     return {
-        "threshold": threshold,
+        "threshold": fitted["threshold"],
+        "class_thresholds": dict(zip(labels, by_class, strict=True)),
         "target_accuracy": target_accuracy,
         "reached": fitted["reached"],
         "coverage": on_clean.coverage,
@@ -161,7 +217,7 @@ def fit_review(
         "kept": on_clean.kept,
         "n": on_clean.n,
         "fitted_on": f"validation, clean and under {len(shifted)} acquisition shifts, pooled",
-        "pooled": {k: fitted[k] for k in ("coverage", "accuracy_above", "kept", "n")},
+        "pooled": {k: getattr(pooled, k) for k in ("coverage", "accuracy_above", "kept", "n")},
         "shifted_mean_coverage": round(float(np.mean([s.coverage for s in under_shift])), 6)
         if under_shift
         else None,

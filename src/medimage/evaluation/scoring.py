@@ -12,7 +12,7 @@ import numpy as np
 
 from medimage.core.metrics import evaluate
 from medimage.core.novelty import FOREIGN_IMAGE, OUTSIDE_TRAINING_DISTRIBUTION
-from medimage.core.selective import sampled_curve, select, withhold
+from medimage.core.selective import Threshold, sampled_curve, select, withhold
 
 OUTSIDE_REASONS = (FOREIGN_IMAGE, OUTSIDE_TRAINING_DISTRIBUTION)
 
@@ -76,7 +76,7 @@ def score(
     contents: Iterable[bytes],
     truth: Sequence[int],
     workers: int = 1,
-    threshold: float | None = None,
+    threshold: Threshold | None = None,
     per_image: bool = False,
 ) -> dict[str, Any]:
     """One split of ``evaluation.json`` (`medimage.core.metrics.evaluate`) for these images; with a review
@@ -95,7 +95,7 @@ def metrics_of(
     probs: np.ndarray,
     truth: Sequence[int],
     labels: list[str],
-    threshold: float | None = None,
+    threshold: Threshold | None = None,
     outside: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """`score` for probabilities already computed; ``outside`` marks the images routed to review whatever

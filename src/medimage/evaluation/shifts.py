@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
+from medimage.core.selective import Threshold
 from medimage.evaluation.scoring import Classifier, Scored, metrics_of, probabilities, scored
 
 
@@ -183,7 +184,7 @@ def robustness(
     files: Sequence[bytes],
     truth: Sequence[int],
     shifts: Sequence[Shift] | None = None,
-    threshold: float | None = None,
+    threshold: Threshold | None = None,
 ) -> dict[str, Any]:
     """Clean and shifted metrics of one classifier on the same images, plus the mean and the worst;
     with a review ``threshold``, also the coverage and selective accuracy it gives under each shift."""
@@ -201,7 +202,7 @@ def robustness_of(
     shifted_probs: dict[str, np.ndarray],
     truth: Sequence[int],
     labels: list[str],
-    threshold: float | None = None,
+    threshold: Threshold | None = None,
 ) -> dict[str, Any]:
     """`robustness` for probabilities already computed (clean, and by shift name)."""
     clean = metrics_of(clean_probs, truth, labels, threshold)

@@ -101,6 +101,20 @@ def review_threshold_of(meta: dict[str, Any]) -> float | None:
     return threshold
 
 
+def class_thresholds_of(meta: dict[str, Any], labels: list[str]) -> list[float] | None:
+    """``model.json`` ``review.class_thresholds`` in label order (the confidence each predicted label
+    needs), or None for a model with one threshold for all."""
+    by_label = (meta.get("review") or {}).get("class_thresholds")
+    if by_label is None:
+        return None
+    if not isinstance(by_label, dict) or sorted(by_label) != sorted(labels):
+        raise ModelError(f"model.json review.class_thresholds must give one threshold for each of {labels}")
+    thresholds = [float(by_label[label]) for label in labels]
+    if not all(0.0 <= t <= 1.0 for t in thresholds):
+        raise ModelError(f"model.json review.class_thresholds {by_label} are not probabilities in [0, 1]")
+    return thresholds
+
+
 def review_decision(
     confidence: float, threshold: float | None, outside: bool | str | None = False
 ) -> tuple[bool, str | None]:
@@ -175,7 +189,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class TFLiteClassifier:
     """One loaded model: preprocess bytes exactly as in training, run the interpreter, map labels.
 
-    ``review_threshold`` (a per-deployment setting) overrides ``model.json``'s ``review.threshold``;
+    ``review_threshold`` (a per-deployment setting) overrides ``model.json``'s ``review.threshold`` and
+    ``review.class_thresholds`` (one figure for every label);
     ``supports_explain`` says whether the model has the class-activation output; ``interpreter`` (an
     ``Interpreter`` class, `resolve_interpreter`'s by default) lets the trainer run TensorFlow's.
     """
@@ -199,6 +214,7 @@ class TFLiteClassifier:
         self.review_threshold = (
             review_threshold if review_threshold is not None else review_threshold_of(meta)
         )
+        self.class_thresholds = None if review_threshold is not None else class_thresholds_of(meta, labels)
         self.input_profile = input_profile_of(meta)
         self.novelty_policy = novelty_policy_of(meta)
         try:
@@ -224,6 +240,11 @@ class TFLiteClassifier:
     def sha256(self) -> str:
         """Hashed on request: a served model's bytes were already verified against the pointer's digest."""
         return hashlib.sha256(self._content).hexdigest()
+
+    @property
+    def review_policy(self) -> float | list[float] | None:
+        """The confidence an answer needs to be labeled: one per label where the model has them."""
+        return self.class_thresholds if self.class_thresholds is not None else self.review_threshold
 
     @property
     def supports_explain(self) -> bool:
@@ -358,13 +379,17 @@ class TFLiteClassifier:
     ) -> Prediction:
         """Label, confidence and review decision; ``cam`` (h x w x C) becomes the predicted class's heatmap.
 
-        ``review_threshold`` overrides the classifier's; classes that borrow this method without a review
-        policy of their own (the TensorFlow benchmark) get none."""
+        ``review_threshold`` overrides the classifier's (one figure for every label); classes that borrow
+        this method without a review policy of their own (the TensorFlow benchmark) get none."""
         best = int(np.argmax(probs))
         confidence = round(float(probs[best]), 6)  # decided on the figure reported (and scored)
-        threshold = (
-            review_threshold if review_threshold is not None else getattr(self, "review_threshold", None)
-        )
+        by_class = getattr(self, "class_thresholds", None)
+        if review_threshold is not None:
+            threshold: float | None = review_threshold
+        elif by_class is not None:
+            threshold = by_class[best]
+        else:
+            threshold = getattr(self, "review_threshold", None)
         needs_review, reason = review_decision(confidence, threshold, outside)
         return Prediction(
             label=self.labels[best],

@@ -115,9 +115,13 @@ async function loadHealth() {
     line.textContent = "";
     line.append("Model ", el("strong", "version", model.model_version));
     if (model.trained_at) line.append(", trained ", el("strong", "trained", model.trained_at.slice(0, 10)));
-    if (model.review_threshold !== null && model.review_threshold !== undefined) {
-      const threshold = (100 * model.review_threshold).toFixed(0) + " %";
-      line.append(", review below ", el("strong", "threshold", threshold));
+    const percent = (value) => (100 * value).toFixed(0) + " %";
+    if (model.review_thresholds) {
+      const parts = Object.entries(model.review_thresholds)
+        .map(([label, value]) => label + " " + percent(value));
+      line.append(", review below ", el("strong", "threshold", parts.join(", ")));
+    } else if (model.review_threshold !== null && model.review_threshold !== undefined) {
+      line.append(", review below ", el("strong", "threshold", percent(model.review_threshold)));
     }
     line.append(" (" + dataset + ")");
     line.dataset.state = "loaded";

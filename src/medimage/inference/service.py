@@ -156,13 +156,18 @@ class InferenceService:
         }
 
     def _model_facts(self, model: LoadedModel) -> dict[str, Any]:
-        """A served model as a client shows it: version, date, variant, review threshold, explain."""
+        """A served model as a client shows it: version, date, variant, review thresholds (one figure, and
+        by label where the model has one per label and the deployment sets none), explain."""
         classifier = model.classifier
         threshold = self.config.review_threshold
+        by_class = classifier.class_thresholds if threshold is None else None
         return {
             "model_version": model.version,
             "variant": model.variant,
             "trained_at": classifier.meta.get("trained_at"),
             "review_threshold": threshold if threshold is not None else classifier.review_threshold,
+            "review_thresholds": None
+            if by_class is None
+            else dict(zip(classifier.labels, by_class, strict=True)),
             "explain": classifier.supports_explain,
         }

@@ -19,6 +19,7 @@ import numpy as np
 
 from medimage.core.input_profile import InputProfile
 from medimage.core.preprocess import PreprocessSpec
+from medimage.core.selective import Threshold
 from medimage.training.contract import Log, TrainConfig
 from medimage.training.data import LabeledChannels
 
@@ -153,7 +154,7 @@ def export_and_evaluate(
     for name in classifiers:
         policy = policies[name]
         if policy is None:
-            reviews[name] = fit_review(val_probs[name], y_val, shifted[name], config.review_target)
+            reviews[name] = fit_review(val_probs[name], y_val, shifted[name], config.review_target, labels)
             continue
         reviews[name] = fit_review(
             withhold(val_probs[name], policy.flagged(val_scored[name].novelty)),
@@ -163,12 +164,13 @@ def export_and_evaluate(
                 for shift, result in shifted_results[name].items()
             },
             config.review_target,
+            labels,
         )
     quantization = int8_parity(
         {name: (val_probs[name], shifted[name]) for name in classifiers},
         y_val,
         labels,
-        {n: r["threshold"] for n, r in reviews.items()},
+        {n: [r["class_thresholds"][label] for label in labels] for n, r in reviews.items()},
     )
     quantization["mixed_precision"] = mixed.to_dict()
     log(f"int8 parity on validation: {quantization}")
@@ -235,7 +237,7 @@ def export_and_evaluate(
 
     # Score val and test exactly as the inference Lambda would: file bytes -> serving classifier.
     served = TFLiteClassifier.from_dir(model_dir, interpreter=interpreter)
-    threshold = served.review_threshold
+    threshold = served.review_policy
     evaluation = {"val": score(served, val_files, y_val, threshold=threshold)}
     contents = (path.read_bytes() for path in channels["test"].paths)
     evaluation["test"] = score(served, contents, data.y["test"], threshold=threshold, per_image=True)
@@ -281,7 +283,7 @@ def int8_parity(
     outputs: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
     truth: Any,
     labels: list[str],
-    thresholds: dict[str, float] | None = None,
+    thresholds: dict[str, Threshold] | None = None,
 ) -> dict[str, Any]:
     """Float and int8 side by side on the validation images, clean and under the acquisition shifts (each
     at its own review threshold, when given), from each variant's probabilities (clean, and by shift);

@@ -85,8 +85,14 @@ def coverage_accuracy(evaluation: dict[str, dict[str, Any]], path: Path) -> bool
                 color=line.get_color(),
                 markerfacecolor="none",
             )
+            threshold = selective["threshold"]
+            shown = (
+                f"{threshold:.3f}"
+                if isinstance(threshold, int | float)
+                else "/".join(f"{t:.3f}" for t in threshold)
+            )
             ax.annotate(
-                f"threshold {selective['threshold']:.3f}: {selective['coverage']:.0%} kept, "
+                f"threshold {shown}: {selective['coverage']:.0%} kept, "
                 f"{selective['accuracy_above']:.3f} right",
                 (selective["coverage"], selective["accuracy_above"]),
                 textcoords="offset points",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,12 @@ from medimage.core.preprocess import PreprocessSpec
 from medimage.training import format_metrics
 from medimage.training.contract import Log, TrainConfig
 from medimage.training.data import LabeledChannels, balanced_class_weights
-from medimage.training.schedule import batch_norm_momentum, effective_batch_size, weight_average_momentum
+from medimage.training.schedule import (
+    batch_norm_momentum,
+    effective_batch_size,
+    epochs_within_budget,
+    weight_average_momentum,
+)
 
 BN_RECOMPUTE_IMAGES = 1024  # enough for per-channel means and variances; a few seconds an epoch on 2 cores
 
@@ -31,20 +37,23 @@ class Fitted:
 @dataclass
 class _Monitor:
     """Per-epoch validation metrics, early stopping on the calibrated validation loss with best-weight
-    restore, and a time budget."""
+    restore, and a time budget the epochs are planned to (``replan`` gets each shorter plan)."""
 
     x_val: np.ndarray
     y_val: np.ndarray
     epochs: int
     patience: int
-    deadline: float
+    budget_s: float
     log: Log
+    replan: Callable[[int], None] = lambda epochs: None
     history: dict[str, list[float]] = field(default_factory=dict)
     best_loss: float = float("inf")
     best_epoch: int = 0
     best_weights: list[np.ndarray] | None = None
     stop_reason: str = "epochs"
     started: float = 0.0
+    fit_started: float = field(default_factory=time.monotonic)
+    planned: int = 0
 
     def callback(self) -> Any:
         import keras
@@ -90,7 +99,18 @@ class _Monitor:
         elif epoch + 1 - self.best_epoch >= self.patience:
             self.stop_reason = f"no validation improvement for {self.patience} epochs"
             model.stop_training = True
-        if time.monotonic() > self.deadline and not model.stop_training:
+        if model.stop_training:
+            return
+        elapsed = time.monotonic() - self.fit_started
+        planned = epochs_within_budget(self.planned or self.epochs, epoch + 1, elapsed, self.budget_s)
+        if planned < (self.planned or self.epochs):
+            self.log(
+                f"time budget: {planned} of {self.epochs} epochs fit in {self.budget_s:.0f}s at "
+                f"{elapsed / (epoch + 1):.0f}s an epoch; the learning rate now decays by epoch {planned}"
+            )
+            self.replan(planned)
+        self.planned = planned
+        if epoch + 1 >= planned and planned < self.epochs:
             self.stop_reason = "time budget reached"
             model.stop_training = True
 
@@ -169,6 +189,7 @@ def fit(config: TrainConfig, spec: PreprocessSpec, data: LabeledChannels, log: L
     import keras
 
     from medimage.training.augment import AugmentConfig, batch_augmenter
+    from medimage.training.lr_schedule import WarmupThenCosine
 
     n_classes = len(data.labels)
     x_train, y_train = data.channels["train"].x, data.y["train"]
@@ -209,13 +230,7 @@ def fit(config: TrainConfig, spec: PreprocessSpec, data: LabeledChannels, log: L
     )
     # At most half the run: a short run (the demo, a test) keeps the preset's warm-up from eating it all.
     warmup_steps = min(round(steps * config.warmup_epochs), (steps * config.epochs) // 2)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup_steps else config.learning_rate,
-        decay_steps=steps * config.epochs - warmup_steps,
-        alpha=0.05,
-        warmup_target=config.learning_rate if warmup_steps else None,
-        warmup_steps=warmup_steps,
-    )
+    schedule = WarmupThenCosine(config.learning_rate, warmup_steps, steps * config.epochs)
     # With --ema every epoch is judged (and the best one kept) on the averaged weights: SwapEMAWeights puts
     # them in the model at each epoch's end, before the monitor runs, and takes them out at the next start.
     model.compile(
@@ -228,10 +243,11 @@ def fit(config: TrainConfig, spec: PreprocessSpec, data: LabeledChannels, log: L
         data.y["validation"],
         config.epochs,
         config.patience,
-        time.monotonic() + 60 * config.max_train_minutes,
+        60 * config.max_train_minutes,
         log,
+        replan=lambda epochs: schedule.set_total_steps(steps * epochs),
     )
-    fit_started = time.monotonic()
+    fit_started = monitor.fit_started = time.monotonic()
     callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema > 0 else []
     if config.bn_recompute:
         callbacks.append(bn_recompute_callback(model, x_train, config.seed))

@@ -52,3 +52,16 @@ def ema_setting(text: str) -> float | str:
     if not 0 <= momentum < 1:
         raise argparse.ArgumentTypeError(f"--ema must lie in [0, 1), got {text!r}")
     return "off" if momentum == 0 else momentum
+
+
+def epochs_within_budget(planned: int, done: int, elapsed_s: float, budget_s: float) -> int:
+    """How many epochs the run can hold: ``planned``, or fewer when the epochs so far, at their mean time,
+    say the rest would overrun the time budget; never fewer than ``done`` (then the run stops now).
+
+    Why: a run cut short by its budget stops while the learning rate is still high, in the middle of the
+    cosine decay; planned to the budget it decays fully, on a loaded machine or a larger dataset alike."""
+    if done <= 0 or elapsed_s <= 0:
+        return planned
+    per_epoch = elapsed_s / done
+    fits = done + int(max(0.0, budget_s - elapsed_s) // per_epoch)
+    return max(done, min(planned, fits))

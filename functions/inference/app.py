@@ -34,7 +34,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from medimage.core.errors import MedimageError
-from medimage.inference.api import ApiError, error_body, parse_predict_request
+from medimage.inference.api import ApiError, error_body, parse_predict_request, raw_body
 from medimage.inference.cache import LocalModelSource, ModelCache
 from medimage.inference.service import InferenceService
 from medimage.inference.settings import InferenceSettings
@@ -233,15 +233,6 @@ def review(event: Proxy) -> Proxy:
     return _json(*review_api().handle(event))
 
 
-def _raw_body(event: Proxy) -> bytes:
-    from medimage.inference.api import decode_base64
-
-    body = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        return decode_base64(body, "the base64-encoded request body")
-    return body.encode("utf-8", errors="surrogateescape")
-
-
 def _dicom_json(status: int, doc: dict[str, Any]) -> Proxy:
     return _response(status, "application/dicom+json", json.dumps(doc))
 
@@ -261,7 +252,7 @@ def stow(event: Proxy, target: StowTarget) -> Proxy:
     if not service().config.data_bucket:
         raise ApiError(503, "no_store", "STOW-RS stores into the data bucket: none is configured here")
     try:
-        parts = parse_stow_body(header(event.get("headers"), "content-type"), _raw_body(event))
+        parts = parse_stow_body(header(event.get("headers"), "content-type"), raw_body(event))
     except StowRequestError as exc:
         fields = rejection_fields(exc.code, "stow", status=exc.status, reason=exc.message)
         logger.info(REJECTED, extra={**fields, "correlation_id": correlation_id(event)})
@@ -328,13 +319,6 @@ def handle_api(event: Proxy) -> Proxy:
 
 
 # ---------------------------------------------------------------- SQS-wrapped S3 events
-def object_refs(record: SQSRecord) -> list[ObjectRef]:
-    """The created objects of one SQS message; S3's ``s3:TestEvent`` carries none."""
-    from medimage.core.events import refs_from_sqs_body
-
-    return refs_from_sqs_body(record.body)
-
-
 def _log_outcome(outcome: LabelOutcome) -> None:
     if outcome.result is not None:
         logger.info(PREDICTION, extra={**prediction_fields(outcome.result, "s3"), "key": outcome.key})
@@ -357,6 +341,7 @@ def _log_outcome(outcome: LabelOutcome) -> None:
 def handle_sqs(event: dict[str, Any]) -> dict[str, Any]:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+    from medimage.core.events import refs_from_sqs_body
     from medimage.core.objects import batch_id
 
     records = event["Records"]
@@ -365,12 +350,12 @@ def handle_sqs(event: dict[str, Any]) -> dict[str, Any]:
     for raw in records:
         # A malformed message adds nothing here; the record handler fails it (retried, then dead-lettered).
         with contextlib.suppress(MedimageError, ValueError, KeyError, TypeError, AttributeError):
-            refs.extend(object_refs(SQSRecord(raw)))
+            refs.extend(refs_from_sqs_body(SQSRecord(raw).body))  # S3's s3:TestEvent has none
     batch = batch_id(refs)
     outcomes: list[LabelOutcome] = []
 
     def record_handler(record: SQSRecord) -> None:
-        for ref in object_refs(record):
+        for ref in refs_from_sqs_body(record.body):
             outcome = labeler().label(ref, batch)
             outcomes.append(outcome)
             _log_outcome(outcome)

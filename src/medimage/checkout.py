@@ -6,6 +6,7 @@ The CLI's local commands read ``template.yaml``, ``samconfig.toml``, ``training/
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -29,3 +30,8 @@ def project_file(relative: str) -> Path:
         if root is not None and (root / relative).exists():
             return root / relative
     raise FileNotFoundError(f"{relative} not found: run medimage from its source checkout")
+
+
+def default_template() -> Path:
+    """``$MEDIMAGE_TEMPLATE``, else the checkout's ``template.yaml``."""
+    return Path(os.environ.get("MEDIMAGE_TEMPLATE") or project_file("template.yaml"))

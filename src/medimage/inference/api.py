@@ -235,3 +235,11 @@ def parse_predict_request(
             413, "too_large", f"the image is {len(image)} bytes, over the limit of {max_bytes} bytes"
         )
     return PredictRequest(image=image, dataset=dataset, explain=explain)
+
+
+def raw_body(event: dict[str, Any]) -> bytes:
+    """A REST proxy event's body as the client sent it (API Gateway base64-encodes binary media types)."""
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return decode_base64(body, "the base64-encoded request body")
+    return body.encode("utf-8", errors="surrogateescape")

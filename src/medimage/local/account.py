@@ -13,3 +13,14 @@ CREDENTIALS = {
     "AWS_SECURITY_TOKEN": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
+
+# Settings that only local mode adds: quiet, metric-free handlers with fake credentials.
+LOCAL_ENV = {
+    "AWS_DEFAULT_REGION": REGION,
+    **CREDENTIALS,
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    # Delivery here is one thread: a commit that finds annotation pending fails at once and is retried
+    # after the next round has drained the annotate queue, instead of sleeping.
+    "ANNOTATION_WAIT_S": "0",
+}

@@ -30,9 +30,9 @@ from typing import Any
 
 import boto3
 
-from medimage.checkout import project_file
+from medimage.checkout import default_template
 from medimage.core.training_job import PRETRAINED_CHANNEL
-from medimage.local.account import ACCOUNT, CREDENTIALS, REGION
+from medimage.local.account import ACCOUNT, LOCAL_ENV, REGION
 from medimage.local.alarm_events import AlarmEvents, AlarmWatcher, create_alarms
 from medimage.local.delivery import (
     ASYNC_ATTEMPTS,
@@ -47,16 +47,17 @@ from medimage.local.functions import LocalFunction, share_environment, template_
 from medimage.local.moto_map import local_definition
 from medimage.local.moto_patches import configure_moto_server, moto_config
 from medimage.local.template import Resolver, definition_from_template
-from medimage.local.wiring import bucket_notification, queue_attributes, sqs_event_source, sqs_mappings
+from medimage.local.wiring import (
+    bucket_notification,
+    dead_letter_url,
+    queue_attributes,
+    sqs_event_source,
+    sqs_mappings,
+)
 from medimage.template_file import load_template, resources_of_type
 from medimage.training.pretrained import MOBILENET_V2_FILE, PRETRAINED_DIR_ENV
 
 log = logging.getLogger("medimage.local")
-
-
-def default_template() -> Path:
-    """``$MEDIMAGE_TEMPLATE``, else the checkout's ``template.yaml``."""
-    return Path(os.environ.get("MEDIMAGE_TEMPLATE") or project_file("template.yaml"))
 
 
 def local_pretrained_dir(root: Path, env: Mapping[str, str] = os.environ) -> Path:
@@ -64,17 +65,6 @@ def local_pretrained_dir(root: Path, env: Mapping[str, str] = os.environ) -> Pat
     given = env.get(PRETRAINED_DIR_ENV)
     return Path(given) if given else root.parent / "shared" / "data" / "pretrained"
 
-
-# Settings that only local mode adds: quiet, metric-free handlers with fake credentials.
-LOCAL_ENV = {
-    "AWS_DEFAULT_REGION": REGION,
-    **CREDENTIALS,
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    # Delivery here is one thread: a commit that finds annotation pending fails at once and is retried
-    # after the next round has drained the annotate queue, instead of sleeping.
-    "ANNOTATION_WAIT_S": "0",
-}
 
 __all__ = ["ASYNC_ATTEMPTS", "EventSource", "LocalAws", "PumpReport", "moto_config", "sqs_record"]
 
@@ -318,19 +308,9 @@ class LocalAws:
                         1,
                         eventbridge=True,
                         retry_delays_s=self.async_retry_delays_s,
-                        dead_letter_url=self._dead_letter_url(res),
+                        dead_letter_url=dead_letter_url(res, self.resolver, self.attrs, self.refs),
                     )
                 )
-
-    def _dead_letter_url(self, function: dict[str, Any]) -> str | None:
-        """The queue of a function's ``DeadLetterQueue`` (where failed asynchronous invocations go)."""
-        assert self.resolver is not None
-        dead_letter = function.get("Properties", {}).get("DeadLetterQueue") or {}
-        if dead_letter.get("Type") != "SQS":
-            return None
-        arn = self.resolver.resolve(dead_letter["TargetArn"])
-        logical = next((k for (k, a), v in self.attrs.items() if a == "Arn" and v == arn), None)
-        return self.refs.get(logical) if logical else None
 
     @contextmanager
     def running(

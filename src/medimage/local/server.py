@@ -23,11 +23,12 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from medimage.checkout import default_template
 from medimage.core.errors import UpProblem
 from medimage.core.gate import verdict
 from medimage.local.account import REGION
 from medimage.local.apigateway import make_http_handler
-from medimage.local.environment import LocalAws, default_template
+from medimage.local.environment import LocalAws
 from medimage.template_file import load_template, resources_of_type
 
 log = logging.getLogger("medimage.local")

@@ -78,3 +78,20 @@ def bucket_notification(config: dict[str, Any]) -> dict[str, Any]:
     if config.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
         notification["EventBridgeConfiguration"] = {}
     return notification
+
+
+def dead_letter_url(
+    function: dict[str, Any],
+    resolver: Resolver | None,
+    attrs: dict[tuple[str, str], str],
+    refs: dict[str, str],
+) -> str | None:
+    """The queue URL of a function's ``DeadLetterQueue`` (where failed asynchronous invocations go), from
+    the created resources' attributes (``(logical, "Arn")``) and references (logical id to queue URL)."""
+    assert resolver is not None
+    dead_letter = function.get("Properties", {}).get("DeadLetterQueue") or {}
+    if dead_letter.get("Type") != "SQS":
+        return None
+    arn = resolver.resolve(dead_letter["TargetArn"])
+    logical = next((k for (k, a), v in attrs.items() if a == "Arn" and v == arn), None)
+    return refs.get(logical) if logical else None

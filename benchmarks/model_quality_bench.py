@@ -86,6 +86,9 @@ def report(model_dir: Path, preset_name: str, data: Path) -> dict[str, Any]:
         "served": meta.get("model_file"),
         "training_seconds": meta.get("training_seconds"),
         "review_threshold": classifier.review_threshold,
+        "class_thresholds": None
+        if classifier.class_thresholds is None
+        else dict(zip(classifier.labels, classifier.class_thresholds, strict=True)),
         "novelty": {k: meta["novelty"][k] for k in ("unusual_threshold", "foreign_threshold")}
         if meta.get("novelty")
         else None,

@@ -257,6 +257,7 @@ def test_evaluate_report_routes_clean_shifted_made_and_foreign_sets_side_by_side
 
     # THEN every set has its routing: what was labeled, how right, the errors sent to review, and why
     evaluation = json.loads((trained["out"] / "evaluation.json").read_text())
+    assert report["review_thresholds"] == meta["review"]["class_thresholds"]
     assert report["clean"]["n"] == evaluation["val"]["n"]
     assert report["clean"]["accuracy"] == pytest.approx(evaluation["val"]["accuracy"], abs=1e-6)
     assert set(report["shifted"]) == {"gamma_1.5", "pad_12"}

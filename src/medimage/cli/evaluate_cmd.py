@@ -159,8 +159,14 @@ def _report(
     if args.pages:
         foreign["rendered_pages"] = rendered_pages(args.pages)
     shifts = get_shifts(None if args.shifts in (None, "all") else args.shifts.split(","))
+    policy = classifier.review_policy
+    thresholds = (
+        {"review_thresholds": dict(zip(classifier.labels, policy, strict=True))}
+        if isinstance(policy, list)
+        else {"review_threshold": policy}
+    )
     try:
-        return side_by_side(classifier, files, truth, shifts, foreign)
+        return {**thresholds, **side_by_side(classifier, files, truth, shifts, foreign)}
     except RejectedInput as exc:
         raise MedimageError(f"an image cannot be scored: {exc}") from None
 

@@ -20,8 +20,10 @@ from medimage.training.options import add_field_options, option_name
 CONFIG_OPTIONS = ("epochs", "image_size")
 PROGRESS_PREFIXES = (
     "data:",
+    "starting weights:",
     "model:",
     "epoch ",
+    "time budget:",
     "training stopped",
     "export:",
     "final:",

@@ -47,6 +47,10 @@ TRAIN_OPTIONS: dict[str, OptionSpec] = {
     "width": OptionSpec("filters of the first conv layer"),
     "weight_decay": OptionSpec("L2 on conv kernels"),
     "patience": OptionSpec("epochs without val improvement"),
+    "max_train_minutes": OptionSpec(
+        "time budget of the fit: fewer epochs are planned, with the learning rate decaying by the last, "
+        "when the first ones show the rest would not fit"
+    ),
     "aspect_jitter": OptionSpec("independent x/y zoom (aspect-ratio change), as a fraction"),
     "acquisition_augment": OptionSpec("per-image gamma, blur or sharpening, and noise"),
     "acquisition_probability": OptionSpec("share of training images the acquisition augmentation changes"),

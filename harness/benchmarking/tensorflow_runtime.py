@@ -17,12 +17,8 @@ def use_tensorflow(module: Any, model_path: str | Path, dataset: str) -> str:
 
     from medimage.core.preprocess import PreprocessSpec
     from medimage.inference.cache import LocalModelSource, ModelCache, ServingPointer
-    from medimage.inference.model import (
-        TFLiteClassifier,
-        input_profile_of,
-        read_model_json,
-        review_threshold_of,
-    )
+    from medimage.inference.model import TFLiteClassifier, input_profile_of, read_model_json
+    from medimage.inference.review_policy import review_threshold_of
     from medimage.inference.service import InferenceService
     from medimage.inference.settings import InferenceSettings
 

@@ -12,7 +12,8 @@ from PIL import Image
 
 from medimage.core.errors import ModelError
 from medimage.core.input_profile import InputProfile
-from medimage.inference.model import TFLiteClassifier, review_decision
+from medimage.inference.model import TFLiteClassifier
+from medimage.inference.review_policy import review_decision
 
 from .conftest import build_model_dir
 

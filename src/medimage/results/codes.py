@@ -62,7 +62,7 @@ REVIEW_REASON = Concept("REVIEW_REASON", LOCAL_SCHEME, "Reason for clinician rev
 REVIEW_VERDICT = Concept("REVIEW_VERDICT", LOCAL_SCHEME, "Clinician verdict on the AI finding")
 ACCEPTED = Concept("ACCEPTED", LOCAL_SCHEME, "AI finding accepted")
 MODIFIED = Concept("MODIFIED", LOCAL_SCHEME, "AI finding modified")
-# Why a prediction needs review (`medimage.inference.model.REVIEW_REASONS`).
+# Why a prediction needs review (`medimage.inference.review_policy.REVIEW_REASONS`).
 REVIEW_REASONS: dict[str, Concept] = {
     "foreign_image": Concept("FOREIGN_IMAGE", LOCAL_SCHEME, "Not the kind of image the model reads"),
     "outside_training_distribution": Concept(
